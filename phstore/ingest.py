@@ -1,0 +1,237 @@
+"""Read snapshots from anything ASE reads, validate them, and append them to the store.
+
+Every snapshot is keyed by **density** (g/cm³; the file's ``density`` key, else N·m/V),
+**trajectory** (the source file's path relative to the directory given, without suffix, e.g.
+``216atom_amorphous/run1``) and **frame** (index within the file). A bad frame is recorded as
+rejected with its file and index and the rest goes on; a frame whose content hash (numbers,
+positions, cell, energy) is already stored is skipped, so re-ingesting adds no duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import ase.io
+import numpy as np
+import xarray as xr
+from ase import Atoms
+from ase.data import atomic_masses
+from ase.io.formats import filetype
+from tqdm.auto import tqdm
+
+from phstore.store import SNAPSHOT, FeatureStore
+from phstore.units import density_gcc
+
+#: File names ingest picks up when given a directory.
+SUFFIXES = (".xyz", ".extxyz", ".db", ".traj", ".dump", ".lammpstrj", ".vasp", ".xml")
+NAMES = ("OUTCAR", "vasprun.xml", "XDATCAR")
+
+
+@dataclass
+class IngestReport:
+    """Counts of an ingest run and the frames it refused."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n_added(self) -> int:
+        return sum(self.added.values())
+
+
+def find_sources(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
+    """``(file, root)`` pairs: files as given, directories searched recursively."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and (f.suffix in SUFFIXES or f.name in NAMES))
+            out += [(f, p) for f in files]
+        else:
+            out.append((p, p.parent))
+    return out
+
+
+def _split_xyz(text: str) -> Iterator[str]:
+    """Split (extended) XYZ text into frame blocks without parsing them, so one bad block
+    costs only that frame. A truncated last block is yielded as it is (and fails to parse)."""
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        try:
+            n = int(lines[i].split()[0])
+        except ValueError:
+            yield "".join(lines[i:])  # unparseable header: the rest is one bad block
+            return
+        yield "".join(lines[i : i + n + 2])
+        i += n + 2
+
+
+def read_frames(path: Path) -> Iterator[tuple[int, Atoms | Exception]]:
+    """Yield ``(index, Atoms)`` or ``(index, exception)`` for each frame of ``path``."""
+    if path.stat().st_size == 0:
+        yield -1, ValueError("empty file")
+        return
+    try:
+        fmt = filetype(str(path), guess=True)
+    except Exception as exc:
+        yield -1, exc
+        return
+    if fmt in ("xyz", "extxyz"):
+        for i, block in enumerate(_split_xyz(path.read_text(errors="replace"))):
+            try:
+                yield i, ase.io.read(io.StringIO(block), format="extxyz")
+            except Exception as exc:
+                yield i, exc
+        return
+    i = 0
+    try:
+        for atoms in ase.io.iread(str(path), index=":", format=fmt):
+            yield i, atoms
+            i += 1
+    except Exception as exc:  # the reader cannot go on past a broken frame in these formats
+        yield i, ValueError(f"unreadable from frame {i} on: {type(exc).__name__}: {exc}")
+
+
+def check(atoms: Atoms) -> str | None:
+    """Why a frame cannot be stored, or None if it can."""
+    if len(atoms) == 0:
+        return "no atoms"
+    if not np.isfinite(atoms.positions).all():
+        return "non-finite (NaN/inf) coordinates"
+    if not atoms.pbc.all():
+        return f"not periodic in all three directions (pbc={atoms.pbc.tolist()})"
+    if not np.isfinite(atoms.cell.array).all() or abs(atoms.cell.volume) < 1e-6:
+        return "zero-volume or non-finite cell"
+    if (atoms.numbers <= 0).any():
+        return "unknown species (atomic number 0)"
+    try:
+        energy = atoms.get_potential_energy()
+    except Exception:
+        return "missing energy (no 'energy' in the frame)"
+    if not np.isfinite(energy):
+        return "non-finite energy"
+    return None
+
+
+def content_hash(atoms: Atoms, energy: float) -> int:
+    """64-bit hash of atomic numbers, positions, cell and energy (eV): the dedup key."""
+    h = hashlib.blake2b(digest_size=8)
+    for arr in (atoms.numbers.astype(np.int64), atoms.positions, atoms.cell.array, np.float64(energy)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+def collection_name(atoms: Atoms) -> str:
+    """Collection of a frame: its composition in Hill order, e.g. ``C216``."""
+    return atoms.get_chemical_formula(mode="hill")
+
+
+def _row(atoms: Atoms, path: Path, root: Path, index: int) -> dict[str, Any]:
+    """One snapshot row; atoms are sorted by atomic number so a collection has one layout."""
+    info = atoms.info
+    energy = float(atoms.get_potential_energy())
+    density = info.get("density", info.get("density_gcc"))
+    atoms = atoms[np.argsort(atoms.numbers, kind="stable")]  # (drops the calculator: energy read above)
+    return {
+        "positions": atoms.positions,
+        "cell": atoms.cell.array,
+        "numbers": atoms.numbers.astype(np.int16),
+        "energy": energy,
+        "energy_per_atom": energy / len(atoms),
+        "density": float(density) if density is not None else density_gcc(float(atoms.get_masses().sum()), abs(atoms.cell.volume)),
+        "trajectory": str(path.relative_to(root).with_suffix("")),
+        "frame": index,
+        "process": str(info.get("process", "")),
+        "temperature": float(info.get("temperature", np.nan)),
+        "source": str(path),
+        "source_index": index,
+        "content_hash": content_hash(atoms, energy),
+    }
+
+
+def _dataset(rows: list[dict[str, Any]]) -> xr.Dataset:
+    def col(name: str, dtype: Any = None) -> np.ndarray:
+        return np.array([r[name] for r in rows], dtype=dtype)
+
+    return xr.Dataset(
+        {
+            "positions": ((SNAPSHOT, "atom", "xyz"), col("positions", np.float64), {"units": "Å"}),
+            "cell": ((SNAPSHOT, "cell_vector", "xyz"), col("cell", np.float64), {"units": "Å"}),
+            "numbers": ((SNAPSHOT, "atom"), col("numbers", np.int16)),
+            "energy": ((SNAPSHOT,), col("energy", np.float64), {"units": "eV"}),
+            "energy_per_atom": ((SNAPSHOT,), col("energy_per_atom", np.float64), {"units": "eV/atom"}),
+            "density": ((SNAPSHOT,), col("density", np.float64), {"units": "g/cm3"}),
+            "trajectory": ((SNAPSHOT,), col("trajectory", object)),
+            "frame": ((SNAPSHOT,), col("frame", np.int64)),
+            "process": ((SNAPSHOT,), col("process", object)),
+            "temperature": ((SNAPSHOT,), col("temperature", np.float64), {"units": "K"}),
+            "source": ((SNAPSHOT,), col("source", object)),
+            "source_index": ((SNAPSHOT,), col("source_index", np.int64)),
+            "content_hash": ((SNAPSHOT,), col("content_hash", np.int64)),
+        }
+    )
+
+
+def ingest(
+    store_path: str | Path,
+    sources: Iterable[str | Path],
+    chunk_size: int | None = None,
+    batch: int = 1024,
+    progress: bool = True,
+) -> IngestReport:
+    """Add the frames of ``sources`` (files or directories) to the store at ``store_path``.
+
+    Frames go to the collection of their composition; ``batch`` frames are appended at a time
+    (bounded memory). Bad frames are reported in the result and recorded in the store.
+    """
+    kwargs = {} if chunk_size is None else {"chunk_size": chunk_size}
+    store = FeatureStore(store_path, mode="a", **kwargs)
+    report = IngestReport()
+    pending: dict[str, list[dict[str, Any]]] = {}
+    known: dict[str, set[int]] = {}
+
+    def flush(coll: str) -> None:
+        rows = pending.pop(coll, [])
+        if rows:
+            store.append_frames(coll, _dataset(rows), {"natoms": len(rows[0]["numbers"]), "formula": coll})
+            report.added[coll] = report.added.get(coll, 0) + len(rows)
+
+    def reject(path: Path, index: int, reason: str) -> None:
+        report.rejected.append({"source": str(path), "index": index, "reason": reason})
+
+    files = find_sources(sources)
+    for path, root in tqdm(files, desc="ingest", unit="file", disable=not progress):
+        if not path.exists():
+            reject(path, -1, "no such file")
+            continue
+        for index, item in read_frames(path):
+            if isinstance(item, Exception):
+                reject(path, index, f"unparseable: {type(item).__name__}: {item}")
+                continue
+            reason = check(item)
+            if reason:
+                reject(path, index, reason)
+                continue
+            coll = collection_name(item)
+            if coll not in known:
+                known[coll] = store.existing_hashes(coll)
+            row = _row(item, path, root, index)
+            if row["content_hash"] in known[coll]:
+                report.duplicates += 1
+                continue
+            known[coll].add(row["content_hash"])
+            pending.setdefault(coll, []).append(row)
+            if len(pending[coll]) >= batch:
+                flush(coll)
+    for coll in list(pending):
+        flush(coll)
+    store.add_rejected(report.rejected)
+    return report

@@ -1,0 +1,48 @@
+"""Provenance keys: a descriptor's parameters plus the versions of the code that computes it.
+
+The key names the store group a variant lives in (``<descriptor>-<key>``), so features computed
+with other parameters or another library version land in another group instead of being mixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+
+def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of ``packages`` (``"missing"`` when not installed)."""
+    out = {}
+    for name in packages:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def params_dict(params: Any) -> dict[str, Any]:
+    """A frozen parameter dataclass as a JSON-ready dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(params)))
+
+
+def provenance_key(descriptor: str, params: Any, versions: dict[str, str]) -> str:
+    """12 hex digits of SHA-256 over the descriptor name, parameters and versions."""
+    blob = json.dumps(
+        {"descriptor": descriptor, "params": params_dict(params), "versions": versions}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def provenance(descriptor: str, params: Any, packages: tuple[str, ...]) -> dict[str, Any]:
+    """The record stored on a descriptor group: name, parameters, versions and their key."""
+    versions = package_versions(packages)
+    return {
+        "descriptor": descriptor,
+        "params": params_dict(params),
+        "versions": versions,
+        "key": provenance_key(descriptor, params, versions),
+    }

@@ -1,0 +1,385 @@
+"""The on-disk feature store: one Zarr v3 directory, read and written through xarray.
+
+Layout (see ARCHITECTURE.md for the invariants)::
+
+    STORE/                          root group; attrs: phstore format, chunk_size, rejected frames
+      <collection>/                 e.g. "C216": one composition (species and atom count)
+        frames/                     snapshot table: positions, cells, energies, keys
+        <descriptor>-<key>/         one group per descriptor *variant* (parameters + versions)
+          records/c<chunk>          ragged per-chunk output (e.g. persistence diagrams)
+
+Every array that has a ``snapshot`` dimension is chunked along it by the store-wide
+``chunk_size``; a featurize task owns whole chunks, so no two tasks ever write one chunk.
+A collection's attribute ``n_snapshots`` is the commit marker of ingest: rows past it (left by
+an interrupted append) are invisible and are overwritten by the next ingest.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+FORMAT = "phstore-1"
+SNAPSHOT = "snapshot"
+DEFAULT_CHUNK_SIZE = 32
+FRAMES = "frames"
+RECORDS = "records"
+
+# Status codes of a descriptor row.
+PENDING, DONE, FAILED = 0, 1, 2
+
+# zarr warns that variable-length strings are not yet in the v3 spec; xarray and zarr-python
+# read them back correctly, which is all the store relies on.
+warnings.filterwarnings("ignore", message=".*v3_unstable_dtype.*")
+warnings.filterwarnings("ignore", message=".*not part of the Zarr format 3 specification.*")
+warnings.filterwarnings("ignore", category=UserWarning, module="zarr.*")
+
+
+class StoreError(RuntimeError):
+    """A store is missing, of another format, or inconsistent."""
+
+
+@dataclass(frozen=True)
+class VariableSpec:
+    """One per-snapshot output array of a descriptor: ``(snapshot, *dims)`` of ``shape``."""
+
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    fill: Any
+
+
+def _open_root(path: Path, mode: str) -> zarr.Group:
+    return zarr.open_group(str(path), mode=mode, zarr_format=3)
+
+
+class FeatureStore:
+    """A feature store on disk.
+
+    Parameters
+    ----------
+    path:
+        Directory of the Zarr v3 store.
+    mode:
+        ``"r"`` to read, ``"a"`` to read and write (created when missing).
+    chunk_size:
+        Snapshots per chunk; only used when the store is created.
+    """
+
+    def __init__(self, path: str | Path, mode: str = "r", chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        self.path = Path(path)
+        self.mode = mode
+        if mode == "r":
+            if not (self.path / "zarr.json").exists():
+                raise StoreError(
+                    f"no phstore store at {self.path}; create one with `phstore ingest SOURCE --store {self.path}`"
+                )
+            self._root = _open_root(self.path, "r")
+        else:
+            self._root = _open_root(self.path, "a")
+            if "phstore" not in self._root.attrs:
+                self._root.attrs.update({"phstore": FORMAT, "chunk_size": int(chunk_size), "rejected": []})
+        if self._root.attrs.get("phstore") != FORMAT:
+            raise StoreError(f"{self.path} is a Zarr store but not a {FORMAT} feature store")
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def chunk_size(self) -> int:
+        return int(self._root.attrs["chunk_size"])
+
+    @property
+    def collections(self) -> list[str]:
+        """Names of the collections (one per composition), sorted."""
+        return sorted(name for name, _ in self._root.groups())
+
+    def _collection_group(self, collection: str) -> zarr.Group:
+        if collection not in self.collections:
+            raise KeyError(f"no collection {collection!r} in {self.path}; collections: {self.collections}")
+        return self._root[collection]
+
+    def n_snapshots(self, collection: str) -> int:
+        """Committed snapshot count of a collection."""
+        return int(self._collection_group(collection).attrs.get("n_snapshots", 0))
+
+    def collection_attrs(self, collection: str) -> dict[str, Any]:
+        return dict(self._collection_group(collection).attrs)
+
+    def _open(self, collection: str, group: str, n: int) -> xr.Dataset:
+        """Open a group lazily, cut to its first ``n`` snapshot rows.
+
+        Strings come back as ``object`` arrays (numpy's StringDType does not mix with NaN in
+        xarray operations such as ``where``). A torn append leaves arrays of different lengths;
+        then each variable is opened on its own and cut before they are combined.
+        """
+        path, name = str(self.path), f"{collection}/{group}"
+        try:
+            ds = xr.open_zarr(path, group=name, consolidated=False, zarr_format=3)
+            ds = ds.isel({SNAPSHOT: slice(0, n)})
+        except ValueError:
+            names = [k for k, _ in self._root[name].arrays()]
+            ds = xr.merge(
+                xr.open_zarr(path, group=name, consolidated=False, zarr_format=3,
+                             drop_variables=[o for o in names if o != k]).isel({SNAPSHOT: slice(0, n)})
+                for k in names
+            )
+        strings = [k for k, v in ds.variables.items() if v.dtype.kind == "T"]
+        return ds.assign({k: ds[k].astype(object) for k in strings})
+
+    def frames(self, collection: str) -> xr.Dataset:
+        """The lazily loaded snapshot table of ``collection`` (committed rows only)."""
+        return self._open(collection, FRAMES, self.n_snapshots(collection))
+
+    def descriptor_groups(self, collection: str) -> dict[str, dict[str, Any]]:
+        """``{group name: provenance}`` of every descriptor variant stored for ``collection``."""
+        coll = self._collection_group(collection)
+        return {
+            name: dict(g.attrs["provenance"])
+            for name, g in sorted(coll.groups())
+            if name != FRAMES and "provenance" in g.attrs
+        }
+
+    def descriptor(self, collection: str, group: str) -> xr.Dataset:
+        """The lazily loaded rows of one descriptor variant, aligned to the committed snapshots.
+
+        Rows that were never featurized read as ``status == PENDING`` and fill values.
+        """
+        n = self.n_snapshots(collection)
+        ds = self._open(collection, group, n)
+        stored = ds.sizes[SNAPSHOT]
+        if stored < n:  # ingested after the last featurize: pad lazily with pending rows
+            tail = xr.Dataset(
+                {
+                    v: (x.dims, da.full((n - stored, *x.shape[1:]),
+                                        self._root[f"{collection}/{group}/{v}"].metadata.fill_value,
+                                        dtype=x.dtype, chunks=self.chunk_size))
+                    for v, x in ds.data_vars.items()
+                }
+            )
+            ds = xr.concat([ds, tail], dim=SNAPSHOT, combine_attrs="override")
+        return ds
+
+    def dataset(self, collection: str) -> xr.Dataset:
+        """Frames and every descriptor of ``collection`` in one lazy Dataset.
+
+        Descriptor variables (and their own dimensions) are named ``<descriptor>_<variable>``
+        (e.g. ``ph_histogram``) when the collection holds one variant of that descriptor, and
+        ``<descriptor>_<key>_<variable>`` when it holds several, so features of different
+        parameters are never mixed under one name.
+        """
+        ds = self.frames(collection)
+        groups = self.descriptor_groups(collection)
+        names = [prov["descriptor"] for prov in groups.values()]
+        for group, prov in groups.items():
+            name = prov["descriptor"]
+            prefix = name if names.count(name) == 1 else f"{name}_{prov['key']}"
+            desc = self.descriptor(collection, group)
+            names_map = {v: f"{prefix}_{v}" for v in [*desc.data_vars, *desc.dims] if v != SNAPSHOT}
+            renamed = desc.rename(names_map)
+            for v in renamed.data_vars:
+                renamed[v].attrs.update(descriptor_group=group, provenance_key=prov["key"])
+            ds = ds.merge(renamed, compat="override", join="override")
+        return ds
+
+    def sel(
+        self,
+        collection: str | None = None,
+        *,
+        density: float | Sequence[float] | None = None,
+        trajectory: str | Sequence[str] | None = None,
+        frames: slice | Sequence[int] | int | None = None,
+        density_tol: float = 5e-3,
+    ) -> xr.Dataset:
+        """Lazily select snapshots by density (g/cm³, within ``density_tol``), trajectory and frame.
+
+        Only the chunks that hold the selected snapshots are read when values are loaded.
+        ``collection`` may be omitted when the store holds exactly one.
+        """
+        if collection is None:
+            if len(self.collections) != 1:
+                raise ValueError(
+                    f"the store holds collections {self.collections}; pass collection=... to choose one"
+                )
+            collection = self.collections[0]
+        ds = self.dataset(collection)
+        mask = np.ones(ds.sizes[SNAPSHOT], dtype=bool)
+        if density is not None:
+            wanted = np.atleast_1d(np.asarray(density, dtype=float))
+            values = ds["density"].values
+            mask &= np.any(np.abs(values[:, None] - wanted[None, :]) <= density_tol, axis=1)
+        if trajectory is not None:
+            wanted_t = [trajectory] if isinstance(trajectory, str) else list(trajectory)
+            mask &= np.isin(ds["trajectory"].values.tolist(), wanted_t)
+        if frames is not None:
+            values = ds["frame"].values
+            if isinstance(frames, slice):
+                lo = -np.inf if frames.start is None else frames.start
+                hi = np.inf if frames.stop is None else frames.stop
+                mask &= (values >= lo) & (values < hi)
+            else:
+                mask &= np.isin(values, np.atleast_1d(frames))
+        return ds.isel({SNAPSHOT: np.flatnonzero(mask)})
+
+    def records(self, collection: str, group: str, chunk: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The ragged output of one chunk of a descriptor variant, and its attributes."""
+        path = f"{collection}/{group}/{RECORDS}/c{chunk:06d}"
+        try:
+            arr = self._root[path]
+        except KeyError:
+            return np.empty((0, 0)), {}
+        return arr[...], dict(arr.attrs)
+
+    @property
+    def rejected(self) -> list[dict[str, Any]]:
+        """Frames that ingest refused: ``{"source", "index", "reason"}`` each."""
+        return list(self._root.attrs.get("rejected", []))
+
+    def info(self) -> dict[str, Any]:
+        """A summary: collections, snapshot counts, densities, descriptors with their status counts."""
+        out: dict[str, Any] = {"path": str(self.path), "chunk_size": self.chunk_size, "collections": {}}
+        for coll in self.collections:
+            n = self.n_snapshots(coll)
+            frames = self.frames(coll)
+            entry: dict[str, Any] = {
+                "n_snapshots": n,
+                "natoms": int(self.collection_attrs(coll).get("natoms", 0)),
+                "densities": sorted({round(float(d), 4) for d in frames["density"].values}) if n else [],
+                "trajectories": int(len(np.unique(frames["trajectory"].values.tolist()))) if n else 0,
+                "descriptors": {},
+            }
+            for group, prov in self.descriptor_groups(coll).items():
+                status = self.descriptor(coll, group)["status"].values
+                entry["descriptors"][group] = {
+                    "descriptor": prov["descriptor"],
+                    "params": prov["params"],
+                    "versions": prov["versions"],
+                    "done": int((status == DONE).sum()),
+                    "failed": int((status == FAILED).sum()),
+                    "pending": int((status == PENDING).sum()),
+                }
+            out["collections"][coll] = entry
+        out["rejected"] = len(self.rejected)
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def _require_writable(self) -> None:
+        if self.mode == "r":
+            raise StoreError(f"{self.path} is open read-only; open it with mode='a' to write")
+
+    def existing_hashes(self, collection: str) -> set[int]:
+        """Content hashes of the committed snapshots of ``collection`` (empty when it is new)."""
+        if collection not in self.collections:
+            return set()
+        return {int(h) for h in self.frames(collection)["content_hash"].values}
+
+    def append_frames(self, collection: str, frames: xr.Dataset, attrs: dict[str, Any]) -> None:
+        """Append snapshot rows to ``collection`` (created with ``attrs`` when new), then commit."""
+        self._require_writable()
+        n_new = frames.sizes[SNAPSHOT]
+        if n_new == 0:
+            return
+        chunks = {v: (self.chunk_size, *frames[v].shape[1:]) for v in frames.data_vars}
+        if collection not in self.collections:
+            self._root.create_group(collection, attributes={**attrs, "n_snapshots": 0})
+        n = self.n_snapshots(collection)
+        group = f"{collection}/{FRAMES}"
+        if FRAMES not in dict(self._root[collection].groups()):
+            frames.to_zarr(
+                str(self.path), group=group, mode="w", zarr_format=3, consolidated=False,
+                encoding={v: {"chunks": c} for v, c in chunks.items()},
+            )
+        else:
+            self._truncate(group, n)
+            frames.to_zarr(str(self.path), group=group, append_dim=SNAPSHOT, consolidated=False)
+        self._root[collection].attrs["n_snapshots"] = n + n_new
+
+    def _truncate(self, group: str, n: int) -> None:
+        """Drop rows past ``n`` (left by an interrupted append) from every array of ``group``."""
+        for _, arr in self._root[group].arrays():
+            if arr.metadata.dimension_names and arr.metadata.dimension_names[0] == SNAPSHOT and arr.shape[0] > n:
+                arr.resize((n, *arr.shape[1:]))
+
+    def add_rejected(self, rejected: Iterable[dict[str, Any]]) -> None:
+        """Record refused frames (deduplicated by source, index and reason)."""
+        self._require_writable()
+        current = self.rejected
+        seen = {(r["source"], r["index"], r["reason"]) for r in current}
+        for r in rejected:
+            key = (r["source"], r["index"], r["reason"])
+            if key not in seen:
+                current.append(dict(r))
+                seen.add(key)
+        self._root.attrs["rejected"] = current
+
+    def ensure_descriptor(
+        self, collection: str, group: str, provenance: dict[str, Any], variables: dict[str, VariableSpec]
+    ) -> None:
+        """Create the descriptor group (all rows pending) or extend it to the committed rows.
+
+        Raises :class:`StoreError` if the group exists with a different provenance.
+        """
+        self._require_writable()
+        n = self.n_snapshots(collection)
+        coll = self._collection_group(collection)
+        if group in dict(coll.groups()):
+            stored = dict(coll[group].attrs.get("provenance", {}))
+            if stored.get("key") != provenance["key"]:
+                raise StoreError(
+                    f"{collection}/{group} holds features with provenance key {stored.get('key')}, "
+                    f"not {provenance['key']}; the store is inconsistent, run `phstore info`"
+                )
+            self._extend(f"{collection}/{group}", n)
+            return
+        cs = self.chunk_size
+        data = {
+            "status": ((SNAPSHOT,), da.full((n,), PENDING, dtype="int8", chunks=cs)),
+            "error": ((SNAPSHOT,), np.full(n, "", dtype=object)),
+        }
+        for name, spec in variables.items():
+            data[name] = (
+                (SNAPSHOT, *spec.dims),
+                da.full((n, *spec.shape), spec.fill, dtype=spec.dtype, chunks=(cs, *spec.shape)),
+            )
+        template = xr.Dataset(data, attrs={"provenance": provenance})
+        template.to_zarr(
+            str(self.path), group=f"{collection}/{group}", mode="w", zarr_format=3,
+            consolidated=False, compute=False, encoding={"error": {"chunks": (cs,)}},
+        )
+
+    def _extend(self, group: str, n: int) -> None:
+        """Grow every snapshot array of ``group`` to ``n`` rows of fill values."""
+        for _, arr in self._root[group].arrays():
+            if arr.metadata.dimension_names and arr.metadata.dimension_names[0] == SNAPSHOT:
+                old = arr.shape[0]
+                if old < n:
+                    arr.resize((n, *arr.shape[1:]))
+                    step = arr.chunks[0]
+                    for lo in range(old, n, step):  # chunk by chunk: bounded memory
+                        hi = min(n, (lo // step + 1) * step)
+                        arr[lo:hi] = np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
+
+    def write_rows(self, collection: str, group: str, rows: slice, values: xr.Dataset) -> None:
+        """Write ``values`` to the snapshot region ``rows`` of a descriptor group (whole chunks)."""
+        self._require_writable()
+        values.to_zarr(str(self.path), group=f"{collection}/{group}", region={SNAPSHOT: rows}, consolidated=False)
+
+    def write_records(
+        self, collection: str, group: str, chunk: int, records: np.ndarray, attrs: dict[str, Any]
+    ) -> None:
+        """Replace the ragged output of one chunk (written whole by the task that owns the chunk)."""
+        self._require_writable()
+        self._root.create_array(
+            f"{collection}/{group}/{RECORDS}/c{chunk:06d}", shape=records.shape, dtype=records.dtype,
+            chunks=tuple(max(1, d) for d in records.shape), overwrite=True, attributes=attrs,
+        )[...] = records
+
+
+def open_store(path: str | Path) -> FeatureStore:
+    """Open a feature store for reading (lazy; see :meth:`FeatureStore.sel`)."""
+    return FeatureStore(path, mode="r")

@@ -1,0 +1,37 @@
+"""Tiny generated frames and trajectories for the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from phstore.units import CARBON_MASS_U, density_gcc
+
+REAL_CARBON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-carbon"
+
+
+def carbon_frame(n_side: int = 4, density: float = 2.4, jitter: float = 0.35, seed: int = 0) -> Atoms:
+    """A disordered periodic carbon cell: a simple-cubic lattice of n_side³ atoms, jittered (Å),
+    with a made-up energy (eV) that depends on the structure."""
+    rng = np.random.default_rng(seed)
+    n = n_side**3
+    side = (density_gcc(n * CARBON_MASS_U, 1.0) / density) ** (1 / 3)
+    grid = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    positions = (grid + 0.5) * side / n_side + rng.normal(scale=jitter, size=(n, 3))
+    atoms = Atoms("C" * n, positions=positions, cell=[side] * 3, pbc=True)
+    atoms.wrap()
+    energy = -7.0 * n + float(np.sum(np.sin(positions)))
+    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((n, 3)))
+    atoms.info.update(density=density, process="test")
+    return atoms
+
+
+def write_trajectory(path: Path, n_frames: int, density: float = 2.4, n_side: int = 4, seed: int = 0) -> Path:
+    """An extended-XYZ file of ``n_frames`` distinct frames."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(path, [carbon_frame(n_side, density, seed=seed * 1000 + i) for i in range(n_frames)], format="extxyz")
+    return path

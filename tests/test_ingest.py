@@ -1,0 +1,137 @@
+"""Ingest: keys, formats, bad input (reported and skipped), no duplicates on re-ingest."""
+
+from pathlib import Path
+
+import ase.db
+import ase.io
+import numpy as np
+import pytest
+
+from phstore import open_store
+from phstore.ingest import ingest
+from phstore.units import density_gcc
+from tests.helpers import carbon_frame, write_trajectory
+
+
+def test_zenodo_layout_keys(tiny_source, tmp_path):
+    report = ingest(tmp_path / "s.zarr", [tiny_source], progress=False)
+    assert report.added == {"C64": 11} and not report.rejected
+    ds = open_store(tmp_path / "s.zarr").frames("C64").load()
+    assert sorted(set(ds.trajectory.values.tolist())) == ["64atom_amorphous/run1", "64atom_amorphous/run2"]
+    run2 = ds.where(ds.trajectory == "64atom_amorphous/run2", drop=True)
+    np.testing.assert_array_equal(run2.frame.values, np.arange(5))
+    np.testing.assert_allclose(run2.density.values, 3.0)
+    src = ase.io.read(tiny_source / "64atom_amorphous" / "run2.xyz", 3)
+    row = run2.isel(snapshot=3)
+    np.testing.assert_array_equal(row.positions.values, src.positions)
+    np.testing.assert_array_equal(row.cell.values, src.cell.array)
+    assert row.energy.item() == src.get_potential_energy()
+    assert row.energy_per_atom.item() == pytest.approx(src.get_potential_energy() / 64)
+    assert row.process.item() == "test" and row.source_index.item() == 3
+
+
+def test_reingest_adds_no_duplicates(tiny_source, tmp_path):
+    store = tmp_path / "s.zarr"
+    ingest(store, [tiny_source], progress=False)
+    again = ingest(store, [tiny_source], progress=False)
+    assert again.n_added == 0 and again.duplicates == 11
+    assert open_store(store).n_snapshots("C64") == 11
+
+
+def test_density_from_cell_when_no_key(tmp_path):
+    atoms = carbon_frame(4, density=2.2)
+    del atoms.info["density"]
+    ase.io.write(tmp_path / "f.xyz", atoms, format="extxyz")
+    ingest(tmp_path / "s.zarr", [tmp_path / "f.xyz"], progress=False)
+    stored = open_store(tmp_path / "s.zarr").frames("C64").density.values[0]
+    assert stored == pytest.approx(density_gcc(64 * 12.011, atoms.get_volume()), rel=1e-12)
+    assert stored == pytest.approx(2.2, rel=1e-9)
+
+
+def test_collections_split_by_composition(tmp_path):
+    write_trajectory(tmp_path / "a.xyz", 2, n_side=4)
+    write_trajectory(tmp_path / "b.xyz", 2, n_side=3)
+    report = ingest(tmp_path / "s.zarr", [tmp_path / "a.xyz", tmp_path / "b.xyz"], progress=False)
+    assert report.added == {"C64": 2, "C27": 2}
+    assert open_store(tmp_path / "s.zarr").collections == ["C27", "C64"]
+
+
+def test_ase_db_and_lammps_dump_sources(tmp_path):
+    frames = [carbon_frame(3, seed=i) for i in range(3)]
+    with ase.db.connect(tmp_path / "frames.db") as db:
+        for a in frames:
+            db.write(a)
+    # A LAMMPS text dump carries no energy: every frame must be rejected with that reason.
+    a = frames[0]
+    lines = ["ITEM: TIMESTEP", "0", "ITEM: NUMBER OF ATOMS", str(len(a)), "ITEM: BOX BOUNDS pp pp pp"]
+    lines += [f"0 {a.cell[i, i]}" for i in range(3)] + ["ITEM: ATOMS id type x y z"]
+    lines += [f"{i + 1} 1 {x} {y} {z}" for i, (x, y, z) in enumerate(a.positions)]
+    (tmp_path / "traj.lammpstrj").write_text("\n".join(lines) + "\n")
+    report = ingest(tmp_path / "s.zarr", [tmp_path / "frames.db", tmp_path / "traj.lammpstrj"], progress=False)
+    assert report.added == {"C27": 3}
+    stored = open_store(tmp_path / "s.zarr").frames("C27")
+    np.testing.assert_allclose(stored.energy.values, [f.get_potential_energy() for f in frames])
+    assert [r["reason"] for r in report.rejected] == ["missing energy (no 'energy' in the frame)"]
+    assert report.rejected[0]["source"].endswith("traj.lammpstrj")
+
+
+def _bad_frames(tmp_path: Path) -> tuple[Path, dict[int, str]]:
+    """A 9-frame extxyz where frames 1..7 are each broken in one way; 0 and 8 are good."""
+    good = [carbon_frame(3, seed=i) for i in range(9)]
+    texts = []
+    for a in good:
+        path = tmp_path / "one.xyz"
+        ase.io.write(path, a, format="extxyz")
+        texts.append(path.read_text())
+    lines = texts[1].splitlines()
+    texts[1] = "\n".join(lines[:2] + [lines[2].replace("C ", "C nonsense ", 1)] + lines[3:]) + "\n"  # unparseable
+    nan = good[2].copy(); nan.calc = good[2].calc; nan.positions[0, 0] = np.nan
+    nonper = good[3].copy(); nonper.calc = good[3].calc; nonper.pbc = [True, True, False]
+    flat = good[4].copy(); flat.calc = good[4].calc; flat.cell[2] = [0, 0, 0]
+    noen = good[5].copy()
+    unknown = good[6].copy(); unknown.calc = good[6].calc
+    for i, a in ((2, nan), (3, nonper), (4, flat), (5, noen)):
+        ase.io.write(tmp_path / "one.xyz", a, format="extxyz")
+        texts[i] = (tmp_path / "one.xyz").read_text()
+    texts[6] = texts[6].replace("\nC ", "\nXx ", 1)  # unknown species
+    texts[7] = "\n".join(texts[7].splitlines()[:10]) + "\n"  # truncated mid-frame
+    path = tmp_path / "bad.xyz"
+    path.write_text("".join(texts[:7] + texts[8:] + texts[7:8]))  # the truncated one last
+    reasons = {1: "unparseable", 2: "non-finite", 3: "not periodic", 4: "zero-volume", 5: "missing energy",
+               6: "unparseable", 8: "unparseable"}
+    return path, reasons
+
+
+def test_bad_frames_are_reported_and_skipped(tmp_path):
+    path, reasons = _bad_frames(tmp_path)
+    (tmp_path / "empty.xyz").write_text("")
+    report = ingest(tmp_path / "s.zarr", [path, tmp_path / "empty.xyz", tmp_path / "missing.xyz"], progress=False)
+    got = {r["index"]: r["reason"] for r in report.rejected if r["source"] == str(path)}
+    assert set(got) == set(reasons)
+    for i, word in reasons.items():
+        assert word in got[i], (i, got[i])
+    others = {r["source"]: r["reason"] for r in report.rejected if r["source"] != str(path)}
+    assert others == {str(tmp_path / "empty.xyz"): "unparseable: ValueError: empty file",
+                      str(tmp_path / "missing.xyz"): "no such file"}
+    assert report.added == {"C27": 2}  # frames 0 and 7 of the file (written 0..6, 8, then 7 truncated)
+    store = open_store(tmp_path / "s.zarr")
+    assert store.frames("C27").source_index.values.tolist() == [0, 7]
+    assert len(store.rejected) == len(report.rejected)
+    ingest(tmp_path / "s.zarr", [path], progress=False)  # rejected again, recorded once
+    assert len(open_store(tmp_path / "s.zarr").rejected) == len(report.rejected)
+
+
+def test_interrupted_append_is_invisible_and_overwritten(tiny_source, tmp_path):
+    """Rows written past the commit marker (an append killed half-way) never show up."""
+    store_path = tmp_path / "s.zarr"
+    ingest(store_path, [tiny_source / "64atom_amorphous" / "run1.xyz"], progress=False)
+    import zarr
+
+    root = zarr.open_group(str(store_path), mode="a")
+    pos = root["C64/frames/positions"]
+    pos.resize((pos.shape[0] + 3, *pos.shape[1:]))  # a torn append: one array longer than the rest
+    assert open_store(store_path).frames("C64").sizes["snapshot"] == 6
+    ingest(store_path, [tiny_source / "64atom_amorphous" / "run2.xyz"], progress=False)
+    ds = open_store(store_path).frames("C64").load()
+    assert ds.sizes["snapshot"] == 11 and root["C64/frames/positions"].shape[0] == 11
+    np.testing.assert_array_equal(ds.frame.values, [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4])
