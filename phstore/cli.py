@@ -109,7 +109,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         out = Path(args.export)
         loaded = ds.load()
         if out.suffix == ".nc":
-            loaded.to_netcdf(out)
+            loaded.to_netcdf(out, engine="h5netcdf")
         elif out.suffix == ".npz":
             np.savez_compressed(out, **{k: np.asarray(v.values) for k, v in loaded.variables.items()})
         else:

@@ -1,0 +1,112 @@
+"""Real DFT carbon frames (../shared/data/real-carbon): stored PH equals HomCloud called directly,
+and the frames that make HomCloud raise, abort or hang are survived."""
+
+import ase.io
+import numpy as np
+import pytest
+
+from phstore import open_store
+from phstore.compat import import_homcloud
+from phstore.descriptors import PH, PHParams
+from phstore.descriptors.ph import replicate
+from phstore.featurize import featurize
+from phstore.ingest import ingest
+from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, IsolatedRunner
+from phstore.store import DONE
+
+pytestmark = pytest.mark.real_data
+DISORDERED = "aC_wang2024nep_test_disordered.extxyz"
+# index in the file: (atoms, cell) -- what HomCloud does with the cell as it is
+CUBIC_125 = 142  # 125 atoms, 10.34 Å cube: accepted as it is
+ELONGATED_64 = 340  # 64 atoms, 7.53×7.53×22.53 Å: aborts or runs for hours as it is
+SMALL_27 = 89  # 27 atoms, 5.4 Å cube: "Points are too few"
+FLAT_36 = 92  # 36 atoms, 6.25×6.25×8.34 Å: aborts when replicated 2×2×1
+FRAMES = [CUBIC_125, ELONGATED_64, SMALL_27, FLAT_36]
+
+
+@pytest.fixture(scope="module")
+def frames(real_carbon):
+    return {i: ase.io.read(real_carbon / DISORDERED, i) for i in FRAMES}
+
+
+@pytest.fixture(scope="module")
+def store(frames, tmp_path_factory, client):
+    tmp = tmp_path_factory.mktemp("real")
+    ase.io.write(tmp / "subset.xyz", [frames[i] for i in FRAMES], format="extxyz")
+    path = tmp / "s.zarr"
+    ingest(path, [tmp / "subset.xyz"], chunk_size=1, progress=False)
+    report = featurize(path, PH(), client, progress=False)
+    assert not report.failures and not report.errors
+    return open_store(path)
+
+
+def direct_h1(atoms, factor):
+    """HomCloud in this process on the tiled cell; numpy for the histogram."""
+    L = np.diag(atoms.cell.array)
+    pd = import_homcloud().PDList.from_alpha_filtration(
+        replicate(atoms.positions, L, factor), periodicity=[(0, l) for l in L * factor]
+    ).dth_diagram(1)
+    hist, _, _ = np.histogram2d(pd.births, pd.deaths, bins=128, range=[[0, 8], [0, 8]])
+    return np.column_stack([pd.births, pd.deaths]), hist / hist.sum()
+
+
+def stored(store, atoms):
+    """The snapshot of ``atoms`` in its collection: histogram, factor and finite H1 pairs."""
+    coll = atoms.get_chemical_formula()
+    group = PH().group
+    d = store.descriptor(coll, group).isel(snapshot=0).load()
+    assert d.status.item() == DONE
+    rec, _ = store.records(coll, group, 0)
+    h1 = rec[(rec[:, 1] == 1) & np.isfinite(rec[:, 3])][:, 2:]
+    return d.histogram.values, tuple(d.supercell.values.tolist()), h1
+
+
+def canon(pairs):
+    return pairs[np.lexsort(np.round(pairs, 9).T[::-1])]
+
+
+@pytest.mark.parametrize("index,factor", [(CUBIC_125, (1, 1, 1)), (ELONGATED_64, (3, 3, 1)), (SMALL_27, (2, 2, 2))])
+def test_stored_equals_direct_homcloud_and_numpy(store, frames, index, factor):
+    hist, used, h1 = stored(store, frames[index])
+    assert used == factor
+    pairs, expected = direct_h1(frames[index], np.array(factor))
+    np.testing.assert_allclose(canon(h1), canon(pairs), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hist, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_flat_cell_abort_is_survived_by_growing(store, frames):
+    """With no minimum side the 36-atom cell starts at 2×2×1, which aborts HomCloud; phstore
+    grows the near-cube and succeeds (measured here), recording the factor it used."""
+    res = PH(PHParams(min_side=0.0)).compute(frames[FLAT_36])
+    assert res.error is None
+    assert np.prod(res.values["supercell"]) > 4
+    _, default_factor, _ = stored(store, frames[FLAT_36])
+    assert default_factor == (2, 2, 2)
+
+
+def test_the_raw_cells_really_fail_in_homcloud(frames):
+    """The failures phstore works around are real: unreplicated, these cells raise or die."""
+    fn = "phstore.descriptors.ph:persistence_diagrams"
+    r = IsolatedRunner(preload=("homcloud.interface",), time_limit=20)
+    try:
+        a = frames[SMALL_27]
+        with pytest.raises(ChildError, match="Points are too few"):
+            r.call(fn, a.positions % np.diag(a.cell.array), np.diag(a.cell.array), (1,))
+        a = frames[ELONGATED_64]
+        with pytest.raises((ChildCrashed, ChildTimeout)):
+            r.call(fn, a.positions % np.diag(a.cell.array), np.diag(a.cell.array), (1,))
+    finally:
+        r.close()
+
+
+def test_whole_directory_ingests(real_carbon, tmp_path):
+    report = ingest(tmp_path / "s.zarr", [real_carbon], progress=False)
+    assert not report.rejected
+    assert report.n_added + report.duplicates == 406 + 20 + 44 + 100 + 165
+    store = open_store(tmp_path / "s.zarr")
+    assert store.n_snapshots("C216") == 9 and store.n_snapshots("C72") == 81
+    c64 = store.frames("C64")
+    sources = set(c64.trajectory.values.tolist())
+    assert {"aC_wang2024nep_test_disordered", "aC_CGAP17_castepLDA_64at_metatrain"} <= sources
+    dens = store.sel("C64", density=1.4964, density_tol=1e-3)
+    assert dens.sizes["snapshot"] >= 20

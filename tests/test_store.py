@@ -1,0 +1,59 @@
+"""Lazy queries: selection by density, trajectory and frame; info; read-only safety."""
+
+import dask
+import numpy as np
+import pytest
+
+from phstore import open_store
+from phstore.ingest import ingest
+from phstore.store import FeatureStore, StoreError
+
+
+@pytest.fixture
+def store(tiny_source, tmp_path):
+    ingest(tmp_path / "s.zarr", [tiny_source], chunk_size=4, progress=False)
+    return open_store(tmp_path / "s.zarr")
+
+
+def test_sel_by_density_trajectory_frames(store):
+    ds = store.sel(density=3.0)
+    assert ds.sizes["snapshot"] == 5 and set(ds.trajectory.values.tolist()) == {"64atom_amorphous/run2"}
+    assert store.sel(density=3.0004).sizes["snapshot"] == 5  # within the default tolerance
+    assert store.sel(density=[2.0, 3.0]).sizes["snapshot"] == 11
+    assert store.sel(density=2.5).sizes["snapshot"] == 0
+    ds = store.sel(trajectory="64atom_amorphous/run1", frames=slice(2, 5))
+    assert ds.frame.values.tolist() == [2, 3, 4]
+    assert store.sel(frames=[0, 4]).sizes["snapshot"] == 4
+
+
+def test_sel_is_lazy_and_reads_only_needed_chunks(store):
+    ds = store.sel(density=3.0, frames=[4])  # the last snapshot: chunk 2 of 3
+    pos = ds["positions"]
+    assert pos.chunks is not None  # dask-backed until asked for values
+    (optimized,) = dask.optimize(pos.data)
+    graph = dict(optimized.__dask_graph__())
+    reads = {k[1] for k in graph if isinstance(k, tuple) and "open_dataset-positions" in str(k[0])}
+    assert reads == {2}  # only the chunk that holds it, of the three
+    np.testing.assert_array_equal(pos.shape, (1, 64, 3))
+
+
+def test_several_collections_need_a_choice(store, tmp_path):
+    from tests.helpers import write_trajectory
+
+    ingest(store.path, [write_trajectory(tmp_path / "x" / "small.xyz", 2, n_side=3)], progress=False)
+    with pytest.raises(ValueError, match="collection=..."):
+        open_store(store.path).sel(density=2.4)
+    assert open_store(store.path).sel("C27").sizes["snapshot"] == 2
+
+
+def test_info_and_errors_say_what_to_do(store, tmp_path):
+    info = store.info()
+    assert info["collections"]["C64"]["n_snapshots"] == 11
+    assert info["collections"]["C64"]["densities"] == [2.0, 3.0]
+    with pytest.raises(StoreError, match="phstore ingest"):
+        open_store(tmp_path / "nothing.zarr")
+    with pytest.raises(KeyError, match="collections: \\['C64'\\]"):
+        store.frames("C999")
+    with pytest.raises(StoreError, match="read-only"):
+        store.add_rejected([])
+    assert FeatureStore(store.path, mode="a").chunk_size == 4
