@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+import dask
 import numpy as np
 import xarray as xr
 from ase import Atoms
@@ -60,7 +61,19 @@ def _frames_to_atoms(frames: xr.Dataset) -> list[Atoms]:
 def featurize_chunk(
     store_path: str, collection: str, descriptor: Descriptor, chunk: int, retry_failed: bool = False
 ) -> ChunkReport:
-    """Compute the pending rows of one chunk and write the chunk (runs on a Dask worker)."""
+    """Compute the pending rows of one chunk and write the chunk (runs on a Dask worker).
+
+    The store's lazy arrays are loaded with Dask's synchronous scheduler: inside a task, the
+    default would send each small read back through the distributed scheduler (measured 3×
+    slower end to end).
+    """
+    with dask.config.set(scheduler="synchronous"):
+        return _featurize_chunk(store_path, collection, descriptor, chunk, retry_failed)
+
+
+def _featurize_chunk(
+    store_path: str, collection: str, descriptor: Descriptor, chunk: int, retry_failed: bool
+) -> ChunkReport:
     start = time.perf_counter()
     store = FeatureStore(store_path, mode="a")
     group = descriptor.group
