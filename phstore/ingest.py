@@ -88,6 +88,8 @@ def read_frames(path: Path) -> Iterator[tuple[int, Atoms | Exception]]:
         for i, block in enumerate(_split_xyz(path.read_text(errors="replace"))):
             try:
                 yield i, ase.io.read(io.StringIO(block), format="extxyz")
+            except KeyError as exc:  # ASE's symbol lookup
+                yield i, ValueError(f"unknown species {exc}")
             except Exception as exc:
                 yield i, exc
         return

@@ -96,6 +96,15 @@ def test_provenance_recorded_and_parameters_never_mixed(reference, tmp_path, cli
     assert ds[f"ph_{other.provenance()['key']}_histogram"].shape == (N_FRAMES, 32, 32)
 
 
+def test_attach_to_a_running_scheduler(source, tmp_path, client):
+    from phstore.cluster import connect
+
+    path = make_store(tmp_path / "s.zarr", source, chunk_size=8)
+    with connect(scheduler=client.scheduler.address) as attached:
+        assert attached.scheduler.address == client.scheduler.address
+        assert featurize(path, PH(), attached, progress=False).computed == N_FRAMES
+
+
 def test_rerun_skips_finished_and_new_frames_are_added(reference, tmp_path, client, source):
     path = tmp_path / "s.zarr"
     shutil.copytree(reference, path)

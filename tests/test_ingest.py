@@ -98,7 +98,7 @@ def _bad_frames(tmp_path: Path) -> tuple[Path, dict[int, str]]:
     path = tmp_path / "bad.xyz"
     path.write_text("".join(texts[:7] + texts[8:] + texts[7:8]))  # the truncated one last
     reasons = {1: "unparseable", 2: "non-finite", 3: "not periodic", 4: "zero-volume", 5: "missing energy",
-               6: "unparseable", 8: "unparseable"}
+               6: "unknown species 'Xx'", 8: "unparseable"}
     return path, reasons
 
 
