@@ -101,10 +101,23 @@ def cmd_query(args: argparse.Namespace) -> int:
     print(f"{n} snapshots selected")
     if n:
         e = ds["energy_per_atom"].values
-        print(f"  densities {sorted(set(np.round(ds['density'].values, 4)))}")
+        print(f"  densities (g/cm³) {sorted({round(float(d), 4) for d in ds['density'].values})}")
         print(f"  trajectories {sorted(set(ds['trajectory'].values.tolist()))}")
         print(f"  energy per atom {e.min():.4f} … {e.max():.4f} eV/atom (mean {e.mean():.4f})")
         print(f"  variables: {', '.join(sorted(ds.data_vars))}")
+    if args.plot:
+        from phstore.plots import plot_histogram
+
+        names = [v for v in ds.data_vars if v.startswith("ph") and v.endswith("_histogram")]
+        if not names or not n:
+            raise SystemExit("--plot needs a selection with PH features; run `phstore featurize --descriptor ph` first")
+        var = names[0]
+        group = ds[var].attrs["descriptor_group"]
+        lo, hi = store.descriptor_groups(ds.attrs["collection"])[group]["params"]["range"]
+        done = ds[f"{var.removesuffix('_histogram')}_status"].values == 1
+        mean = ds[var].values[done].mean(axis=0)
+        plot_histogram(mean, (lo, hi), args.plot, f"mean H1 histogram of {int(done.sum())} snapshots ({var})")
+        print(f"plotted {args.plot}")
     if args.export:
         out = Path(args.export)
         loaded = ds.load()
@@ -168,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trajectory", nargs="+")
     p.add_argument("--frames", help="frame range START:STOP or list 1,2,3")
     p.add_argument("--export", help="write the selection to a .npz or .nc file")
+    p.add_argument("--plot", help="draw the mean PH histogram of the selection to this PNG")
     p.set_defaults(func=cmd_query)
     return parser
 

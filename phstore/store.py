@@ -173,7 +173,7 @@ class FeatureStore:
         ``<descriptor>_<key>_<variable>`` when it holds several, so features of different
         parameters are never mixed under one name.
         """
-        ds = self.frames(collection)
+        ds = self.frames(collection).assign_attrs(collection=collection)
         groups = self.descriptor_groups(collection)
         names = [prov["descriptor"] for prov in groups.values()]
         for group, prov in groups.items():

@@ -11,4 +11,4 @@ OUT=${OUT:-demo-output}
 $PHSTORE ingest "$OUT/data" --store "$OUT/store.zarr"
 $PHSTORE featurize --store "$OUT/store.zarr" --descriptor ph
 $PHSTORE info --store "$OUT/store.zarr"
-$PHSTORE query --store "$OUT/store.zarr" --collection C216 --density 2.4 --export "$OUT/density-2.4.nc"
+$PHSTORE query --store "$OUT/store.zarr" --collection C216 --density 2.4 --export "$OUT/density-2.4.nc" --plot "$OUT/density-2.4.png"

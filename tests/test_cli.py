@@ -35,8 +35,11 @@ def test_end_to_end(tmp_path):
     info = run("info", "--store", str(store))
     assert "C216: 59 snapshots" in info and "done 59, failed 0, pending 0" in info
     export = tmp_path / "sel.nc"
-    q = run("query", "--store", str(store), "--density", "2.4", "--frames", "0:10", "--export", str(export))
-    assert "10 snapshots selected" in q
+    png = tmp_path / "sel.png"
+    q = run("query", "--store", str(store), "--density", "2.4", "--frames", "0:10", "--export", str(export),
+            "--plot", str(png))
+    assert "10 snapshots selected" in q and "densities (g/cm³) [2.4]" in q
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     sel = xr.open_dataset(export)
     ds = open_store(store).sel(density=2.4, frames=slice(0, 10))
     np.testing.assert_array_equal(sel["ph_histogram"].values, ds["ph_histogram"].values)
