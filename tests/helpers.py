@@ -35,3 +35,33 @@ def write_trajectory(path: Path, n_frames: int, density: float = 2.4, n_side: in
     path.parent.mkdir(parents=True, exist_ok=True)
     ase.io.write(path, [carbon_frame(n_side, density, seed=seed * 1000 + i) for i in range(n_frames)], format="extxyz")
     return path
+
+
+def write_vasprun(path: Path, frames: list[Atoms]) -> Path:
+    """A minimal vasprun.xml of an MD run (Γ point; one <calculation> per frame) with the
+    elements ASE's reader needs: atominfo, initial structure, k-points, energies, forces."""
+
+    def varray(name: str, rows: np.ndarray) -> str:
+        body = "".join(f"<v>{' '.join(f'{x:.10f}' for x in row)}</v>" for row in rows)
+        return f'<varray name="{name}">{body}</varray>'
+
+    def structure(atoms: Atoms, name: str = "") -> str:
+        attr = f' name="{name}"' if name else ""
+        return (f"<structure{attr}><crystal>{varray('basis', atoms.cell.array)}</crystal>"
+                f"{varray('positions', atoms.get_scaled_positions())}</structure>")
+
+    first = frames[0]
+    atom_rows = "".join(f"<rc><c>{s}</c><c>1</c></rc>" for s in first.get_chemical_symbols())
+    steps = []
+    for atoms in frames:
+        e = atoms.get_potential_energy()
+        energy = f'<energy><i name="e_fr_energy">{e:.8f}</i><i name="e_0_energy">{e:.8f}</i></energy>'
+        steps.append(f"<calculation><scstep>{energy}</scstep>{structure(atoms)}"
+                     f"{varray('forces', atoms.get_forces())}{energy}</calculation>")
+    path.write_text(
+        '<?xml version="1.0" encoding="ISO-8859-1"?><modeling>'
+        '<kpoints><varray name="kpointlist"><v>0 0 0</v></varray><varray name="weights"><v>1</v></varray></kpoints>'
+        f'<parameters></parameters><atominfo><array name="atoms"><set>{atom_rows}</set></array></atominfo>'
+        f'{structure(first, "initialpos")}{"".join(steps)}</modeling>'
+    )
+    return path

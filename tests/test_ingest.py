@@ -10,7 +10,7 @@ import pytest
 from phstore import open_store
 from phstore.ingest import ingest
 from phstore.units import density_gcc
-from tests.helpers import carbon_frame, write_trajectory
+from tests.helpers import carbon_frame, write_trajectory, write_vasprun
 
 
 def test_zenodo_layout_keys(tiny_source, tmp_path):
@@ -73,6 +73,20 @@ def test_ase_db_and_lammps_dump_sources(tmp_path):
     np.testing.assert_allclose(stored.energy.values, [f.get_potential_energy() for f in frames])
     assert [r["reason"] for r in report.rejected] == ["missing energy (no 'energy' in the frame)"]
     assert report.rejected[0]["source"].endswith("traj.lammpstrj")
+
+
+def test_vasprun_xml_source(tmp_path):
+    frames = [carbon_frame(3, seed=i) for i in range(4)]
+    (tmp_path / "md").mkdir()
+    path = write_vasprun(tmp_path / "md" / "vasprun.xml", frames)
+    assert len(ase.io.read(path, ":")) == 4  # ASE reads it: the file is a valid vasprun.xml
+    report = ingest(tmp_path / "s.zarr", [tmp_path], progress=False)
+    assert report.added == {"C27": 4} and not report.rejected
+    ds = open_store(tmp_path / "s.zarr").frames("C27")
+    np.testing.assert_allclose(ds.energy.values, [f.get_potential_energy() for f in frames], atol=1e-7)
+    np.testing.assert_allclose(ds.positions.values[2], frames[2].positions, atol=1e-8)
+    assert ds.trajectory.values.tolist() == ["md/vasprun"] * 4
+    assert ds.frame.values.tolist() == [0, 1, 2, 3]
 
 
 def _bad_frames(tmp_path: Path) -> tuple[Path, dict[int, str]]:
