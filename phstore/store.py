@@ -364,10 +364,23 @@ class FeatureStore:
                         hi = min(n, (lo // step + 1) * step)
                         arr[lo:hi] = np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
 
-    def write_rows(self, collection: str, group: str, rows: slice, values: xr.Dataset) -> None:
-        """Write ``values`` to the snapshot region ``rows`` of a descriptor group (whole chunks)."""
+    def read_rows(self, collection: str, group: str, rows: slice, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Plain numpy values of ``names`` in the snapshot region ``rows`` of a group.
+
+        Reads Zarr directly (no xarray/dask graph): the hot path of a featurize task.
+        """
+        out = {}
+        for name in names:
+            values = self._root[f"{collection}/{group}/{name}"][rows]
+            out[name] = values.astype(object) if values.dtype.kind == "T" else values
+        return out
+
+    def write_rows(self, collection: str, group: str, rows: slice, values: dict[str, np.ndarray]) -> None:
+        """Write ``values`` to the snapshot region ``rows`` of a descriptor group, in the order
+        given (callers put ``status`` last: it is the commit marker of the rows)."""
         self._require_writable()
-        values.to_zarr(str(self.path), group=f"{collection}/{group}", region={SNAPSHOT: rows}, consolidated=False)
+        for name, value in values.items():
+            self._root[f"{collection}/{group}/{name}"][rows] = value
 
     def write_records(
         self, collection: str, group: str, chunk: int, records: np.ndarray, attrs: dict[str, Any]
