@@ -4,15 +4,17 @@ All three process the same 216-atom Tersoff melt-quench frames (generated here w
 from a store). The bare loop is HomCloud's periodic alpha filtration plus numpy's histogram2d in
 one warm process. phstore runs go through the whole product path (store reads, isolated HomCloud
 child, region writes) on a LocalCluster that is started and warmed up before timing; the start-up
-cost is printed separately. Targets (issue 2): 1 worker ≥ 0.95× bare, 2 workers ≥ 1.8× bare.
+cost is printed separately. Targets (issue 2): 1 worker ≥ 0.95× bare, 2 workers ≥ 1.8× bare. The
+2-worker figure is bounded by how well the machine runs two processes at once, printed last.
 
-    python benchmarks/featurize_ph.py [--frames 160] [--chunk-size 4]
+    python benchmarks/featurize_ph.py [--frames 100] [--chunk-size 4] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from contextlib import ExitStack
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from distributed import Client
 
 from phstore import open_store
 from phstore.cluster import connect
@@ -42,7 +46,7 @@ def make_store(work: Path, n_frames: int, chunk_size: int) -> Path:
     return store
 
 
-def bare_loop(store: Path, threads: str | None) -> float:
+def bare_loop(store: Path, threads: str | None = None) -> float:
     """Frames/s of HomCloud + histogram2d in a fresh process on the stored positions.
 
     ``threads`` sets OMP_NUM_THREADS (None: the library default, which on this machine lets
@@ -70,6 +74,25 @@ def _bare(store: Path) -> float:
     return len(positions) / (time.perf_counter() - start)
 
 
+def _spin(n: int = 20_000_000) -> float:
+    start = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i
+    return time.perf_counter() - start
+
+
+def machine_scaling() -> float:
+    """Throughput of two CPU-bound processes relative to one: this machine's ceiling for the
+    2-worker speed-up (a 2-vCPU VM may not give two full cores)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        one = pool.submit(_spin).result()
+        two = max(pool.map(_spin, [20_000_000] * 2))
+    return 2 * one / two
+
+
 def _warm() -> None:
     """Start this worker thread's HomCloud child (imports take seconds) with one small frame."""
     from ase.build import bulk
@@ -77,47 +100,61 @@ def _warm() -> None:
     PH().compute(bulk("C", "diamond", a=3.567, cubic=True).repeat(3))
 
 
-def phstore_run(store: Path, n_frames: int, workers: int) -> tuple[float, float]:
-    """(frames/s, start-up seconds) of `featurize` on a fresh copy of the store."""
-    copy = store.parent / f"store-{workers}w.zarr"
+def started_cluster(stack: ExitStack, workers: int) -> tuple[Client, float]:
+    """A LocalCluster whose every worker has started its HomCloud child; (client, seconds)."""
+    t0 = time.perf_counter()
+    client = stack.enter_context(connect(n_workers=workers))
+    client.wait_for_workers(workers)
+    addresses = list(client.scheduler_info()["workers"])
+    client.gather([client.submit(_warm, workers=[a], pure=False) for a in addresses])
+    return client, time.perf_counter() - t0
+
+
+def phstore_run(store: Path, client: Client, n_frames: int) -> float:
+    """Frames/s of `featurize` on a fresh copy of the store."""
+    copy = store.parent / "store-run.zarr"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(store, copy)
-    t0 = time.perf_counter()
-    with connect(n_workers=workers) as client:
-        client.wait_for_workers(workers)
-        addresses = list(client.scheduler_info()["workers"])
-        client.gather([client.submit(_warm, workers=[a], pure=False) for a in addresses])
-        startup = time.perf_counter() - t0
-        start = time.perf_counter()
-        report = featurize(copy, PH(), client, progress=False)
-        elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    report = featurize(copy, PH(), client, progress=False)
+    elapsed = time.perf_counter() - start
     assert report.computed == n_frames and not report.failures, report.failures[:3]
-    return report.computed / elapsed, startup
+    return n_frames / elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=160)
+    parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--chunk-size", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bare", type=Path, help=argparse.SUPPRESS)  # internal: run the bare loop on a store
     args = parser.parse_args()
     if args.bare:
         print(_bare(args.bare))
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         store = make_store(Path(tmp), args.frames, args.chunk_size)
         n = open_store(store).n_snapshots("C216")
-        bare = bare_loop(store, None)
-        bare1 = bare_loop(store, "1")
-        print(f"frames: {n} x 216 atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}")
-        print(f"bare serial HomCloud loop          : {bare:6.2f} frames/s (library default threads)")
-        print(f"bare serial HomCloud loop, 1 thread: {bare1:6.2f} frames/s (OMP_NUM_THREADS=1, as in a Dask worker)")
-        for workers, target in ((1, 0.95), (2, 1.8)):
-            rate, startup = phstore_run(store, n, workers)
-            verdict = "meets" if rate / bare >= target else "MISSES"
-            print(f"phstore, {workers} worker(s)              : {rate:6.2f} frames/s = {rate / bare:4.2f}x bare "
-                  f"({verdict} the {target}x target), {rate / bare1:4.2f}x the 1-thread loop; "
-                  f"cluster start + warm-up {startup:.1f} s")
+        print(f"frames: {n} x 216 atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}, {args.rounds} rounds")
+        clients = {w: started_cluster(stack, w) for w in (1, 2)}
+        for w, (_, startup) in clients.items():
+            print(f"cluster of {w} worker(s): start + HomCloud warm-up {startup:.1f} s (not in the rates)")
+        # This VM's speed drifts by tens of per cent within minutes, so each round measures the
+        # bare loop and both phstore runs back to back, and the ratios are taken per round.
+        rows = []
+        for _ in range(args.rounds):
+            bare = bare_loop(store, None)
+            one = phstore_run(store, clients[1][0], n)
+            two = phstore_run(store, clients[2][0], n)
+            rows.append((bare, one, two))
+            print(f"  round: bare {bare:5.2f}, phstore 1 worker {one:5.2f}, 2 workers {two:5.2f} frames/s "
+                  f"-> {one / bare:4.2f}x, {two / bare:4.2f}x")
+        ratios = np.array([(one / bare, two / bare) for bare, one, two in rows])
+        median = np.median(ratios, axis=0)
+        for (workers, target), ratio in zip(((1, 0.95), (2, 1.8)), median):
+            verdict = "meets" if ratio >= target else "MISSES"
+            print(f"phstore, {workers} worker(s): median {ratio:4.2f}x the bare loop ({verdict} the {target}x target)")
+        print(f"this machine: 2 CPU-bound processes run {machine_scaling():.2f}x as fast as one (the 2-worker ceiling)")
 
 
 if __name__ == "__main__":
