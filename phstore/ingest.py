@@ -19,7 +19,6 @@ import ase.io
 import numpy as np
 import xarray as xr
 from ase import Atoms
-from ase.data import atomic_masses
 from ase.io.formats import filetype
 from tqdm.auto import tqdm
 

@@ -143,8 +143,10 @@ def test_changed_provenance_under_same_group_is_refused(reference, tmp_path, cli
         featurize(path, PH(), client, progress=False)
 
 
-def test_killed_client_then_rerun_equals_undisturbed_run(reference, source, tmp_path, client):
-    """SIGKILL the whole `phstore featurize` process group mid-run, then run again."""
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_interrupted_client_then_rerun_equals_undisturbed_run(how, reference, source, tmp_path, client):
+    """Interrupt `phstore featurize` mid-run (Ctrl-C, or SIGKILL of its whole process group with
+    the local cluster in it), then run again."""
     path = make_store(tmp_path / "s.zarr", source)
     cmd = [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(path), "--workers", "1", "--quiet"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -159,11 +161,19 @@ def test_killed_client_then_rerun_equals_undisturbed_run(reference, source, tmp_
         if done >= 2:
             break
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    if how == "ctrl-c":
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=60) != 0
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # nothing of it may outlive the test
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert 2 <= done < N_FRAMES, "the run was not interrupted mid-way"
     status = open_store(path).descriptor("C64", group)["status"].values
     finished = int((status == DONE).sum())
+    assert finished < N_FRAMES
     report = featurize(path, PH(), client, progress=False)
     assert report.computed == N_FRAMES - finished  # nothing finished was recomputed
     assert_same_features(path, reference, group)
