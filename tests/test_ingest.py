@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import ase
 import ase.db
 import ase.io
 import numpy as np
@@ -87,6 +88,23 @@ def test_vasprun_xml_source(tmp_path):
     np.testing.assert_allclose(ds.positions.values[2], frames[2].positions, atol=1e-8)
     assert ds.trajectory.values.tolist() == ["md/vasprun"] * 4
     assert ds.frame.values.tolist() == [0, 1, 2, 3]
+
+
+def test_vasp_outcar_source(tmp_path):
+    """The OUTCAR that ships with ASE's own test data (an 18-atom Ni cell), copied to an
+    OUTCAR-named file as VASP writes it."""
+    shipped = Path(ase.__file__).parent / "test" / "testdata" / "vasp" / "OUTCAR_example_1"
+    if not shipped.exists():
+        pytest.skip("this ASE installation ships no OUTCAR example")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "OUTCAR").write_bytes(shipped.read_bytes())
+    report = ingest(tmp_path / "s.zarr", [tmp_path], progress=False)
+    assert report.added == {"Ni18": 1} and not report.rejected
+    direct = ase.io.read(tmp_path / "run" / "OUTCAR", 0)
+    ds = open_store(tmp_path / "s.zarr").frames("Ni18")
+    assert ds.energy.values[0] == direct.get_potential_energy()
+    np.testing.assert_array_equal(ds.positions.values[0], direct.positions)
+    assert ds.trajectory.values.tolist() == ["run/OUTCAR"]
 
 
 def _bad_frames(tmp_path: Path) -> tuple[Path, dict[int, str]]:
