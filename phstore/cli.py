@@ -106,18 +106,13 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(f"  energy per atom {e.min():.4f} … {e.max():.4f} eV/atom (mean {e.mean():.4f})")
         print(f"  variables: {', '.join(sorted(ds.data_vars))}")
     if args.plot:
-        from phstore.plots import plot_histogram
+        from phstore.plots import plot_mean_ph_histogram
 
-        names = [v for v in ds.data_vars if v.startswith("ph") and v.endswith("_histogram")]
-        if not names or not n:
-            raise SystemExit("--plot needs a selection with PH features; run `phstore featurize --descriptor ph` first")
-        var = names[0]
-        group = ds[var].attrs["descriptor_group"]
-        lo, hi = store.descriptor_groups(ds.attrs["collection"])[group]["params"]["range"]
-        done = ds[f"{var.removesuffix('_histogram')}_status"].values == 1
-        mean = ds[var].values[done].mean(axis=0)
-        plot_histogram(mean, (lo, hi), args.plot, f"mean H1 histogram of {int(done.sum())} snapshots ({var})")
-        print(f"plotted {args.plot}")
+        try:
+            used = plot_mean_ph_histogram(store, ds, args.plot)
+        except ValueError as exc:
+            raise SystemExit(f"--plot: {exc}") from None
+        print(f"plotted the mean histogram of {used} snapshots to {args.plot}")
     if args.export:
         out = Path(args.export)
         loaded = ds.load()

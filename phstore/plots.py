@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
+
+from phstore.store import DONE, FeatureStore
 
 
 def plot_histogram(hist: np.ndarray, extent: tuple[float, float], path: str | Path, title: str = "") -> Path:
@@ -30,3 +33,18 @@ def plot_histogram(hist: np.ndarray, extent: tuple[float, float], path: str | Pa
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def plot_mean_ph_histogram(store: FeatureStore, selection: xr.Dataset, path: str | Path) -> int:
+    """Draw the mean PH histogram of the finished snapshots of ``selection`` (from
+    :meth:`FeatureStore.sel`) to ``path``; return how many snapshots it averages."""
+    names = [v for v in selection.data_vars if v.startswith("ph") and v.endswith("_histogram")]
+    if not names or not selection.sizes["snapshot"]:
+        raise ValueError("the selection has no PH features; run `phstore featurize --descriptor ph` first")
+    var = names[0]
+    group = selection[var].attrs["descriptor_group"]
+    low, high = store.descriptor_groups(selection.attrs["collection"])[group]["params"]["range"]
+    done = selection[f"{var.removesuffix('_histogram')}_status"].values == DONE
+    mean = selection[var].values[done].mean(axis=0)
+    plot_histogram(mean, (low, high), path, f"mean H1 histogram of {int(done.sum())} snapshots ({var})")
+    return int(done.sum())
