@@ -30,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/featurize_ph.py
+	$(PY) benchmarks/featurize_soap_schnet.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from phstore.descriptors import PH, PHParams
+from phstore.descriptors import PH, REGISTRY, SOAP, Descriptor, PHParams, SchNet, SOAPParams
+from phstore.training.schnet import SchNetArchitecture, SchNetTraining
 
 
 def _frames(text: str) -> slice | list[int]:
@@ -38,7 +39,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from phstore.ingest import ingest
 
-    report = ingest(args.store, args.sources, chunk_size=args.chunk_size, progress=not args.quiet)
+    report = ingest(args.store, args.sources, chunk_size=args.chunk_size, progress=not args.quiet, dataset=args.dataset)
     for rej in report.rejected:
         print(f"rejected {rej['source']} frame {rej['index']}: {rej['reason']}", file=sys.stderr)
     added = ", ".join(f"{c}: {n}" for c, n in sorted(report.added.items())) or "nothing"
@@ -46,13 +47,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_descriptor(args: argparse.Namespace) -> Descriptor:
+    """The descriptor that ``featurize``'s options describe."""
+    if args.descriptor == "ph":
+        return PH(PHParams(min_side=args.min_side), time_limit=args.time_limit)
+    if args.descriptor == "soap":
+        return SOAP(SOAPParams(species=tuple(args.species), r_cut=args.r_cut, n_max=args.n_max,
+                               l_max=args.l_max, sigma=args.sigma, rbf=args.rbf))
+    if not args.model:
+        raise SystemExit("--descriptor schnet needs --model DIR; train one with `phstore train --model schnet`")
+    from phstore.training.modeldir import ModelDirError
+
+    try:
+        return SchNet.from_model(args.model)
+    except ModelDirError as exc:
+        raise SystemExit(f"--model: {exc}") from None
+
+
 def cmd_featurize(args: argparse.Namespace) -> int:
     from phstore.cluster import connect
     from phstore.featurize import featurize
 
-    if args.descriptor != "ph":
-        raise SystemExit(f"unknown descriptor {args.descriptor!r}; available: ph")
-    descriptor = PH(PHParams(min_side=args.min_side), time_limit=args.time_limit)
+    descriptor = make_descriptor(args)
     with connect(args.scheduler, args.workers) as client:
         print(f"Dask dashboard: {client.dashboard_link}")
         report = featurize(
@@ -68,6 +84,31 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     for error in report.errors:
         print(f"error: {error} (run featurize again to retry)", file=sys.stderr)
     return 1 if report.errors else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from phstore.store import open_store
+    from phstore.training.schnet import train_schnet
+
+    store = open_store(args.store)
+    collection = args.collection
+    if collection is None:
+        if len(store.collections) != 1:
+            raise SystemExit(f"the store holds collections {store.collections}; choose one with --collection")
+        collection = store.collections[0]
+    out = Path(args.out) if args.out else Path(f"{args.store.rstrip('/')}-models") / f"{collection}-{args.model}-s{args.seed}"
+    training = SchNetTraining(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, split=args.split,
+                              test_fraction=args.test_fraction, seed=args.seed)
+    arch = SchNetArchitecture(n_interactions=args.interactions)
+    try:
+        model = train_schnet(args.store, collection, out, arch, training, dataset=args.dataset, progress=not args.quiet)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    for part in ("train", "test"):
+        m = model.metrics[part]
+        print(f"{part:5s} RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)")
+    print(f"model {model.key} written to {model.path}")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -149,20 +190,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", help="files or directories (extxyz, OUTCAR, vasprun.xml, LAMMPS dump, ASE db)")
     p.add_argument("--store", required=True, help="store directory (created if missing)")
     p.add_argument("--chunk-size", type=int, help="snapshots per chunk when the store is created (default 32)")
+    p.add_argument("--dataset", help="name of the origin of these energies (one code and functional); "
+                   "default: each SOURCE is its own dataset. Models train within one dataset")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("featurize", help="compute a descriptor for every pending snapshot on Dask workers")
     p.add_argument("--store", required=True)
-    p.add_argument("--descriptor", default="ph", help="descriptor to compute (default: ph)")
+    p.add_argument("--descriptor", choices=sorted(REGISTRY), default="ph", help="descriptor to compute (default: ph)")
     p.add_argument("--collection", action="append", help="only this collection (repeatable)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: start a local cluster)")
     p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
-    p.add_argument("--time-limit", type=float, default=120.0, help="seconds per HomCloud call before the frame is failed")
-    p.add_argument("--min-side", type=float, default=PHParams.min_side, help="replicate cells until every side is ≥ this, Å (default %(default)s)")
     p.add_argument("--retry-failed", action="store_true", help="compute failed snapshots again")
     p.add_argument("--quiet", action="store_true")
+    ph = p.add_argument_group("ph options")
+    ph.add_argument("--time-limit", type=float, default=120.0, help="seconds per HomCloud call before the frame is failed")
+    ph.add_argument("--min-side", type=float, default=PHParams.min_side, help="replicate cells until every side is ≥ this, Å (default %(default)s)")
+    soap = p.add_argument_group("soap options (defaults: the seed paper's)")
+    soap.add_argument("--species", nargs="+", default=list(SOAPParams.species), help="chemical symbols (default %(default)s)")
+    soap.add_argument("--r-cut", type=float, default=SOAPParams.r_cut, help="cutoff radius, Å (default %(default)s)")
+    soap.add_argument("--n-max", type=int, default=SOAPParams.n_max, help="radial basis functions (default %(default)s)")
+    soap.add_argument("--l-max", type=int, default=SOAPParams.l_max, help="maximum spherical-harmonic degree (default %(default)s)")
+    soap.add_argument("--sigma", type=float, default=SOAPParams.sigma, help="Gaussian width, Å (default %(default)s)")
+    soap.add_argument("--rbf", choices=["gto", "polynomial"], default=SOAPParams.rbf, help="radial basis (default %(default)s)")
+    schnet = p.add_argument_group("schnet options")
+    schnet.add_argument("--model", help="SchNet model directory written by `phstore train --model schnet`")
     p.set_defaults(func=cmd_featurize)
+
+    p = sub.add_parser("train", help="train a model on a collection's stored data and write a model directory")
+    p.add_argument("--store", required=True)
+    p.add_argument("--collection", help="collection (required when the store holds several)")
+    p.add_argument("--model", choices=["schnet"], default="schnet", help="model to train (default: schnet)")
+    p.add_argument("--out", help="model directory (default: STORE-models/COLLECTION-MODEL-sSEED)")
+    p.add_argument("--dataset", help="train on this dataset's snapshots (required when the collection holds several)")
+    p.add_argument("--split", choices=["random", "trajectory"], default="random", help="random 80/20 (the paper's) or whole trajectories held out")
+    p.add_argument("--test-fraction", type=float, default=SchNetTraining.test_fraction)
+    p.add_argument("--seed", type=int, default=SchNetTraining.seed)
+    p.add_argument("--epochs", type=int, default=SchNetTraining.epochs)
+    p.add_argument("--batch-size", type=int, default=SchNetTraining.batch_size)
+    p.add_argument("--lr", type=float, default=SchNetTraining.lr, help="Adam learning rate (default %(default)s)")
+    p.add_argument("--interactions", type=int, default=SchNetArchitecture.n_interactions, help="SchNet interaction blocks (default %(default)s)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("info", help="list collections, descriptors (with parameters), counts and failures")
     p.add_argument("--store", required=True)

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from ase import Atoms
 from distributed import Client, as_completed
 from tqdm.auto import tqdm
 
 from phstore.descriptors.base import Descriptor
-from phstore.store import DONE, FAILED, FRAMES, PENDING, FeatureStore
+from phstore.store import DONE, FAILED, PENDING, FeatureStore
 
 
 @dataclass
@@ -51,13 +50,6 @@ class FeaturizeReport:
         return [(c.collection, row, reason) for c in self.chunks for row, reason in c.failed]
 
 
-def _frames_to_atoms(frames: dict[str, np.ndarray]) -> list[Atoms]:
-    return [
-        Atoms(numbers=z, positions=p, cell=c, pbc=True)
-        for p, c, z in zip(frames["positions"], frames["cell"], frames["numbers"])
-    ]
-
-
 def featurize_chunk(
     store_path: str, collection: str, descriptor: Descriptor, chunk: int, retry_failed: bool = False
 ) -> ChunkReport:
@@ -71,8 +63,8 @@ def featurize_chunk(
     group = descriptor.group
     cs = store.chunk_size
     rows = slice(chunk * cs, min(store.n_snapshots(collection), (chunk + 1) * cs))
-    names = ["status", "error", *descriptor.variables(int(store.collection_attrs(collection)["natoms"]))]
-    current = store.read_rows(collection, group, rows, names)
+    specs = descriptor.variables(int(store.collection_attrs(collection)["natoms"]))
+    current = store.read_rows(collection, group, rows, ["status", "error"])
     todo = current["status"] == PENDING
     if retry_failed:
         todo |= current["status"] == FAILED
@@ -80,7 +72,12 @@ def featurize_chunk(
     if not todo.any():
         return report
     idx = np.flatnonzero(todo)
-    atoms = _frames_to_atoms(store.read_rows(collection, FRAMES, rows, ["positions", "cell", "numbers"]))
+    if todo.all():  # the usual case: nothing in the chunk to keep, so nothing to read
+        n = rows.stop - rows.start
+        current.update({k: np.full((n, *v.shape), v.fill, dtype=v.dtype) for k, v in specs.items()})
+    else:
+        current.update(store.read_rows(collection, group, rows, list(specs)))
+    atoms = store.atoms(collection, rows)
     results = descriptor.compute_batch([atoms[i] for i in idx])
     new_records = []
     for i, res in zip(idx, results):
@@ -97,7 +94,7 @@ def featurize_chunk(
         if res.records is not None:
             new_records.append(np.column_stack([np.full(len(res.records), float(i)), res.records]))
     if descriptor.record_columns:
-        old, _ = store.records(collection, group, chunk)
+        old, _ = (np.empty((0, 0)), None) if todo.all() else store.records(collection, group, chunk)
         keep = old[~np.isin(old[:, 0], idx)] if old.size else np.empty((0, len(descriptor.record_columns)))
         records = np.concatenate([keep, *new_records])
         records = records[np.lexsort(records.T[::-1])]  # sorted by row, then the other columns

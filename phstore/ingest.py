@@ -2,7 +2,9 @@
 
 Every snapshot is keyed by **density** (g/cm³; the file's ``density`` key, else N·m/V),
 **trajectory** (the source file's path relative to the directory given, without suffix, e.g.
-``216atom_amorphous/run1``) and **frame** (index within the file). A bad frame is recorded as
+``216atom_amorphous/run1``) and **frame** (index within the file). Each snapshot also records its
+**dataset**: the energies of one dataset come from one method (code, functional) and may be
+trained on together; by default each source given to ingest is its own dataset. A bad frame is recorded as
 rejected with its file and index and the rest goes on; a frame whose content hash (numbers,
 positions, cell, energy) is already stored is skipped, so re-ingesting adds no duplicates.
 """
@@ -43,15 +45,16 @@ class IngestReport:
         return sum(self.added.values())
 
 
-def find_sources(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
-    """``(file, root)`` pairs: files as given, directories searched recursively."""
+def find_sources(paths: Iterable[str | Path]) -> list[tuple[Path, Path, str]]:
+    """``(file, root, name)`` triples: files as given, directories searched recursively; ``name``
+    is the directory's name or the file's stem (the default dataset of its frames)."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and (f.suffix in SUFFIXES or f.name in NAMES))
-            out += [(f, p) for f in files]
+            out += [(f, p, p.resolve().name) for f in files]
         else:
-            out.append((p, p.parent))
+            out.append((p, p.parent, p.stem))
     return out
 
 
@@ -135,7 +138,7 @@ def collection_name(atoms: Atoms) -> str:
     return atoms.get_chemical_formula(mode="hill")
 
 
-def _row(atoms: Atoms, path: Path, root: Path, index: int) -> dict[str, Any]:
+def _row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict[str, Any]:
     """One snapshot row; atoms are sorted by atomic number so a collection has one layout."""
     info = atoms.info
     energy = float(atoms.get_potential_energy())
@@ -152,6 +155,7 @@ def _row(atoms: Atoms, path: Path, root: Path, index: int) -> dict[str, Any]:
         "frame": index,
         "process": str(info.get("process", "")),
         "temperature": float(info.get("temperature", np.nan)),
+        "dataset": dataset,
         "source": str(path),
         "source_index": index,
         "content_hash": content_hash(atoms, energy),
@@ -174,6 +178,7 @@ def _dataset(rows: list[dict[str, Any]]) -> xr.Dataset:
             "frame": ((SNAPSHOT,), col("frame", np.int64)),
             "process": ((SNAPSHOT,), col("process", object)),
             "temperature": ((SNAPSHOT,), col("temperature", np.float64), {"units": "K"}),
+            "dataset": ((SNAPSHOT,), col("dataset", object)),
             "source": ((SNAPSHOT,), col("source", object)),
             "source_index": ((SNAPSHOT,), col("source_index", np.int64)),
             "content_hash": ((SNAPSHOT,), col("content_hash", np.int64)),
@@ -187,11 +192,14 @@ def ingest(
     chunk_size: int | None = None,
     batch: int = 1024,
     progress: bool = True,
+    dataset: str | None = None,
 ) -> IngestReport:
     """Add the frames of ``sources`` (files or directories) to the store at ``store_path``.
 
     Frames go to the collection of their composition; ``batch`` frames are appended at a time
     (bounded memory). Bad frames are reported in the result and recorded in the store.
+    ``dataset`` names the origin of the energies of all ``sources`` (one code and functional);
+    by default each source is its own dataset (a directory's name or a file's stem).
     """
     kwargs = {} if chunk_size is None else {"chunk_size": chunk_size}
     store = FeatureStore(store_path, mode="a", **kwargs)
@@ -209,7 +217,7 @@ def ingest(
         report.rejected.append({"source": str(path), "index": index, "reason": reason})
 
     files = find_sources(sources)
-    for path, root in tqdm(files, desc="ingest", unit="file", disable=not progress):
+    for path, root, name in tqdm(files, desc="ingest", unit="file", disable=not progress):
         if not path.exists():
             reject(path, -1, "no such file")
             continue
@@ -224,7 +232,7 @@ def ingest(
             coll = collection_name(item)
             if coll not in known:
                 known[coll] = store.existing_hashes(coll)
-            row = _row(item, path, root, index)
+            row = _row(item, path, root, index, dataset or name)
             if row["content_hash"] in known[coll]:
                 report.duplicates += 1
                 continue

@@ -25,6 +25,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
+from ase import Atoms
 
 FORMAT = "phstore-1"
 SNAPSHOT = "snapshot"
@@ -374,6 +375,14 @@ class FeatureStore:
             values = self._root[f"{collection}/{group}/{name}"][rows]
             out[name] = values.astype(object) if values.dtype.kind == "T" else values
         return out
+
+    def atoms(self, collection: str, rows: slice) -> list[Atoms]:
+        """The snapshots in the region ``rows`` as periodic ``ase.Atoms`` (positions in Å)."""
+        f = self.read_rows(collection, FRAMES, rows, ["positions", "cell", "numbers"])
+        return [
+            Atoms(numbers=z, positions=p, cell=c, pbc=True)
+            for p, c, z in zip(f["positions"], f["cell"], f["numbers"])
+        ]
 
     def write_rows(self, collection: str, group: str, rows: slice, values: dict[str, np.ndarray]) -> None:
         """Write ``values`` to the snapshot region ``rows`` of a descriptor group, in the order

@@ -1,11 +1,16 @@
-"""Shared fixtures: tiny generated frames, stores, a real LocalCluster, the real-carbon data."""
+"""Shared fixtures: tiny generated frames, a real LocalCluster, the real-carbon data, a trained
+SchNet, and the entries of the descriptor contract suite."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
+from ase import Atoms
 
+from phstore.descriptors import PH, SOAP, Descriptor, SchNet
 from tests.helpers import REAL_CARBON, write_trajectory
 
 
@@ -32,3 +37,59 @@ def real_carbon() -> Path:
     if not REAL_CARBON.is_dir():
         pytest.skip(f"real-carbon data not found at {REAL_CARBON}")
     return REAL_CARBON
+
+
+@pytest.fixture(scope="session")
+def schnet_model(tmp_path_factory) -> Path:
+    """A small SchNet trained for two epochs on generated 64-atom frames (a real schnetpack model)."""
+    from phstore.ingest import ingest
+    from phstore.training.schnet import SchNetArchitecture, SchNetTraining, train_schnet
+
+    root = tmp_path_factory.mktemp("schnet")
+    source = write_trajectory(root / "data" / "run1.xyz", 12, density=2.4, seed=11)
+    ingest(root / "s.zarr", [source], chunk_size=4, progress=False)
+    train_schnet(root / "s.zarr", "C64", root / "model", SchNetArchitecture(n_interactions=2),
+                 SchNetTraining(epochs=2, batch_size=4), progress=False)
+    return root / "model"
+
+
+@dataclass(frozen=True)
+class DescriptorCase:
+    """One entry of the descriptor contract suite (``tests/test_contract.py``).
+
+    ``make(request)`` builds the descriptor (it may use fixtures); ``bad_frame(atoms)`` turns a
+    good frame into one the descriptor must record as failed, with ``bad_reason`` in the error;
+    ``tol`` bounds the relative L1 difference of values that must agree (float rounding);
+    ``periodic_tol`` the same for a 2×2×2 supercell (PH: only cell-sized cycles differ).
+    """
+
+    make: Callable[[pytest.FixtureRequest], Descriptor]
+    bad_frame: Callable[[Atoms], Atoms]
+    bad_reason: str
+    tol: float
+    periodic_tol: float
+
+
+def _triclinic(atoms: Atoms) -> Atoms:
+    atoms.set_cell(atoms.cell.array + [[0, 0.5, 0], [0, 0, 0], [0, 0, 0]], scale_atoms=False)
+    return atoms
+
+
+def _oxygen(atoms: Atoms) -> Atoms:
+    atoms.numbers[0] = 8
+    return atoms
+
+
+#: Every descriptor must pass the contract suite: adding one means adding an entry here.
+DESCRIPTOR_CASES = {
+    "ph": DescriptorCase(lambda r: PH(time_limit=60), _triclinic, "triclinic", 1e-6, 0.04),
+    "soap": DescriptorCase(lambda r: SOAP(), _oxygen, "not in the SOAP species", 1e-5, 1e-5),
+    "schnet": DescriptorCase(lambda r: SchNet.from_model(r.getfixturevalue("schnet_model")), _oxygen,
+                             "not in the SchNet training data", 1e-5, 1e-5),
+}
+
+
+@pytest.fixture(params=sorted(DESCRIPTOR_CASES))
+def case(request) -> tuple[Descriptor, DescriptorCase]:
+    entry = DESCRIPTOR_CASES[request.param]
+    return entry.make(request), entry

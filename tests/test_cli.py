@@ -19,7 +19,7 @@ def run(*args: str) -> str:
 
 def test_help_lists_every_command():
     text = build_parser().format_help()
-    for command in ("generate", "ingest", "featurize", "info", "query"):
+    for command in ("generate", "ingest", "featurize", "train", "info", "query"):
         assert command in text
 
 
@@ -47,6 +47,28 @@ def test_end_to_end(tmp_path):
     np.testing.assert_allclose(sel["ph_histogram"].sum(axis=(1, 2)), 1, rtol=1e-5)
 
 
-def test_unknown_descriptor_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="available: ph"):
+def test_unknown_descriptor_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
         main(["featurize", "--store", str(tmp_path / "s.zarr"), "--descriptor", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="needs --model DIR"):
+        main(["featurize", "--store", str(tmp_path / "s.zarr"), "--descriptor", "schnet"])
+
+
+def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
+    """ingest → featurize soap → train schnet → featurize schnet → info and query list both."""
+    store, model = str(tmp_path / "s.zarr"), str(tmp_path / "model")
+    run("ingest", str(tiny_source), "--store", store, "--quiet", "--chunk-size", "4")
+    assert "computed 11 snapshots" in run("featurize", "--store", store, "--descriptor", "soap", "--quiet", "--workers", "1")
+    out = run("train", "--store", store, "--model", "schnet", "--out", model, "--epochs", "2", "--interactions", "1",
+              "--batch-size", "4", "--quiet")
+    assert "test  RMSE" in out and "meV/atom" in out and f"written to {model}" in out
+    assert "computed 11 snapshots" in run("featurize", "--store", store, "--descriptor", "schnet", "--model", model,
+                                          "--quiet", "--workers", "1")
+    info = run("info", "--store", store)
+    assert '"r_cut": 4.1' in info and '"n_max": 8' in info and '"n_atom_basis": 100' in info
+    assert info.count("done 11, failed 0, pending 0") == 2
+    q = run("query", "--store", store, "--density", "3.0")
+    assert "5 snapshots selected" in q
+    for name in ("soap_mean", "soap_per_atom", "schnet_mean", "schnet_per_atom"):
+        assert name in q

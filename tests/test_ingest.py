@@ -167,3 +167,12 @@ def test_interrupted_append_is_invisible_and_overwritten(tiny_source, tmp_path):
     ds = open_store(store_path).frames("C64").load()
     assert ds.sizes["snapshot"] == 11 and root["C64/frames/positions"].shape[0] == 11
     np.testing.assert_array_equal(ds.frame.values, [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4])
+
+
+def test_dataset_labels_name_the_origin_of_the_energies(tiny_source, tmp_path):
+    extra = write_trajectory(tmp_path / "other.xyz", 2, seed=9)
+    ingest(tmp_path / "s.zarr", [tiny_source, extra], progress=False)
+    labels = open_store(tmp_path / "s.zarr").frames("C64")["dataset"].values.tolist()
+    assert labels == ["data"] * 11 + ["other"] * 2  # a directory's name, a file's stem
+    ingest(tmp_path / "t.zarr", [tiny_source, extra], progress=False, dataset="tersoff")
+    assert set(open_store(tmp_path / "t.zarr").frames("C64")["dataset"].values.tolist()) == {"tersoff"}

@@ -1,4 +1,5 @@
-"""The PH descriptor against direct HomCloud + numpy, its invariances and its supercell rule."""
+"""The PH descriptor against direct HomCloud + numpy, and its supercell rule (its invariances are
+in the contract suite, tests/test_contract.py)."""
 
 import numpy as np
 import pytest
@@ -73,34 +74,6 @@ def test_essential_pairs_kept_with_infinite_death(ph):
     for degree, n_essential in ((0, 1), (1, 3), (2, 3)):  # Betti numbers of the 3-torus
         rows = res.records[res.records[:, 0] == degree]
         assert np.isinf(rows[:, 2]).sum() == n_essential
-
-
-def rotate_cubic(atoms):
-    """90° rotation about z of a cubic cell: (x, y, z) → (-y, x, z), wrapped back in the box."""
-    out = atoms.copy()
-    L = out.cell[0, 0]
-    p = atoms.positions
-    out.positions = np.column_stack([L - p[:, 1], p[:, 0], p[:, 2]])
-    out.wrap()
-    return out
-
-
-@pytest.mark.parametrize(
-    "transform",
-    [
-        pytest.param(lambda a: (a.translate([1.3, -2.1, 0.7]), a)[1], id="translation"),
-        pytest.param(lambda a: a[np.random.default_rng(3).permutation(len(a))], id="permutation"),
-        pytest.param(rotate_cubic, id="cubic-rotation"),
-    ],
-)
-def test_invariance(ph, transform):
-    atoms = carbon_frame(5, seed=7)
-    ref = ph.compute(atoms)
-    out = ph.compute(transform(atoms.copy()))
-    a, b = sorted_pairs(ref), sorted_pairs(out)
-    assert a.shape == b.shape
-    np.testing.assert_allclose(a, b, atol=1e-9)
-    np.testing.assert_allclose(ref.values["histogram"], out.values["histogram"], atol=1e-7)
 
 
 def test_supercell_histogram_agrees_with_unreplicated(ph):

@@ -119,3 +119,60 @@ def test_whole_directory_ingests(real_carbon, tmp_path):
     assert {"aC_wang2024nep_test_disordered", "aC_CGAP17_castepLDA_64at_metatrain"} <= sources
     dens = store.sel("C64", density=1.4964, density_tol=1e-3)
     assert dens.sizes["snapshot"] >= 20
+
+
+@pytest.fixture(scope="module")
+def disordered(real_carbon, tmp_path_factory, client):
+    """All 405 distinct disordered frames (8 cell sizes → 8 collections) with SOAP, and a small SchNet
+    trained on the 64-atom collection whose embeddings are stored for every collection."""
+    from phstore.descriptors import SOAP, SchNet
+    from phstore.training.schnet import SchNetArchitecture, SchNetTraining, train_schnet
+
+    tmp = tmp_path_factory.mktemp("disordered")
+    path = tmp / "s.zarr"
+    ingest(path, [real_carbon / DISORDERED], chunk_size=16, progress=False)
+    model = train_schnet(path, "C64", tmp / "model", SchNetArchitecture(n_interactions=2),
+                         SchNetTraining(epochs=1, batch_size=32), progress=False)
+    for descriptor in (SOAP(), SchNet.from_model(model.path)):
+        report = featurize(path, descriptor, client, progress=False)
+        assert report.computed == 405 and not report.failures  # 406 frames, one a duplicate and not report.errors
+    return open_store(path), model.path
+
+
+def test_stored_soap_equals_dscribe_on_real_frames(disordered):
+    from dscribe.descriptors import SOAP as DScribeSOAP
+
+    from phstore.descriptors import SOAP
+
+    store, _ = disordered
+    soap = DScribeSOAP(species=["C"], r_cut=4.1, n_max=8, l_max=9, sigma=0.16, periodic=True)
+    assert len(store.collections) == 8
+    for coll in store.collections:
+        ds = store.descriptor(coll, SOAP().group).load()
+        for i, atoms in enumerate(store.atoms(coll, slice(0, store.n_snapshots(coll)))):
+            expected = soap.create(atoms)
+            np.testing.assert_array_equal(ds["per_atom"].values[i], expected.astype(np.float32))
+            np.testing.assert_allclose(ds["mean"].values[i], expected.mean(axis=0), rtol=1e-6, atol=1e-7)
+
+
+def test_stored_schnet_equals_the_checkpoint_run_directly(disordered):
+    from phstore.descriptors import SchNet
+    from tests.test_schnet import direct_embedding
+
+    store, model = disordered
+    for coll in ("C27", "C64", "C216"):
+        ds = store.descriptor(coll, SchNet.from_model(model).group).load()
+        frames = store.atoms(coll, slice(0, store.n_snapshots(coll)))
+        for i in range(0, len(frames), 7):
+            expected = direct_embedding(model, frames[i])
+            np.testing.assert_allclose(ds["per_atom"].values[i], expected, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(ds["mean"].values[i], expected.mean(axis=0), rtol=1e-4, atol=1e-5)
+
+
+def test_real_selection_by_density_is_lazy_and_has_both(disordered):
+    store, _ = disordered
+    ds = store.sel("C64", density=[1.4964, 2.0], density_tol=0.05)
+    assert ds.sizes["snapshot"] > 0
+    for name in ("soap_mean", "soap_per_atom", "schnet_mean", "schnet_per_atom"):
+        assert ds[name].chunks is not None
+    assert ds["soap_per_atom"].shape[1:] == (64, 360) and ds["schnet_per_atom"].shape[1:] == (64, 100)

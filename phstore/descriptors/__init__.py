@@ -2,8 +2,10 @@
 
 from phstore.descriptors.base import Descriptor, FrameResult
 from phstore.descriptors.ph import PH, PHParams
+from phstore.descriptors.schnet import SchNet, SchNetParams
+from phstore.descriptors.soap import SOAP, SOAPParams
 
 #: Descriptors by their CLI name.
-REGISTRY: dict[str, type[Descriptor]] = {PH.name: PH}
+REGISTRY: dict[str, type[Descriptor]] = {d.name: d for d in (PH, SOAP, SchNet)}
 
-__all__ = ["Descriptor", "FrameResult", "PH", "PHParams", "REGISTRY"]
+__all__ = ["Descriptor", "FrameResult", "PH", "PHParams", "REGISTRY", "SOAP", "SOAPParams", "SchNet", "SchNetParams"]

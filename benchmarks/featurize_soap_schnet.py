@@ -1,0 +1,129 @@
+"""Throughput and memory of SOAP (dscribe) and SchNet (schnetpack) featurization at 216 and 512 atoms.
+
+For each size, Tersoff melt-quench frames are generated (LAMMPS) into a store. Per descriptor,
+a bare loop (dscribe / schnetpack called directly on the stored frames, one single-threaded
+process) is compared with phstore on 1 and 2 Dask workers (store reads, per-atom and atom-mean
+writes). Target (issue 3): ≥ 0.95× the bare loop per core. Memory: the peak RSS of the worker
+processes against the size of all per-atom output, which no process may hold whole.
+
+The SchNet model is untrained (0 epochs): the embedding costs the same as a trained one's.
+
+    python benchmarks/featurize_soap_schnet.py [--frames 120] [--chunk-size 16] [--rounds 2] [--natoms 216 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from harness import (bare_loop, compare, make_store, phstore_run, report_bare, started_cluster,
+                     worker_peak_rss)
+from phstore import open_store
+from phstore.descriptors import SOAP, Descriptor, SchNet
+from phstore.store import FeatureStore
+from phstore.training.schnet import SchNetTraining, train_schnet
+
+
+def _frames(store: Path):
+    s = FeatureStore(store)
+    coll = s.collections[0]
+    return s.atoms(coll, slice(0, s.n_snapshots(coll)))
+
+
+def _bare_soap(store: Path) -> float:
+    from dscribe.descriptors import SOAP as DScribeSOAP
+
+    frames = _frames(store)
+    soap = DScribeSOAP(species=["C"], r_cut=4.1, n_max=8, l_max=9, sigma=0.16, periodic=True)
+    soap.create(frames[0])
+    start = time.perf_counter()
+    for atoms in frames:
+        x = soap.create(atoms)
+        _ = x.astype(np.float32), x.mean(axis=0)
+    return len(frames) / (time.perf_counter() - start)
+
+
+def _bare_schnet(store: Path, model: Path, batch_size: int = 8) -> float:
+    import torch
+
+    from phstore.training.modeldir import load_model_dir
+    from phstore.training.schnet import architecture_of, build_schnet, converter, embed
+
+    frames = _frames(store)
+    model_dir = load_model_dir(model)
+    net = build_schnet(architecture_of(model_dir))
+    net.load_state_dict(model_dir.state_dict())
+    convert = converter(architecture_of(model_dir))
+    start = time.perf_counter()
+    with torch.no_grad():
+        for lo in range(0, len(frames), batch_size):
+            x = embed(net, convert(frames[lo:lo + batch_size])).numpy()
+            _ = [e.mean(axis=0) for e in np.split(x, np.cumsum([len(a) for a in frames[lo:lo + batch_size]])[:-1])]
+    return len(frames) / (time.perf_counter() - start)
+
+
+def _warm() -> None:
+    """Import dscribe and torch/schnetpack in this worker before timing."""
+    from ase.build import bulk
+
+    import phstore.compat
+
+    SOAP().compute(bulk("C", "diamond", a=3.567, cubic=True).repeat(2))
+    phstore.compat.import_schnetpack()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=120, help="frames per size (rounded up to whole runs)")
+    parser.add_argument("--chunk-size", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])
+    parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)  # internal: soap|schnet STORE [MODEL]
+    args = parser.parse_args()
+    if args.bare:
+        kind, *paths = args.bare
+        report_bare(_bare_soap(Path(paths[0])) if kind == "soap" else _bare_schnet(*map(Path, paths)))
+        return
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        clients = {w: started_cluster(stack, w, _warm) for w in (1, 2)}
+        idle = {w: worker_peak_rss(c) for w, (c, _) in clients.items()}
+        for w, (_, startup) in clients.items():
+            print(f"cluster of {w} worker(s): start + warm-up {startup:.1f} s, worker RSS {idle[w]:.0f} MiB")
+        for natoms in args.natoms:
+            store = make_store(work, args.frames, args.chunk_size, natoms)
+            n = open_store(store).n_snapshots(f"C{natoms}")
+            model = work / f"schnet{natoms}"
+            train_schnet(store, f"C{natoms}", model, training=SchNetTraining(epochs=0), progress=False)
+            cases: list[tuple[str, Descriptor, tuple[str, ...]]] = [
+                ("soap", SOAP(), ("soap", str(store))),
+                ("schnet", SchNet.from_model(model), ("schnet", str(store), str(model))),
+            ]
+            print(f"\nframes: {n} x {natoms} atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}")
+            for name, descriptor, bare_args in cases:
+                per_atom = n * natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4 / 2**20
+                bare_rss = []
+
+                def bare() -> float:
+                    rate, rss = bare_loop(__file__, *bare_args)
+                    bare_rss.append(rss)
+                    return rate
+
+                compare(
+                    f"{name} {natoms} atoms", args.rounds, bare,
+                    {w: (lambda c=c, d=descriptor: phstore_run(store, c, d, n)) for w, (c, _) in clients.items()},
+                    {1: 0.95, 2: 1.9},
+                )
+                peak = {w: worker_peak_rss(c) for w, (c, _) in clients.items()}
+                print(f"{name} {natoms} atoms: per-atom output of all frames {per_atom:.0f} MiB; "
+                      f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
+                      f"bare loop peak RSS {max(bare_rss):.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""What every featurize benchmark shares: demo frames in a store, warmed-up LocalClusters,
+timed phstore runs, the bare loop in a fresh process, worker memory, the machine's own scaling.
+
+This VM's speed drifts by tens of per cent within minutes, so the benchmarks measure the bare
+loop and the phstore runs back to back in rounds and report the median of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from distributed import Client
+
+from phstore.cluster import connect
+from phstore.descriptors import Descriptor
+from phstore.featurize import featurize
+from phstore.generate import GenerateConfig, MeltQuench, generate
+from phstore.ingest import ingest
+
+
+def make_store(work: Path, n_frames: int, chunk_size: int, natoms: int = 216) -> Path:
+    """About ``n_frames`` Tersoff melt-quench frames of ``natoms`` atoms at 2.4 g/cm³ in a store
+    (collection ``C<natoms>``)."""
+    per_run = MeltQuench().scaled(0.2)
+    runs = -(-n_frames // sum(per_run.frames))
+    config = replace(GenerateConfig.demo(), densities=(2.4,), runs=runs, natoms=natoms, crystal=False)
+    generate(work / f"data{natoms}", config, progress=False)
+    store = work / f"store{natoms}.zarr"
+    ingest(store, [work / f"data{natoms}"], chunk_size=chunk_size, progress=False)
+    return store
+
+
+def bare_loop(script: str, *args: str) -> tuple[float, float]:
+    """Run ``script --bare ARGS`` in a fresh single-threaded process (as Dask workers are):
+    its last line must be ``frames/s``; returns that and the process's peak RSS, MiB."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"} | {"OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, script, "--bare", *args], env=env, check=True,
+                         capture_output=True, text=True)
+    rate, rss = out.stdout.split()[-2:]
+    return float(rate), float(rss)
+
+
+def report_bare(rate: float) -> None:
+    """The last line a ``--bare`` run prints: frames/s and its peak RSS (MiB)."""
+    print(rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def started_cluster(stack: ExitStack, workers: int, warm: Callable[[], None]) -> tuple[Client, float]:
+    """A LocalCluster whose every worker has run ``warm`` (imports, children); (client, seconds)."""
+    t0 = time.perf_counter()
+    client = stack.enter_context(connect(n_workers=workers))
+    client.wait_for_workers(workers)
+    addresses = list(client.scheduler_info()["workers"])
+    client.gather([client.submit(warm, workers=[a], pure=False) for a in addresses])
+    return client, time.perf_counter() - t0
+
+
+def worker_peak_rss(client: Client) -> float:
+    """Largest peak RSS (MiB) of the cluster's worker processes."""
+    rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return max(rss.values())
+
+
+def phstore_run(store: Path, client: Client, descriptor: Descriptor, n_frames: int) -> float:
+    """Frames/s of ``featurize`` on a fresh copy of the store."""
+    copy = store.parent / "store-run.zarr"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(store, copy)
+    start = time.perf_counter()
+    report = featurize(copy, descriptor, client, progress=False)
+    elapsed = time.perf_counter() - start
+    assert report.computed == n_frames and not report.failures and not report.errors, report.failures[:3]
+    return n_frames / elapsed
+
+
+def _spin(n: int = 20_000_000) -> float:
+    start = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i
+    return time.perf_counter() - start
+
+
+def machine_scaling() -> float:
+    """Throughput of two CPU-bound processes relative to one: this machine's ceiling for the
+    2-worker speed-up (a 2-vCPU VM may not give two full cores)."""
+    with ProcessPoolExecutor(2) as pool:
+        one = pool.submit(_spin).result()
+        two = max(pool.map(_spin, [20_000_000] * 2))
+    return 2 * one / two
+
+
+def compare(label: str, rounds: int, bare: Callable[[], float], runs: dict[int, Callable[[], float]],
+            targets: dict[int, float]) -> None:
+    """Run ``bare`` and each ``runs[workers]`` back to back per round; print per-round and median
+    ratios against ``targets[workers]`` (phstore rate / bare rate)."""
+    rows = []
+    for _ in range(rounds):
+        b = bare()
+        rates = {w: run() for w, run in runs.items()}
+        rows.append((b, rates))
+        shown = ", ".join(f"{w} worker(s) {r:6.2f}" for w, r in rates.items())
+        ratios = ", ".join(f"{r / b:4.2f}x" for r in rates.values())
+        print(f"  {label} round: bare {b:6.2f}, phstore {shown} frames/s -> {ratios}")
+    for w, target in targets.items():
+        ratio = float(np.median([rates[w] / b for b, rates in rows]))
+        verdict = "meets" if ratio >= target else "MISSES"
+        print(f"{label}, phstore on {w} worker(s): median {ratio:4.2f}x the bare loop "
+              f"({ratio / w:4.2f}x per core; {verdict} the {target}x target)")

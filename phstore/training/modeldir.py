@@ -1,0 +1,121 @@
+"""Model directories: what training writes and what prediction and featurization read.
+
+A model directory holds::
+
+    model.json    kind, config, metrics, provenance (store, collection, split, seed) and the
+                  SHA-256 of the weights
+    weights.pt    a plain ``state_dict`` of tensors (loaded with ``weights_only=True``: nothing
+                  is unpickled)
+    split.npz     the snapshot indices of the train and test sets
+
+The model's key (:attr:`ModelDir.key`) is a hash of its weights and config, so features made
+from a model (e.g. SchNet embeddings) are tied to exactly one trained state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "phstore-model-1"
+META, WEIGHTS, SPLIT = "model.json", "weights.pt", "split.npz"
+
+
+class ModelDirError(RuntimeError):
+    """A model directory is missing, foreign, corrupt or of another kind."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A loaded model directory (see the module docstring)."""
+
+    path: Path
+    kind: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    provenance: dict[str, Any]
+    weights_sha256: str
+    train: np.ndarray
+    test: np.ndarray
+
+    @property
+    def key(self) -> str:
+        """12 hex digits of SHA-256 over the weights' hash, the kind and the config."""
+        blob = json.dumps({"kind": self.kind, "config": self.config, "weights": self.weights_sha256}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The weights, checked against the recorded hash and loaded without unpickling."""
+        import torch
+
+        path = self.path / WEIGHTS
+        if _sha256(path) != self.weights_sha256:
+            raise ModelDirError(f"{path} does not match the SHA-256 in {self.path / META}: the file was changed or is corrupt")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            raise ModelDirError(f"{path} is not a plain tensor state_dict ({exc}); re-train the model") from None
+
+
+def save_model_dir(
+    path: str | Path, kind: str, config: dict[str, Any], state_dict: dict[str, Any],
+    train: np.ndarray, test: np.ndarray, metrics: dict[str, Any], provenance: dict[str, Any],
+) -> ModelDir:
+    """Write a model directory (weights first, ``model.json`` last: its presence marks it complete)."""
+    import torch
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / META).unlink(missing_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path / WEIGHTS)
+    np.savez(path / SPLIT, train=np.asarray(train, dtype=np.int64), test=np.asarray(test, dtype=np.int64))
+    meta = {
+        "format": FORMAT, "kind": kind, "config": config, "metrics": metrics, "provenance": provenance,
+        "weights_sha256": _sha256(path / WEIGHTS),
+    }
+    (path / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return load_model_dir(path, kind)
+
+
+def load_model_dir(path: str | Path, kind: str | None = None) -> ModelDir:
+    """Read a model directory's metadata and split (weights load on :meth:`ModelDir.state_dict`).
+
+    Raises :class:`ModelDirError` with what to do when the directory is not a complete phstore
+    model (of ``kind``, when given).
+    """
+    path = Path(path)
+    meta_path = path / META
+    if not meta_path.is_file():
+        raise ModelDirError(
+            f"{path} is not a phstore model directory (no {META}); train one with `phstore train`"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{meta_path} is corrupt: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelDirError(f"{meta_path} is not a {FORMAT} file")
+    if kind is not None and meta["kind"] != kind:
+        raise ModelDirError(f"{path} holds a {meta['kind']!r} model, not {kind!r}")
+    try:
+        with np.load(path / SPLIT, allow_pickle=False) as split:
+            train, test = split["train"], split["test"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelDirError(f"{path / SPLIT} is missing or corrupt: {exc}") from None
+    return ModelDir(
+        path, meta["kind"], meta["config"], meta["metrics"], meta["provenance"], meta["weights_sha256"], train, test
+    )

@@ -1,0 +1,48 @@
+"""Train/test splits of a collection's snapshots: random (the paper's) or by trajectory.
+
+Neighbouring MD frames are strongly correlated, so a random split leaks near-copies of test
+frames into training; the ``trajectory`` split holds whole melt-quench runs out instead.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+SPLITS = ("random", "trajectory")
+
+
+def split_indices(
+    n: int, kind: str = "random", test_fraction: float = 0.2, seed: int = 0,
+    groups: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(train, test)`` positions in ``range(n)``.
+
+    ``kind="random"`` draws ``round(test_fraction * n)`` test positions; ``kind="trajectory"``
+    shuffles the distinct ``groups`` (one label per position) and takes whole groups into the
+    test set until it holds at least ``test_fraction`` of the positions (never all groups).
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), not {test_fraction}")
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        n_test = min(n - 1, max(1, round(test_fraction * n)))
+        test = np.sort(rng.permutation(n)[:n_test])
+    elif kind == "trajectory":
+        if groups is None or len(groups) != n:
+            raise ValueError("a trajectory split needs one trajectory label per snapshot")
+        labels = np.asarray(groups, dtype=object)
+        names = sorted(set(labels.tolist()))
+        if len(names) < 2:
+            raise ValueError(f"a trajectory split needs at least 2 trajectories, the selection has {len(names)}")
+        chosen: list[str] = []
+        for name in rng.permutation(names)[:-1]:
+            chosen.append(name)
+            if np.isin(labels, chosen).sum() >= test_fraction * n:
+                break
+        test = np.flatnonzero(np.isin(labels, chosen))
+    else:
+        raise ValueError(f"unknown split {kind!r}; choose one of {SPLITS}")
+    train = np.setdiff1d(np.arange(n), test)
+    return train, test

@@ -1,0 +1,110 @@
+"""SchNet: training from the store, model directories, and embeddings against schnetpack run directly."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from phstore.compat import import_schnetpack
+from phstore.descriptors import SchNet
+from phstore.ingest import ingest
+from phstore.training.modeldir import ModelDirError, load_model_dir
+from phstore.training.schnet import SchNetArchitecture, SchNetTraining, train_schnet
+from tests.helpers import carbon_frame, write_trajectory
+
+
+def direct_embedding(model_path, atoms):
+    """schnetpack's own classes, configured from model.json, weights loaded weights-only."""
+    spk = import_schnetpack()
+    meta = json.loads((model_path / "model.json").read_text())
+    a = meta["config"]["architecture"]
+    rep = spk.representation.SchNet(
+        n_atom_basis=a["n_atom_basis"], n_interactions=a["n_interactions"],
+        radial_basis=spk.nn.GaussianRBF(n_rbf=a["n_rbf"], cutoff=a["cutoff"]),
+        cutoff_fn=spk.nn.CosineCutoff(a["cutoff"]),
+    )
+    state = torch.load(model_path / "weights.pt", weights_only=True)
+    rep.load_state_dict({k.removeprefix("representation."): v for k, v in state.items() if k.startswith("representation.")})
+    inputs = spk.interfaces.AtomsConverter(neighbor_list=spk.transform.ASENeighborList(cutoff=a["cutoff"]))(atoms)
+    inputs = spk.atomistic.PairwiseDistances()(inputs)
+    with torch.no_grad():
+        return rep(inputs)["scalar_representation"].numpy()
+
+
+def test_model_directory_records_split_metrics_and_provenance(schnet_model):
+    m = load_model_dir(schnet_model, "schnet")
+    assert len(np.intersect1d(m.train, m.test)) == 0 and sorted([*m.train, *m.test]) == list(range(12))
+    assert len(m.test) == round(0.2 * 12)
+    for part in ("train", "test"):
+        assert np.isfinite(m.metrics[part]["rmse_mev"]) and m.metrics[part]["rmse_mev"] > 0
+    assert len(m.metrics["history"]) == 2
+    assert m.provenance["collection"] == "C64" and m.config["species"] == [6]
+    assert m.config["architecture"]["n_atom_basis"] == 100 and m.config["architecture"]["n_rbf"] == 60
+
+
+def test_embedding_equals_schnetpack_run_directly(schnet_model):
+    atoms = carbon_frame(4, density=2.4, seed=3)
+    res = SchNet.from_model(schnet_model).compute(atoms)
+    expected = direct_embedding(schnet_model, atoms)
+    assert res.values["per_atom"].shape == (64, 100)
+    np.testing.assert_allclose(res.values["per_atom"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.values["mean"], expected.mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_batched_embeddings_equal_single_frames(schnet_model):
+    frames = [carbon_frame(4, density=d, seed=i) for i, d in enumerate((2.0, 2.4, 3.0))]
+    schnet = SchNet.from_model(schnet_model)
+    batched = schnet.compute_batch(frames)
+    for atoms, res in zip(frames, batched):
+        np.testing.assert_allclose(res.values["per_atom"], schnet.compute(atoms).values["per_atom"], rtol=1e-5, atol=1e-6)
+
+
+def test_the_key_follows_the_weights(schnet_model, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(schnet_model, copy)
+    assert SchNet.from_model(copy).params == SchNet.from_model(schnet_model).params  # moved: same key
+    other = tmp_path / "other"
+    store = schnet_model.parent / "s.zarr"
+    train_schnet(store, "C64", other, SchNetArchitecture(n_interactions=2), SchNetTraining(epochs=1, batch_size=4, seed=1),
+                 progress=False)
+    assert SchNet.from_model(other).group != SchNet.from_model(schnet_model).group
+
+
+def test_corrupt_and_foreign_checkpoints_are_clear_errors(schnet_model, tmp_path):
+    import shutil
+
+    with pytest.raises(ModelDirError, match="not a phstore model directory"):
+        SchNet.from_model(tmp_path)
+    bad = tmp_path / "corrupt"
+    shutil.copytree(schnet_model, bad)
+    (bad / "weights.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ModelDirError, match="does not match the SHA-256"):
+        SchNet.from_model(bad).compute(carbon_frame(4))
+    # a foreign file whose hash is made to match: weights_only loading refuses its pickled object
+    foreign = tmp_path / "foreign"
+    shutil.copytree(schnet_model, foreign)
+    torch.save({"model": torch.nn.Linear(2, 2)}, foreign / "weights.pt")
+    meta = json.loads((foreign / "model.json").read_text())
+    import hashlib
+
+    meta["weights_sha256"] = hashlib.sha256((foreign / "weights.pt").read_bytes()).hexdigest()
+    (foreign / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match="not a plain tensor state_dict"):
+        load_model_dir(foreign).state_dict()
+    (foreign / "model.json").write_text("{not json")
+    with pytest.raises(ModelDirError, match="corrupt"):
+        load_model_dir(foreign)
+
+
+def test_mixed_datasets_need_a_choice(tmp_path):
+    write_trajectory(tmp_path / "a.xyz", 4, seed=1)
+    write_trajectory(tmp_path / "b.xyz", 4, seed=2)
+    ingest(tmp_path / "s.zarr", [tmp_path / "a.xyz", tmp_path / "b.xyz"], progress=False)
+    with pytest.raises(ValueError, match="choose one with dataset"):
+        train_schnet(tmp_path / "s.zarr", "C64", tmp_path / "m", training=SchNetTraining(epochs=1), progress=False)
+    m = train_schnet(tmp_path / "s.zarr", "C64", tmp_path / "m", SchNetArchitecture(n_interactions=1),
+                     SchNetTraining(epochs=1, batch_size=4), dataset="b", progress=False)
+    assert sorted([*m.train, *m.test]) == [4, 5, 6, 7] and m.provenance["dataset"] == "b"

@@ -1,0 +1,71 @@
+"""SOAP in the store against dscribe called directly; parameters and provenance; lazy queries."""
+
+import numpy as np
+import pytest
+from dscribe.descriptors import SOAP as DScribeSOAP
+
+from phstore import open_store
+from phstore.descriptors import PH, SOAP, SOAPParams
+from phstore.featurize import featurize
+from phstore.ingest import ingest
+from tests.helpers import write_trajectory
+
+
+def direct(atoms, **kw):
+    """dscribe on its own, with the seed paper's parameters unless overridden."""
+    params = dict(species=["C"], r_cut=4.1, n_max=8, l_max=9, sigma=0.16, periodic=True) | kw
+    return DScribeSOAP(**params).create(atoms)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, client):
+    tmp = tmp_path_factory.mktemp("soap")
+    write_trajectory(tmp / "data" / "a.xyz", 5, density=2.0, seed=1)
+    write_trajectory(tmp / "data" / "b.xyz", 4, density=3.0, seed=2)
+    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False)
+    for descriptor in (SOAP(), SOAP(SOAPParams(n_max=4, l_max=4)), PH()):
+        report = featurize(tmp / "s.zarr", descriptor, client, progress=False)
+        assert report.computed == 9 and not report.failures and not report.errors
+    return open_store(tmp / "s.zarr")
+
+
+def test_paper_defaults_give_360_features():
+    assert SOAP().n_features == 360
+    assert SOAP().variables(216)["per_atom"].shape == (216, 360)
+
+
+def test_stored_soap_equals_dscribe(store):
+    group = SOAP().group
+    ds = store.descriptor("C64", group).load()
+    atoms = store.atoms("C64", slice(0, 9))
+    for i, a in enumerate(atoms):
+        expected = direct(a)
+        np.testing.assert_array_equal(ds["per_atom"].values[i], expected.astype(np.float32))
+        np.testing.assert_allclose(ds["mean"].values[i], expected.mean(axis=0), rtol=1e-6, atol=1e-7)
+    small = store.descriptor("C64", SOAP(SOAPParams(n_max=4, l_max=4)).group).load()
+    np.testing.assert_array_equal(small["per_atom"].values[3], direct(atoms[3], n_max=4, l_max=4).astype(np.float32))
+
+
+def test_per_atom_array_is_chunked_by_snapshots_and_compressed(store):
+    import zarr
+
+    arr = zarr.open_array(str(store.path / "C64" / SOAP().group / "per_atom"), mode="r")
+    assert arr.chunks == (store.chunk_size, 64, 360)
+    assert arr.dtype == np.float32
+    assert arr.compressors  # zstd by default in Zarr v3
+    stored_bytes = sum(f.stat().st_size for f in (store.path / "C64" / SOAP().group / "per_atom").rglob("c/*/*/*"))
+    assert 0 < stored_bytes < arr.nbytes
+
+
+def test_other_parameters_get_their_own_variables(store):
+    ds = store.sel("C64", density=2.0)
+    keys = {SOAP().provenance()["key"], SOAP(SOAPParams(n_max=4, l_max=4)).provenance()["key"]}
+    for key in keys:
+        assert f"soap_{key}_mean" in ds and f"soap_{key}_per_atom" in ds
+    assert "ph_histogram" in ds  # PH stays unprefixed: one variant
+    assert ds.sizes["snapshot"] == 5
+    assert ds[f"soap_{SOAP().provenance()['key']}_per_atom"].chunks is not None  # lazy
+    assert len(keys) == 2 and SOAP(SOAPParams(n_max=4, l_max=4)).n_features == 10 * 5
+    info = store.info()["collections"]["C64"]["descriptors"]
+    params = [d["params"] for d in info.values() if d["descriptor"] == "soap"]
+    assert {p["n_max"] for p in params} == {4, 8} and all(p["r_cut"] == 4.1 for p in params)
