@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from phstore.descriptors import PH, REGISTRY, SOAP, Descriptor, PHParams, SchNet, SOAPParams
+from phstore.training.data import Split
+from phstore.training.ridge import RidgeConfig
 from phstore.training.schnet import SchNetArchitecture, SchNetTraining
 
 
@@ -88,6 +90,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from phstore.store import open_store
+    from phstore.training.ridge import train_ridge
     from phstore.training.schnet import train_schnet
 
     store = open_store(args.store)
@@ -97,11 +100,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise SystemExit(f"the store holds collections {store.collections}; choose one with --collection")
         collection = store.collections[0]
     out = Path(args.out) if args.out else Path(f"{args.store.rstrip('/')}-models") / f"{collection}-{args.model}-s{args.seed}"
-    training = SchNetTraining(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, split=args.split,
-                              test_fraction=args.test_fraction, seed=args.seed)
-    arch = SchNetArchitecture(n_interactions=args.interactions)
+    split = Split(args.split, args.test_fraction, args.seed)
     try:
-        model = train_schnet(args.store, collection, out, arch, training, dataset=args.dataset, progress=not args.quiet)
+        if args.model == "ridge":
+            model = train_ridge(args.store, collection, out, RidgeConfig(alpha=args.alpha), split, args.dataset,
+                                args.descriptor_key)
+        else:
+            training = SchNetTraining(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+            arch = SchNetArchitecture(n_interactions=args.interactions)
+            model = train_schnet(args.store, collection, out, arch, training, split, args.dataset, progress=not args.quiet)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     for part in ("train", "test"):
@@ -220,16 +227,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a collection's stored data and write a model directory")
     p.add_argument("--store", required=True)
     p.add_argument("--collection", help="collection (required when the store holds several)")
-    p.add_argument("--model", choices=["schnet"], default="schnet", help="model to train (default: schnet)")
+    p.add_argument("--model", choices=["ridge", "schnet"], required=True,
+                   help="ridge: Ridge on the PH histograms (alpha 200); schnet: SchNet on positions")
     p.add_argument("--out", help="model directory (default: STORE-models/COLLECTION-MODEL-sSEED)")
     p.add_argument("--dataset", help="train on this dataset's snapshots (required when the collection holds several)")
     p.add_argument("--split", choices=["random", "trajectory"], default="random", help="random 80/20 (the paper's) or whole trajectories held out")
-    p.add_argument("--test-fraction", type=float, default=SchNetTraining.test_fraction)
-    p.add_argument("--seed", type=int, default=SchNetTraining.seed)
-    p.add_argument("--epochs", type=int, default=SchNetTraining.epochs)
-    p.add_argument("--batch-size", type=int, default=SchNetTraining.batch_size)
-    p.add_argument("--lr", type=float, default=SchNetTraining.lr, help="Adam learning rate (default %(default)s)")
-    p.add_argument("--interactions", type=int, default=SchNetArchitecture.n_interactions, help="SchNet interaction blocks (default %(default)s)")
+    p.add_argument("--test-fraction", type=float, default=Split.test_fraction)
+    p.add_argument("--seed", type=int, default=Split.seed, help="seed of the split (and of the weights)")
+    ridge = p.add_argument_group("ridge options")
+    ridge.add_argument("--alpha", type=float, default=RidgeConfig.alpha, help="regularisation (default %(default)s)")
+    ridge.add_argument("--descriptor-key", help="provenance key (prefix) of the PH variant, when the store holds several")
+    schnet = p.add_argument_group("schnet options")
+    schnet.add_argument("--epochs", type=int, default=SchNetTraining.epochs)
+    schnet.add_argument("--batch-size", type=int, default=SchNetTraining.batch_size)
+    schnet.add_argument("--lr", type=float, default=SchNetTraining.lr, help="Adam learning rate (default %(default)s)")
+    schnet.add_argument("--interactions", type=int, default=SchNetArchitecture.n_interactions, help="interaction blocks (default %(default)s)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -48,3 +48,28 @@ def plot_mean_ph_histogram(store: FeatureStore, selection: xr.Dataset, path: str
     mean = selection[var].values[done].mean(axis=0)
     plot_histogram(mean, (low, high), path, f"mean H1 histogram of {int(done.sum())} snapshots ({var})")
     return int(done.sum())
+
+
+def plot_parity(target: np.ndarray, predicted: np.ndarray, train: np.ndarray, test: np.ndarray,
+                path: str | Path, title: str = "") -> Path:
+    """Predicted vs reference energy per atom (eV/atom), training set blue and test set red as
+    in the seed paper's Figs. 2 and 3, with the test RMSE (meV/atom) in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.4), dpi=120)
+    for idx, colour, label in ((train, "tab:blue", "train"), (test, "tab:red", "test")):
+        rmse = float(np.sqrt(np.mean((predicted[idx] - target[idx]) ** 2)) * 1000)
+        ax.scatter(target[idx], predicted[idx], s=8, alpha=0.6, color=colour, label=f"{label} (RMSE {rmse:.1f} meV/atom)")
+    low, high = float(min(target.min(), predicted.min())), float(max(target.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="0.4", lw=0.8)
+    ax.set_xlabel("reference energy (eV/atom)")
+    ax.set_ylabel("predicted energy (eV/atom)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

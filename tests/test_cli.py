@@ -32,6 +32,8 @@ def test_end_to_end(tmp_path):
     assert "computed 59 snapshots" in out and "0 failed" in out and "Dask dashboard: http://127.0.0.1:" in out
     again = run("featurize", "--store", str(store), "--quiet", "--workers", "1")
     assert "computed 0 snapshots" in again
+    ridge = run("train", "--store", str(store), "--model", "ridge", "--out", str(tmp_path / "ridge"), "--quiet")
+    assert "train RMSE" in ridge and "test  RMSE" in ridge and (tmp_path / "ridge" / "parity.png").exists()
     info = run("info", "--store", str(store))
     assert "C216: 59 snapshots" in info and "done 59, failed 0, pending 0" in info
     export = tmp_path / "sel.nc"

@@ -122,21 +122,18 @@ def test_whole_directory_ingests(real_carbon, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def disordered(real_carbon, tmp_path_factory, client):
-    """All 405 distinct disordered frames (8 cell sizes → 8 collections) with SOAP, and a small SchNet
-    trained on the 64-atom collection whose embeddings are stored for every collection."""
+def disordered(real_carbon, tmp_path_factory, client, schnet_model):
+    """All 405 distinct disordered frames (8 cell sizes → 8 collections) with SOAP and the
+    embeddings of the session's small trained SchNet."""
     from phstore.descriptors import SOAP, SchNet
-    from phstore.training.schnet import SchNetArchitecture, SchNetTraining, train_schnet
 
-    tmp = tmp_path_factory.mktemp("disordered")
-    path = tmp / "s.zarr"
+    path = tmp_path_factory.mktemp("disordered") / "s.zarr"
     ingest(path, [real_carbon / DISORDERED], chunk_size=16, progress=False)
-    model = train_schnet(path, "C64", tmp / "model", SchNetArchitecture(n_interactions=2),
-                         SchNetTraining(epochs=1, batch_size=32), progress=False)
-    for descriptor in (SOAP(), SchNet.from_model(model.path)):
+    for descriptor in (SOAP(), SchNet.from_model(schnet_model)):
         report = featurize(path, descriptor, client, progress=False)
-        assert report.computed == 405 and not report.failures  # 406 frames, one a duplicate and not report.errors
-    return open_store(path), model.path
+        assert report.computed == 405, "406 frames, one a duplicate"
+        assert not report.failures and not report.errors
+    return open_store(path), schnet_model
 
 
 def test_stored_soap_equals_dscribe_on_real_frames(disordered):

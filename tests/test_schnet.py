@@ -10,6 +10,7 @@ from phstore.compat import import_schnetpack
 from phstore.descriptors import SchNet
 from phstore.ingest import ingest
 from phstore.training.modeldir import ModelDirError, load_model_dir
+from phstore.training.data import Split
 from phstore.training.schnet import SchNetArchitecture, SchNetTraining, train_schnet
 from tests.helpers import carbon_frame, write_trajectory
 
@@ -68,7 +69,7 @@ def test_the_key_follows_the_weights(schnet_model, tmp_path):
     assert SchNet.from_model(copy).params == SchNet.from_model(schnet_model).params  # moved: same key
     other = tmp_path / "other"
     store = schnet_model.parent / "s.zarr"
-    train_schnet(store, "C64", other, SchNetArchitecture(n_interactions=2), SchNetTraining(epochs=1, batch_size=4, seed=1),
+    train_schnet(store, "C64", other, SchNetArchitecture(n_interactions=2), SchNetTraining(epochs=1, batch_size=4), Split(seed=1),
                  progress=False)
     assert SchNet.from_model(other).group != SchNet.from_model(schnet_model).group
 

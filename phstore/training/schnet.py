@@ -21,14 +21,11 @@ from ase import Atoms
 from tqdm.auto import tqdm
 
 from phstore.compat import import_schnetpack
-from phstore.provenance import package_versions
 from phstore.store import FeatureStore
-from phstore.training.metrics import regression_metrics
-from phstore.training.modeldir import ModelDir, save_model_dir
-from phstore.training.split import split_indices
+from phstore.training.data import TARGET, Split, TrainingData
+from phstore.training.modeldir import ModelDir
 
 KIND = "schnet"
-TARGET = "energy_per_atom"
 
 
 @dataclass(frozen=True)
@@ -43,14 +40,11 @@ class SchNetArchitecture:
 
 @dataclass(frozen=True)
 class SchNetTraining:
-    """How to train: epochs, batch size, Adam learning rate, split and seed."""
+    """How to train: epochs, batch size, Adam learning rate (the split's seed also seeds torch)."""
 
     epochs: int = 100
     batch_size: int = 16
     lr: float = 5e-4
-    split: str = "random"
-    test_fraction: float = 0.2
-    seed: int = 0
 
 
 def build_schnet(arch: SchNetArchitecture):
@@ -101,62 +95,38 @@ def _predict(model, convert, frames: Sequence[Atoms], batch_size: int, mean: flo
     return np.concatenate(out) * std + mean if out else np.empty(0)
 
 
-def training_rows(store: FeatureStore, collection: str, dataset: str | None) -> np.ndarray:
-    """Snapshot indices of ``collection`` whose energies come from one ``dataset``.
-
-    Energies of different datasets may come from different codes and functionals, so a
-    collection with several datasets needs ``dataset`` to say which to train on.
-    """
-    labels = np.asarray(store.frames(collection)["dataset"].values.tolist(), dtype=object)
-    names = sorted(set(labels.tolist()))
-    if dataset is None:
-        if len(names) > 1:
-            raise ValueError(
-                f"{collection} holds energies of {len(names)} datasets, which may not be comparable: "
-                f"{names}; choose one with dataset=... (--dataset)"
-            )
-        dataset = names[0]
-    rows = np.flatnonzero(labels == dataset)
-    if len(rows) < 2:
-        raise ValueError(f"{collection} has {len(rows)} snapshots of dataset {dataset!r}; datasets: {names}")
-    return rows
-
-
 def train_schnet(
     store_path: str | Path,
     collection: str,
     out: str | Path,
     arch: SchNetArchitecture = SchNetArchitecture(),
     training: SchNetTraining = SchNetTraining(),
+    split: Split = Split(),
     dataset: str | None = None,
     progress: bool = True,
 ) -> ModelDir:
     """Train SchNet on the energies per atom (eV/atom) of one collection (and one ``dataset``,
-    see :func:`training_rows`) and write a model directory (:mod:`phstore.training.modeldir`)
-    to ``out``.
+    see :func:`phstore.training.data.training_rows`) and write a model directory
+    (:mod:`phstore.training.modeldir`) to ``out``.
 
     Metrics are RMSE/MAE in meV/atom and R² on the train and test sets; the split, seed and
     the store's identity are recorded as provenance.
     """
     import torch
 
-    store = FeatureStore(store_path, mode="r")
-    rows = training_rows(store, collection, dataset)
-    frames_ds = store.frames(collection)
-    every = store.atoms(collection, slice(0, store.n_snapshots(collection)))
-    frames = [every[i] for i in rows]
-    target = frames_ds[TARGET].values[rows].astype(float)
-    groups = frames_ds["trajectory"].values[rows].tolist()
-    train, test = split_indices(len(rows), training.split, training.test_fraction, training.seed, groups)
+    data = TrainingData.select(FeatureStore(store_path, mode="r"), collection, dataset, split)
+    every = data.store.atoms(collection, slice(0, data.store.n_snapshots(collection)))
+    frames = [every[i] for i in data.rows]
+    target, train = data.target, data.train
     mean, std = float(target[train].mean()), float(target[train].std() or 1.0)
 
-    torch.manual_seed(training.seed)
+    torch.manual_seed(split.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_schnet(arch).to(device)
     convert = converter(arch, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=training.lr)
     y = torch.tensor((target - mean) / std, dtype=torch.float32, device=device)
-    rng = np.random.default_rng(training.seed)
+    rng = np.random.default_rng(split.seed)
     history = []
     for epoch in tqdm(range(training.epochs), desc=f"train schnet on {collection}", unit="epoch", disable=not progress):
         model.train()
@@ -171,23 +141,12 @@ def train_schnet(
             losses.append(float(loss.detach()) * len(batch))
         history.append({"epoch": epoch + 1, "train_rmse_mev": float(np.sqrt(sum(losses) / len(train)) * std * 1000)})
 
-    predicted = _predict(model, convert, frames, training.batch_size, mean, std)
-    metrics = {
-        "train": regression_metrics(target[train], predicted[train]),
-        "test": regression_metrics(target[test], predicted[test]),
-        "history": history,
-    }
-    species = sorted({int(z) for atoms in frames for z in atoms.numbers})
     config = {
         "architecture": dataclasses.asdict(arch),
         "training": dataclasses.asdict(training),
+        "split": dataclasses.asdict(split),
         "target": {"name": TARGET, "unit": "eV/atom", "mean": mean, "std": std},
-        "species": species,
+        "species": sorted({int(z) for atoms in frames for z in atoms.numbers}),
     }
-    provenance = {
-        "store": str(Path(store_path).resolve()),
-        "collection": collection,
-        "dataset": frames_ds["dataset"].values[rows[0]],
-        "versions": package_versions(("schnetpack", "torch")),
-    }
-    return save_model_dir(out, KIND, config, model.state_dict(), rows[train], rows[test], metrics, provenance)
+    predicted = _predict(model, convert, frames, training.batch_size, mean, std)
+    return data.finish(out, KIND, config, model.state_dict(), predicted, ("schnetpack", "torch"), {"history": history})

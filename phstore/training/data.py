@@ -1,0 +1,119 @@
+"""What every model trains on: one collection's snapshots of one dataset, their energies per
+atom, a split, and (for feature models) stored descriptor values; and what every model leaves:
+a model directory with metrics (meV/atom) and a parity plot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phstore.provenance import package_versions
+from phstore.store import DONE, FeatureStore
+from phstore.training.metrics import regression_metrics
+from phstore.training.modeldir import ModelDir, save_model_dir
+from phstore.training.split import split_indices
+
+TARGET = "energy_per_atom"
+PARITY = "parity.png"
+
+
+@dataclass(frozen=True)
+class Split:
+    """How snapshots are split: ``random`` (the paper's 80/20) or by ``trajectory``."""
+
+    kind: str = "random"
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
+def training_rows(store: FeatureStore, collection: str, dataset: str | None) -> np.ndarray:
+    """Snapshot indices of ``collection`` whose energies come from one ``dataset``.
+
+    Energies of different datasets may come from different codes and functionals, so a
+    collection with several datasets needs ``dataset`` to say which to train on.
+    """
+    labels = np.asarray(store.frames(collection)["dataset"].values.tolist(), dtype=object)
+    names = sorted(set(labels.tolist()))
+    if dataset is None:
+        if len(names) > 1:
+            raise ValueError(
+                f"{collection} holds energies of {len(names)} datasets, which may not be comparable: "
+                f"{names}; choose one with dataset=... (--dataset)"
+            )
+        dataset = names[0]
+    rows = np.flatnonzero(labels == dataset)
+    if len(rows) < 2:
+        raise ValueError(f"{collection} has {len(rows)} snapshots of dataset {dataset!r}; datasets: {names}")
+    return rows
+
+
+def descriptor_group(store: FeatureStore, collection: str, descriptor: str, key: str | None = None) -> str:
+    """The store group of ``descriptor`` in ``collection`` (the one variant, or the one whose
+    provenance key starts with ``key``)."""
+    groups = [g for g, p in store.descriptor_groups(collection).items()
+              if p["descriptor"] == descriptor and (key is None or p["key"].startswith(key))]
+    if len(groups) != 1:
+        what = "no" if not groups else f"{len(groups)}"
+        hint = (f"run `phstore featurize --descriptor {descriptor}` first" if not groups
+                else f"choose one with --descriptor-key: {[g.split('-', 1)[1] for g in groups]}")
+        raise ValueError(f"{collection} has {what} {descriptor} variants matching; {hint}")
+    return groups[0]
+
+
+@dataclass
+class TrainingData:
+    """The snapshots a model trains and is tested on.
+
+    ``rows`` are snapshot indices of the collection; ``train`` and ``test`` are positions in
+    ``rows``; ``target`` is the energy per atom of each row, eV/atom.
+    """
+
+    store: FeatureStore
+    collection: str
+    dataset: str
+    rows: np.ndarray
+    target: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+    @classmethod
+    def select(cls, store: FeatureStore, collection: str, dataset: str | None, split: Split,
+               done_in: tuple[str, ...] = ()) -> "TrainingData":
+        """Rows of one dataset (and finished in every descriptor group of ``done_in``), split."""
+        rows = training_rows(store, collection, dataset)
+        for group in done_in:
+            status = store.descriptor(collection, group)["status"].values
+            rows = rows[status[rows] == DONE]
+        if len(rows) < 2:
+            raise ValueError(f"fewer than 2 snapshots of {collection} have finished features in {list(done_in)}")
+        frames = store.frames(collection)
+        groups = frames["trajectory"].values[rows].tolist()
+        train, test = split_indices(len(rows), split.kind, split.test_fraction, split.seed, groups)
+        return cls(store, collection, str(frames["dataset"].values[rows[0]]), rows,
+                   frames[TARGET].values[rows].astype(float), train, test)
+
+    def features(self, group: str, variable: str) -> np.ndarray:
+        """Stored values of ``variable`` of a descriptor group for ``rows`` (snapshot-first)."""
+        return self.store.descriptor(self.collection, group)[variable].isel(snapshot=self.rows).values
+
+    def finish(self, out: str | Path, kind: str, config: dict[str, Any], state: dict[str, Any],
+               predicted: np.ndarray, packages: tuple[str, ...], extra: dict[str, Any] | None = None) -> ModelDir:
+        """Metrics (meV/atom), a parity plot and the model directory for predictions of every row."""
+        from phstore.plots import plot_parity
+
+        metrics = {part: regression_metrics(self.target[idx], predicted[idx])
+                   for part, idx in (("train", self.train), ("test", self.test))} | (extra or {})
+        provenance = {
+            "store": str(self.store.path.resolve()),
+            "collection": self.collection,
+            "dataset": self.dataset,
+            "versions": package_versions(packages),
+        }
+        model = save_model_dir(out, kind, config, state, self.rows[self.train], self.rows[self.test], metrics, provenance)
+        plot_parity(self.target, predicted, self.train, self.test, model.path / PARITY,
+                    f"{kind} on {self.collection} ({self.dataset})")
+        return model

@@ -1,0 +1,72 @@
+"""Ridge on stored PH histograms against scikit-learn fitted here on the same numbers."""
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import Ridge
+
+from phstore import open_store
+from phstore.descriptors import PH, PHParams
+from phstore.featurize import featurize
+from phstore.ingest import ingest
+from phstore.store import DONE
+from phstore.training.data import Split
+from phstore.training.modeldir import load_model_dir
+from phstore.training.ridge import RidgeConfig, train_ridge
+from tests.helpers import carbon_frame
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, client):
+    """Twelve 125-atom frames at three densities (two trajectories each) and one triclinic
+    frame, whose PH fails, with PH features."""
+    tmp = tmp_path_factory.mktemp("ridge")
+    (tmp / "data").mkdir()
+    for run, density in enumerate((2.0, 2.0, 2.6, 2.6, 3.2, 3.2)):
+        frames = [carbon_frame(5, density=density, jitter=0.2 + 0.05 * i, seed=10 * run + i) for i in range(2)]
+        ase.io.write(tmp / "data" / f"run{run}.xyz", frames)
+    bad = carbon_frame(5, seed=99)
+    bad.set_cell(bad.cell.array + [[0, 0.5, 0], [0, 0, 0], [0, 0, 0]], scale_atoms=False)
+    ase.io.write(tmp / "data" / "run9.xyz", [bad])
+    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False)
+    report = featurize(tmp / "s.zarr", PH(), client, progress=False)
+    assert report.computed == 12 and len(report.failures) == 1
+    return tmp / "s.zarr"
+
+
+def test_ridge_equals_sklearn_on_the_stored_histograms(store, tmp_path):
+    model = train_ridge(store, "C125", tmp_path / "m")
+    s = open_store(store)
+    ds = s.dataset("C125").load()
+    done = np.flatnonzero(ds["ph_status"].values == DONE)
+    assert sorted([*model.train, *model.test]) == done.tolist()  # the failed frame is left out
+    X = ds["ph_histogram"].values.reshape(len(ds["ph_histogram"]), -1).astype(np.float64)
+    y = ds["energy_per_atom"].values
+    mean, std = X[model.train].mean(axis=0), X[model.train].std(axis=0)
+    std[std == 0] = 1.0
+    direct = Ridge(alpha=200.0).fit((X[model.train] - mean) / std, y[model.train])
+    state = load_model_dir(model.path).state_dict()
+    np.testing.assert_allclose(state["coef"].numpy(), direct.coef_, rtol=1e-6, atol=1e-12)
+    assert state["intercept"].item() == pytest.approx(direct.intercept_, rel=1e-9)
+    predicted = direct.predict((X[model.test] - mean) / std)
+    rmse = np.sqrt(np.mean((predicted - y[model.test]) ** 2)) * 1000
+    assert model.metrics["test"]["rmse_mev"] == pytest.approx(rmse, rel=1e-6)
+    assert (model.path / "parity.png").read_bytes()[:4] == b"\x89PNG"
+    assert model.config["descriptor_key"] == PH().provenance()["key"] and model.config["feature_shape"] == [128, 128]
+
+
+def test_trajectory_split_and_alpha(store, tmp_path):
+    model = train_ridge(store, "C125", tmp_path / "m", RidgeConfig(alpha=1.0), Split("trajectory", 0.3, seed=2))
+    traj = open_store(store).frames("C125")["trajectory"].values
+    assert set(traj[model.train]).isdisjoint(traj[model.test])
+    assert model.config["ridge"]["alpha"] == 1.0
+
+
+def test_several_ph_variants_need_a_key(store, tmp_path, client):
+    featurize(store, PH(PHParams(bins=32)), client, progress=False)
+    with pytest.raises(ValueError, match="choose one with --descriptor-key"):
+        train_ridge(store, "C125", tmp_path / "m")
+    model = train_ridge(store, "C125", tmp_path / "m", descriptor_key=PH(PHParams(bins=32)).provenance()["key"][:6])
+    assert model.config["feature_shape"] == [32, 32]
+    assert isinstance(load_model_dir(model.path).state_dict()["coef"], torch.Tensor)
