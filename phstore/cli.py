@@ -90,6 +90,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from phstore.store import open_store
+    from phstore.training.neural import NeuralConfig, train_neural
     from phstore.training.ridge import train_ridge
     from phstore.training.schnet import train_schnet
 
@@ -105,8 +106,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.model == "ridge":
             model = train_ridge(args.store, collection, out, RidgeConfig(alpha=args.alpha), split, args.dataset,
                                 args.descriptor_key)
+        elif args.model in ("cnn", "soap-mlp"):
+            overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
+            config = (NeuralConfig.cnn if args.model == "cnn" else NeuralConfig.soap_mlp)(**overrides)
+            model = train_neural(args.store, collection, out, config, split, args.dataset, args.descriptor_key,
+                                 progress=not args.quiet)
         else:
-            training = SchNetTraining(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+            overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
+            training = dataclasses.replace(SchNetTraining(), **overrides)
             arch = SchNetArchitecture(n_interactions=args.interactions)
             model = train_schnet(args.store, collection, out, arch, training, split, args.dataset, progress=not args.quiet)
     except ValueError as exc:
@@ -227,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a collection's stored data and write a model directory")
     p.add_argument("--store", required=True)
     p.add_argument("--collection", help="collection (required when the store holds several)")
-    p.add_argument("--model", choices=["ridge", "schnet"], required=True,
-                   help="ridge: Ridge on the PH histograms (alpha 200); schnet: SchNet on positions")
+    p.add_argument("--model", choices=["ridge", "cnn", "soap-mlp", "schnet"], required=True,
+                   help="ridge: Ridge on the PH histograms (alpha 200); cnn: the paper's CNN on them; "
+                   "soap-mlp: MLP on atom-mean SOAP; schnet: SchNet on positions")
     p.add_argument("--out", help="model directory (default: STORE-models/COLLECTION-MODEL-sSEED)")
     p.add_argument("--dataset", help="train on this dataset's snapshots (required when the collection holds several)")
     p.add_argument("--split", choices=["random", "trajectory"], default="random", help="random 80/20 (the paper's) or whole trajectories held out")
@@ -236,12 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=Split.seed, help="seed of the split (and of the weights)")
     ridge = p.add_argument_group("ridge options")
     ridge.add_argument("--alpha", type=float, default=RidgeConfig.alpha, help="regularisation (default %(default)s)")
-    ridge.add_argument("--descriptor-key", help="provenance key (prefix) of the PH variant, when the store holds several")
-    schnet = p.add_argument_group("schnet options")
-    schnet.add_argument("--epochs", type=int, default=SchNetTraining.epochs)
-    schnet.add_argument("--batch-size", type=int, default=SchNetTraining.batch_size)
-    schnet.add_argument("--lr", type=float, default=SchNetTraining.lr, help="Adam learning rate (default %(default)s)")
-    schnet.add_argument("--interactions", type=int, default=SchNetArchitecture.n_interactions, help="interaction blocks (default %(default)s)")
+    ridge.add_argument("--descriptor-key", help="provenance key (prefix) of the descriptor variant, when the store holds several")
+    nets = p.add_argument_group("cnn, soap-mlp and schnet options (defaults: each model's own, the paper's where it gives them)")
+    nets.add_argument("--epochs", type=int, help="cnn 1600, soap-mlp 2000, schnet 100")
+    nets.add_argument("--batch-size", type=int, help="cnn and soap-mlp 32, schnet 16")
+    nets.add_argument("--lr", type=float, help="initial learning rate: cnn 0.0015, soap-mlp 0.001, schnet 0.0005")
+    nets.add_argument("--interactions", type=int, default=SchNetArchitecture.n_interactions, help="SchNet interaction blocks (default %(default)s)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -73,3 +73,25 @@ def plot_parity(target: np.ndarray, predicted: np.ndarray, train: np.ndarray, te
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def plot_learning_curve(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """Train and test RMSE (meV/atom, log scale) against the epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    epochs = [h["epoch"] for h in history]
+    for part, colour in (("train", "tab:blue"), ("test", "tab:red")):
+        ax.plot(epochs, [h[f"{part}_rmse_mev"] for h in history], color=colour, label=part)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RMSE (meV/atom)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -1,5 +1,6 @@
 """The command line end to end on small data: generate → ingest → featurize (LocalCluster) → query."""
 
+import json
 import subprocess
 import sys
 
@@ -34,6 +35,8 @@ def test_end_to_end(tmp_path):
     assert "computed 0 snapshots" in again
     ridge = run("train", "--store", str(store), "--model", "ridge", "--out", str(tmp_path / "ridge"), "--quiet")
     assert "train RMSE" in ridge and "test  RMSE" in ridge and (tmp_path / "ridge" / "parity.png").exists()
+    cnn = run("train", "--store", str(store), "--model", "cnn", "--epochs", "2", "--out", str(tmp_path / "cnn"), "--quiet")
+    assert "test  RMSE" in cnn and (tmp_path / "cnn" / "learning-curve.png").exists()
     info = run("info", "--store", str(store))
     assert "C216: 59 snapshots" in info and "done 59, failed 0, pending 0" in info
     export = tmp_path / "sel.nc"
@@ -62,6 +65,8 @@ def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
     store, model = str(tmp_path / "s.zarr"), str(tmp_path / "model")
     run("ingest", str(tiny_source), "--store", store, "--quiet", "--chunk-size", "4")
     assert "computed 11 snapshots" in run("featurize", "--store", store, "--descriptor", "soap", "--quiet", "--workers", "1")
+    mlp = run("train", "--store", store, "--model", "soap-mlp", "--epochs", "20", "--out", str(tmp_path / "mlp"), "--quiet")
+    assert "test  RMSE" in mlp and json.loads((tmp_path / "mlp" / "model.json").read_text())["config"]["network"]["epochs"] == 20
     out = run("train", "--store", store, "--model", "schnet", "--out", model, "--epochs", "2", "--interactions", "1",
               "--batch-size", "4", "--quiet")
     assert "test  RMSE" in out and "meV/atom" in out and f"written to {model}" in out

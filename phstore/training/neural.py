@@ -1,0 +1,192 @@
+"""Neural models on stored features (PyTorch): the paper's CNN on PD histograms (§2.6) and the
+MLP on atom-mean SOAP (§2.7), trained on the MSE of the energy per atom.
+
+Features stream from the store chunk by chunk (:class:`ChunkStream`): an epoch visits the
+store's snapshot chunks in a shuffled order and shuffles the rows inside each, so no more than
+one chunk of features is in memory however large the store. Inputs are z-scored with
+statistics of the training split (computed in one streaming pass) and the target is z-scored
+too; both are saved with the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from phstore.store import FeatureStore
+from phstore.training.data import Split, TrainingData, descriptor_group
+from phstore.training.modeldir import ModelDir
+
+
+@dataclass(frozen=True)
+class NeuralConfig:
+    """A model on one stored variable and how it is optimised (defaults: the paper's CNN)."""
+
+    kind: str = "cnn"
+    descriptor: str = "ph"
+    variable: str = "histogram"
+    optimizer: str = "sgd"
+    lr: float = 0.0015
+    momentum: float = 0.9
+    weight_decay: float = 0.001
+    milestones: tuple[int, ...] = (200, 400, 800, 1200)
+    epochs: int = 1600
+    batch_size: int = 32
+    hidden: tuple[int, ...] = (64,)
+
+    @classmethod
+    def cnn(cls, **overrides) -> "NeuralConfig":
+        """Seed paper §2.6: 3×3 convolutions of 64, 64, 32 channels with max-pooling, two fully
+        connected layers, ReLU; SGD (Nesterov 0.9, weight decay 0.001), lr 0.0015 halved at
+        epochs 200, 400, 800, 1200; 1600 epochs."""
+        return dataclasses.replace(cls(), **overrides)
+
+    @classmethod
+    def soap_mlp(cls, **overrides) -> "NeuralConfig":
+        """Seed paper §2.7: atom-mean SOAP → two hidden layers of 40 → energy; Adam, lr 0.001
+        halved at epochs 200, 500, 1000; 2000 epochs."""
+        return dataclasses.replace(
+            cls(kind="soap-mlp", descriptor="soap", variable="mean", optimizer="adam", lr=0.001, momentum=0.0,
+                weight_decay=0.0, milestones=(200, 500, 1000), epochs=2000, hidden=(40, 40)), **overrides)
+
+
+def build_network(config: NeuralConfig, shape: tuple[int, ...]):
+    """The torch module for inputs of ``shape`` (one snapshot's feature array)."""
+    from torch import nn
+
+    if config.kind == "cnn":
+        layers: list[nn.Module] = [nn.Unflatten(1, (1, *shape))]
+        channels, side = 1, list(shape)
+        for out in (64, 64, 32):
+            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            channels, side = out, [s // 2 for s in side]
+        layers += [nn.Flatten(), nn.Linear(channels * side[0] * side[1], config.hidden[0]), nn.ReLU(),
+                   nn.Linear(config.hidden[0], 1)]
+        return nn.Sequential(*layers)
+    sizes = [int(np.prod(shape)), *config.hidden]
+    layers = [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.ReLU())]
+    return nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
+
+
+class ChunkStream:
+    """Batches of ``(positions in rows, features)`` read one store chunk at a time."""
+
+    def __init__(self, data: TrainingData, group: str, variable: str, chunk_size: int) -> None:
+        self.data, self.group, self.variable = data, group, variable
+        chunks = data.rows // chunk_size
+        self.by_chunk = {int(c): np.flatnonzero(chunks == c) for c in np.unique(chunks)}
+
+    def _read(self, positions: np.ndarray) -> np.ndarray:
+        rows = self.data.rows[positions]
+        arr = self.data.store._root[f"{self.data.collection}/{self.group}/{self.variable}"]
+        lo = int(rows.min())
+        block = arr[lo:int(rows.max()) + 1]  # one chunk
+        return block[rows - lo].reshape(len(rows), -1).astype(np.float32)
+
+    def batches(self, subset: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``subset`` (positions in rows) in batches; shuffled by chunk and within it if ``rng``."""
+        wanted = set(subset.tolist())
+        order = list(self.by_chunk)
+        if rng is not None:
+            rng.shuffle(order)
+        for c in order:
+            positions = np.array([p for p in self.by_chunk[c] if p in wanted], dtype=int)
+            if not len(positions):
+                continue
+            x = self._read(positions)
+            if rng is not None:
+                perm = rng.permutation(len(positions))
+                positions, x = positions[perm], x[perm]
+            for lo in range(0, len(positions), batch_size):
+                yield positions[lo:lo + batch_size], x[lo:lo + batch_size]
+
+
+def train_neural(
+    store_path: str | Path,
+    collection: str,
+    out: str | Path,
+    config: NeuralConfig = NeuralConfig.cnn(),
+    split: Split = Split(),
+    dataset: str | None = None,
+    descriptor_key: str | None = None,
+    progress: bool = True,
+) -> ModelDir:
+    """Train ``config``'s network on the stored features of one collection (and dataset) and
+    write a model directory with a learning curve (train and test RMSE, meV/atom, per epoch)."""
+    import torch
+
+    store = FeatureStore(store_path, mode="r")
+    group = descriptor_group(store, collection, config.descriptor, descriptor_key)
+    data = TrainingData.select(store, collection, dataset, split, done_in=(group,))
+    stream = ChunkStream(data, group, config.variable, store.chunk_size)
+    shape = tuple(store.descriptor(collection, group)[config.variable].shape[1:])
+
+    # z-score statistics of the training split, one streaming pass
+    count, total, squares = 0, 0.0, 0.0
+    for _, x in stream.batches(data.train, 4096):
+        count += len(x)
+        total = total + x.astype(np.float64).sum(axis=0)
+        squares = squares + (x.astype(np.float64) ** 2).sum(axis=0)
+    mean = total / count
+    scale = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    scale[scale < 1e-12] = 1.0
+    y_mean, y_std = float(data.target[data.train].mean()), float(data.target[data.train].std() or 1.0)
+
+    torch.manual_seed(split.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = build_network(config, shape).to(device)
+    params = net.parameters()
+    optimizer = (torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                                 weight_decay=config.weight_decay)
+                 if config.optimizer == "sgd" else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=0.5)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device)
+    scale_t = torch.tensor(scale, dtype=torch.float32, device=device)
+    y = torch.tensor((data.target - y_mean) / y_std, dtype=torch.float32, device=device)
+
+    def predict(subset: np.ndarray) -> np.ndarray:
+        out = np.empty(len(data.rows))
+        net.eval()
+        with torch.no_grad():
+            for pos, x in stream.batches(subset, 256):
+                out[pos] = net((torch.from_numpy(x).to(device) - mean_t) / scale_t).squeeze(1).cpu().numpy()
+        return out * y_std + y_mean
+
+    rng = np.random.default_rng(split.seed)
+    history = []
+    for epoch in tqdm(range(config.epochs), desc=f"train {config.kind} on {collection}", unit="epoch",
+                      disable=not progress):
+        net.train()
+        for pos, x in stream.batches(data.train, config.batch_size, rng):
+            optimizer.zero_grad()
+            pred = net((torch.from_numpy(x).to(device) - mean_t) / scale_t).squeeze(1)
+            loss = torch.nn.functional.mse_loss(pred, y[pos])
+            loss.backward()
+            optimizer.step()
+        schedule.step()
+        every = predict(np.arange(len(data.rows)))
+        history.append({"epoch": epoch + 1, **{
+            f"{part}_rmse_mev": float(np.sqrt(np.mean((every[idx] - data.target[idx]) ** 2)) * 1000)
+            for part, idx in (("train", data.train), ("test", data.test))}})
+
+    state = {**net.state_dict(), "input_mean": torch.from_numpy(mean), "input_scale": torch.from_numpy(scale)}
+    cfg = {
+        "network": dataclasses.asdict(config),
+        "split": dataclasses.asdict(split),
+        "descriptor_group": group,
+        "descriptor_key": store.descriptor_groups(collection)[group]["key"],
+        "feature_shape": list(shape),
+        "target": {"mean": y_mean, "std": y_std},
+    }
+    model = data.finish(out, config.kind, cfg, state, predict(np.arange(len(data.rows))), ("torch",),
+                        {"history": history})
+    from phstore.plots import plot_learning_curve
+
+    plot_learning_curve(history, model.path / "learning-curve.png", f"{config.kind} on {collection}")
+    return model
