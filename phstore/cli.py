@@ -100,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if len(store.collections) != 1:
             raise SystemExit(f"the store holds collections {store.collections}; choose one with --collection")
         collection = store.collections[0]
-    out = Path(args.out) if args.out else Path(f"{args.store.rstrip('/')}-models") / f"{collection}-{args.model}-s{args.seed}"
+    out = Path(args.out) if args.out else _models_root(args.store) / f"{collection}-{args.model}-s{args.seed}"
     split = Split(args.split, args.test_fraction, args.seed)
     try:
         if args.model == "ridge":
@@ -122,6 +122,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         m = model.metrics[part]
         print(f"{part:5s} RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)")
     print(f"model {model.key} written to {model.path}")
+    return 0
+
+
+def _models_root(store: str) -> Path:
+    """Where ``train`` puts model directories by default: ``STORE-models`` beside the store."""
+    return Path(f"{store.rstrip('/')}-models")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from phstore.training.modeldir import find_models
+
+    root = Path(args.models) if args.models else _models_root(args.store)
+    models = find_models(root, args.store)
+    if not models:
+        raise SystemExit(f"no models of {args.store} under {root}; train one with `phstore train` (or pass --models DIR)")
+    header = f"{'model':28s} {'kind':9s} {'collection':10s} {'split':10s} {'n train/test':>12s} " \
+             f"{'train RMSE':>10s} {'test RMSE':>9s} {'test MAE':>8s} {'test R²':>7s}"
+    print(header + "\n" + "-" * len(header))
+    for m in sorted(models, key=lambda m: m.metrics["test"]["rmse_mev"]):
+        tr, te = m.metrics["train"], m.metrics["test"]
+        name = str(m.path.relative_to(root)) if m.path.is_relative_to(root) else str(m.path)
+        print(f"{name[:28]:28s} {m.kind:9s} {m.provenance['collection']:10s} {m.config['split']['kind']:10s} "
+              f"{tr['n']:>5d}/{te['n']:<6d} {tr['rmse_mev']:10.1f} {te['rmse_mev']:9.1f} {te['mae_mev']:8.1f} {te['r2']:7.3f}")
+    print("(RMSE and MAE in meV/atom)")
     return 0
 
 
@@ -252,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     nets.add_argument("--interactions", type=int, default=SchNetArchitecture.n_interactions, help="SchNet interaction blocks (default %(default)s)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="one table of every trained model's train and test errors (meV/atom)")
+    p.add_argument("--store", required=True)
+    p.add_argument("--models", help="directory searched for model directories (default: STORE-models)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("info", help="list collections, descriptors (with parameters), counts and failures")
     p.add_argument("--store", required=True)

@@ -18,5 +18,6 @@ for model in ridge "cnn --epochs 3" "soap-mlp --epochs 300"; do
   name=${model%% *}
   [ -f "$OUT/models/$name/model.json" ] || $PHSTORE train --store "$OUT/store.zarr" --collection C216 --model $model --out "$OUT/models/$name"
 done
+$PHSTORE compare --store "$OUT/store.zarr" --models "$OUT/models"
 $PHSTORE info --store "$OUT/store.zarr"
 $PHSTORE query --store "$OUT/store.zarr" --collection C216 --density 2.4 --export "$OUT/density-2.4.nc" --plot "$OUT/density-2.4.png"

@@ -20,7 +20,7 @@ def run(*args: str) -> str:
 
 def test_help_lists_every_command():
     text = build_parser().format_help()
-    for command in ("generate", "ingest", "featurize", "train", "info", "query"):
+    for command in ("generate", "ingest", "featurize", "train", "compare", "info", "query"):
         assert command in text
 
 
@@ -37,6 +37,10 @@ def test_end_to_end(tmp_path):
     assert "train RMSE" in ridge and "test  RMSE" in ridge and (tmp_path / "ridge" / "parity.png").exists()
     cnn = run("train", "--store", str(store), "--model", "cnn", "--epochs", "2", "--out", str(tmp_path / "cnn"), "--quiet")
     assert "test  RMSE" in cnn and (tmp_path / "cnn" / "learning-curve.png").exists()
+    table = run("compare", "--store", str(store), "--models", str(tmp_path))
+    rows = [line.split() for line in table.splitlines()[2:-1]]
+    assert sorted(r[1] for r in rows) == ["cnn", "ridge"] and all(r[2] == "C216" for r in rows)
+    assert float(rows[0][6]) <= float(rows[1][6])  # sorted by test RMSE
     info = run("info", "--store", str(store))
     assert "C216: 59 snapshots" in info and "done 59, failed 0, pending 0" in info
     export = tmp_path / "sel.nc"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ase.io
 import numpy as np
-import pytest
 
 from phstore.descriptors import Descriptor, FrameResult
 from phstore.featurize import featurize

@@ -119,3 +119,18 @@ def load_model_dir(path: str | Path, kind: str | None = None) -> ModelDir:
     return ModelDir(
         path, meta["kind"], meta["config"], meta["metrics"], meta["provenance"], meta["weights_sha256"], train, test
     )
+
+
+def find_models(root: str | Path, store: str | Path | None = None) -> list[ModelDir]:
+    """Every complete model directory under ``root`` (trained on ``store``, when given), sorted
+    by path. Directories that are not complete models are skipped."""
+    wanted = str(Path(store).resolve()) if store is not None else None
+    out = []
+    for meta in sorted(Path(root).rglob(META)):
+        try:
+            model = load_model_dir(meta.parent)
+        except ModelDirError:
+            continue
+        if wanted is None or model.provenance.get("store") == wanted:
+            out.append(model)
+    return out
