@@ -130,6 +130,23 @@ def _models_root(store: str) -> Path:
     return Path(f"{store.rstrip('/')}-models")
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from phstore.training.modeldir import ModelDirError
+    from phstore.training.predict import predict
+
+    try:
+        report = predict(args.model, args.store, args.collection)
+    except (ModelDirError, ValueError, KeyError) as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"{report.group}: predicted {report.predicted} snapshots of {args.collection}, {report.failed} without features")
+    m = report.metrics
+    if m is None:
+        print("no snapshot of the model's dataset in this collection: energies not comparable, no errors computed")
+    else:
+        print(f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from phstore.training.modeldir import find_models
 
@@ -276,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     nets.add_argument("--interactions", type=int, default=SchNetArchitecture.n_interactions, help="SchNet interaction blocks (default %(default)s)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict a collection's energies with a trained model and store them")
+    p.add_argument("--model", required=True, help="model directory written by `phstore train`")
+    p.add_argument("--store", required=True)
+    p.add_argument("--collection", required=True, help="e.g. C512 for a model trained on C216 (transfer)")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("compare", help="one table of every trained model's train and test errors (meV/atom)")
     p.add_argument("--store", required=True)

@@ -35,6 +35,8 @@ def test_end_to_end(tmp_path):
     assert "computed 0 snapshots" in again
     ridge = run("train", "--store", str(store), "--model", "ridge", "--out", str(tmp_path / "ridge"), "--quiet")
     assert "train RMSE" in ridge and "test  RMSE" in ridge and (tmp_path / "ridge" / "parity.png").exists()
+    predicted = run("predict", "--model", str(tmp_path / "ridge"), "--store", str(store), "--collection", "C216")
+    assert "predicted 59 snapshots of C216, 0 without features" in predicted and "RMSE" in predicted
     cnn = run("train", "--store", str(store), "--model", "cnn", "--epochs", "2", "--out", str(tmp_path / "cnn"), "--quiet")
     assert "test  RMSE" in cnn and (tmp_path / "cnn" / "learning-curve.png").exists()
     table = run("compare", "--store", str(store), "--models", str(tmp_path))

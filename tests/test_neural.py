@@ -45,7 +45,7 @@ def test_stream_reads_one_chunk_at_a_time_and_covers_every_row(store):
     s = open_store(store)
     data = TrainingData.select(s, "C125", None, Split())
     group = PH().group
-    stream = ChunkStream(data, group, "histogram", s.chunk_size)
+    stream = ChunkStream(s, "C125", data.rows, group, "histogram")
     seen = []
     direct = s.descriptor("C125", group)["histogram"].values
     for pos, x in stream.batches(data.train, 3, np.random.default_rng(0)):

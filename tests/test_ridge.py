@@ -70,3 +70,31 @@ def test_several_ph_variants_need_a_key(store, tmp_path, client):
     model = train_ridge(store, "C125", tmp_path / "m", descriptor_key=PH(PHParams(bins=32)).provenance()["key"][:6])
     assert model.config["feature_shape"] == [32, 32]
     assert isinstance(load_model_dir(model.path).state_dict()["coef"], torch.Tensor)
+
+
+def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_path, client):
+    from phstore.training.predict import predict
+
+    model = train_ridge(store, "C125", tmp_path / "m", descriptor_key=PH().provenance()["key"])
+    report = predict(model.path, store, "C125")
+    assert report.predicted == 12 and report.failed == 1  # the triclinic frame has no features
+    ds = open_store(store).sel("C125")
+    stored = ds["prediction_energy_per_atom"].values
+    assert ds["prediction_energy_per_atom"].chunks is not None
+    y = ds["energy_per_atom"].values
+    rmse = np.sqrt(np.mean((stored[model.test] - y[model.test]) ** 2)) * 1000
+    assert rmse == pytest.approx(model.metrics["test"]["rmse_mev"], rel=1e-9)
+    status = open_store(store).descriptor("C125", PH().group)["status"].values
+    assert np.isnan(stored[status != DONE]).all() and np.isfinite(stored[status == DONE]).all()
+    # transfer: 64-atom frames of the same dataset, featurized with the same PH parameters
+    ase.io.write(tmp_path / "small.xyz", [carbon_frame(4, density=2.4, seed=50 + i) for i in range(3)])
+    ingest(store, [tmp_path / "small.xyz"], progress=False, dataset="data")
+    featurize(store, PH(), client, collections=["C64"], progress=False)
+    report = predict(model.path, store, "C64")
+    assert report.predicted == 3 and report.metrics["n"] == 3 and np.isfinite(report.metrics["rmse_mev"])
+    other = PH(PHParams(bins=16))  # a variant computed for C125 only
+    featurize(store, other, client, collections=["C125"], progress=False)
+    coarse = train_ridge(store, "C125", tmp_path / "m16", descriptor_key=other.provenance()["key"])
+    with pytest.raises(ValueError, match=f"C64 has no {other.group} features"):
+        predict(coarse.path, store, "C64")
+

@@ -117,3 +117,17 @@ class TrainingData:
         plot_parity(self.target, predicted, self.train, self.test, model.path / PARITY,
                     f"{kind} on {self.collection} ({self.dataset})")
         return model
+
+
+def feature_group(model: ModelDir, store: FeatureStore, collection: str) -> str:
+    """The descriptor group a feature model reads, as found in ``collection`` (same parameters
+    and versions as in training), or a ValueError that says how to make it."""
+    group = model.config["descriptor_group"]
+    if group not in store.descriptor_groups(collection):
+        name = group.split("-", 1)[0]
+        raise ValueError(
+            f"{collection} has no {group} features (the {model.kind} model was trained on them); run "
+            f"`phstore featurize --descriptor {name}` with the parameters of `phstore info` for {model.provenance['collection']}"
+        )
+    return group
+

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phstore.store import FeatureStore
-from phstore.training.data import Split, TrainingData, descriptor_group
+from phstore.training.data import Split, TrainingData, descriptor_group, feature_group
 from phstore.training.modeldir import ModelDir
 
 
@@ -74,18 +74,18 @@ def build_network(config: NeuralConfig, shape: tuple[int, ...]):
 
 
 class ChunkStream:
-    """Batches of ``(positions in rows, features)`` read one store chunk at a time."""
+    """Batches of ``(positions in rows, features)`` of snapshot ``rows`` of a descriptor group,
+    read one store chunk at a time."""
 
-    def __init__(self, data: TrainingData, group: str, variable: str, chunk_size: int) -> None:
-        self.data, self.group, self.variable = data, group, variable
-        chunks = data.rows // chunk_size
+    def __init__(self, store: FeatureStore, collection: str, rows: np.ndarray, group: str, variable: str) -> None:
+        self.store, self.collection, self.rows, self.group, self.variable = store, collection, rows, group, variable
+        chunks = rows // store.chunk_size
         self.by_chunk = {int(c): np.flatnonzero(chunks == c) for c in np.unique(chunks)}
 
     def _read(self, positions: np.ndarray) -> np.ndarray:
-        rows = self.data.rows[positions]
-        arr = self.data.store._root[f"{self.data.collection}/{self.group}/{self.variable}"]
+        rows = self.rows[positions]
         lo = int(rows.min())
-        block = arr[lo:int(rows.max()) + 1]  # one chunk
+        block = self.store.read_rows(self.collection, self.group, slice(lo, int(rows.max()) + 1), [self.variable])[self.variable]
         return block[rows - lo].reshape(len(rows), -1).astype(np.float32)
 
     def batches(self, subset: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
@@ -107,6 +107,31 @@ class ChunkStream:
                 yield positions[lo:lo + batch_size], x[lo:lo + batch_size]
 
 
+def _forward(net, stream: ChunkStream, subset: np.ndarray, mean, scale) -> np.ndarray:
+    """The network's (standardised) output for positions ``subset`` of the stream's rows."""
+    import torch
+
+    out = np.full(len(stream.rows), np.nan)
+    device = mean.device
+    net.eval()
+    with torch.no_grad():
+        for pos, x in stream.batches(subset, 256):
+            out[pos] = net((torch.from_numpy(x).to(device) - mean) / scale).squeeze(1).cpu().numpy()
+    return out
+
+
+def predict_neural(model: ModelDir, store: FeatureStore, collection: str, rows: np.ndarray) -> np.ndarray:
+    """Energies per atom (eV/atom) of ``rows`` of ``collection`` from the model's stored features."""
+    config = NeuralConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.config["network"].items()})
+    net = build_network(config, tuple(model.config["feature_shape"]))
+    state = model.state_dict()
+    mean, scale = state.pop("input_mean").float(), state.pop("input_scale").float()
+    net.load_state_dict(state)
+    stream = ChunkStream(store, collection, rows, feature_group(model, store, collection), config.variable)
+    target = model.config["target"]
+    return _forward(net, stream, np.arange(len(rows)), mean, scale) * target["std"] + target["mean"]
+
+
 def train_neural(
     store_path: str | Path,
     collection: str,
@@ -124,7 +149,7 @@ def train_neural(
     store = FeatureStore(store_path, mode="r")
     group = descriptor_group(store, collection, config.descriptor, descriptor_key)
     data = TrainingData.select(store, collection, dataset, split, done_in=(group,))
-    stream = ChunkStream(data, group, config.variable, store.chunk_size)
+    stream = ChunkStream(store, collection, data.rows, group, config.variable)
     shape = tuple(store.descriptor(collection, group)[config.variable].shape[1:])
 
     # z-score statistics of the training split, one streaming pass
@@ -151,12 +176,7 @@ def train_neural(
     y = torch.tensor((data.target - y_mean) / y_std, dtype=torch.float32, device=device)
 
     def predict(subset: np.ndarray) -> np.ndarray:
-        out = np.empty(len(data.rows))
-        net.eval()
-        with torch.no_grad():
-            for pos, x in stream.batches(subset, 256):
-                out[pos] = net((torch.from_numpy(x).to(device) - mean_t) / scale_t).squeeze(1).cpu().numpy()
-        return out * y_std + y_mean
+        return _forward(net, stream, subset, mean_t, scale_t) * y_std + y_mean
 
     rng = np.random.default_rng(split.seed)
     history = []

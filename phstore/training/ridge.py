@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from phstore.store import FeatureStore
-from phstore.training.data import Split, TrainingData, descriptor_group
+from phstore.training.data import Split, TrainingData, descriptor_group, feature_group
 from phstore.training.modeldir import ModelDir
 
 KIND = "ridge"
@@ -66,3 +66,13 @@ def train_ridge(
         "feature_shape": list(values.shape[1:]),
     }
     return data.finish(out, KIND, cfg, state, predicted, ("scikit-learn",))
+
+
+def predict_ridge(model: ModelDir, store: FeatureStore, collection: str, rows: np.ndarray) -> np.ndarray:
+    """Energies per atom (eV/atom) of ``rows`` of ``collection`` from the model's stored features."""
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    group = feature_group(model, store, collection)
+    values = store.descriptor(collection, group)[model.config["ridge"]["variable"]].isel(snapshot=rows).values
+    X = values.reshape(len(rows), -1).astype(np.float64)
+    return (X - state["mean"]) / state["scale"] @ state["coef"] + float(state["intercept"])
+

@@ -150,3 +150,15 @@ def train_schnet(
     }
     predicted = _predict(model, convert, frames, training.batch_size, mean, std)
     return data.finish(out, KIND, config, model.state_dict(), predicted, ("schnetpack", "torch"), {"history": history})
+
+
+def predict_schnet(model: ModelDir, store: FeatureStore, collection: str, rows: np.ndarray) -> np.ndarray:
+    """Energies per atom (eV/atom) of ``rows`` of ``collection`` from their stored positions."""
+    arch = architecture_of(model)
+    net = build_schnet(arch)
+    net.load_state_dict(model.state_dict())
+    every = store.atoms(collection, slice(0, store.n_snapshots(collection)))
+    target = model.config["target"]
+    batch = model.config["training"]["batch_size"]
+    return _predict(net, converter(arch), [every[i] for i in rows], batch, target["mean"], target["std"])
+

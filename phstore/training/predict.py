@@ -1,0 +1,73 @@
+"""Apply a trained model to a collection and store its predictions next to the features.
+
+Predictions are a store group like a descriptor's: ``prediction-<key>`` whose key hashes the
+model's key, so ``open_store(...).sel(...)`` returns them lazily as
+``prediction_energy_per_atom`` (eV/atom) and predictions of different models never mix.
+Rows the model cannot predict (features missing or failed) are recorded as failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phstore.provenance import provenance
+from phstore.store import DONE, FAILED, FeatureStore, VariableSpec
+from phstore.training.data import TARGET, feature_group
+from phstore.training.metrics import regression_metrics
+from phstore.training.modeldir import load_model_dir
+from phstore.training.neural import predict_neural
+from phstore.training.ridge import predict_ridge
+from phstore.training.schnet import predict_schnet
+
+PREDICTORS = {"ridge": predict_ridge, "cnn": predict_neural, "soap-mlp": predict_neural, "schnet": predict_schnet}
+
+
+@dataclass(frozen=True)
+class PredictionParams:
+    """What identifies stored predictions: the model's key and kind."""
+
+    model_key: str
+    kind: str
+
+
+@dataclass
+class PredictionReport:
+    """Where predictions went, how many, and their errors (meV/atom) on the model's dataset."""
+
+    group: str
+    predicted: int
+    failed: int
+    metrics: dict[str, Any] | None
+
+
+def predict(model_path: str | Path, store_path: str | Path, collection: str) -> PredictionReport:
+    """Predict the energy per atom of every snapshot of ``collection`` with the model at
+    ``model_path`` and write it to the store.
+
+    Metrics are computed on the snapshots of the dataset the model was trained on (energies of
+    other datasets are not comparable); ``None`` when the collection holds none of them.
+    """
+    model = load_model_dir(model_path)
+    store = FeatureStore(store_path, mode="a")
+    n = store.n_snapshots(collection)
+    ok = np.ones(n, dtype=bool)
+    if model.kind != "schnet":
+        ok &= store.descriptor(collection, feature_group(model, store, collection))["status"].values == DONE
+    rows = np.flatnonzero(ok)
+    values = np.full(n, np.nan)
+    values[rows] = PREDICTORS[model.kind](model, store, collection, rows)
+    prov = provenance("prediction", PredictionParams(model.key, model.kind), ())
+    group = f"prediction-{prov['key']}"
+    store.ensure_descriptor(collection, group, prov, {TARGET: VariableSpec((), (), "float64", np.nan)})
+    error = np.where(ok, "", f"no finished {model.config.get('descriptor_group')} features").astype(object)
+    store.write_rows(collection, group, slice(0, n), {
+        TARGET: values, "error": error, "status": np.where(ok, DONE, FAILED).astype(np.int8),
+    })
+    frames = store.frames(collection)
+    same = ok & (frames["dataset"].values == model.provenance["dataset"])
+    metrics = regression_metrics(frames[TARGET].values[same], values[same]) if same.any() else None
+    return PredictionReport(group, int(ok.sum()), int((~ok).sum()), metrics)
