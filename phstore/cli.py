@@ -13,8 +13,13 @@ import numpy as np
 
 from phstore.descriptors import PH, REGISTRY, SOAP, Descriptor, PHParams, SchNet, SOAPParams
 from phstore.training.data import Split
+from phstore.training.neural import NeuralConfig
 from phstore.training.ridge import RidgeConfig
 from phstore.training.schnet import SchNetArchitecture, SchNetTraining
+
+
+#: Networks on stored features, by their ``train --model`` name.
+NEURAL = {"cnn": NeuralConfig.cnn, "soap-mlp": NeuralConfig.soap_mlp, "ph-soap": NeuralConfig.ph_soap}
 
 
 def _frames(text: str) -> slice | list[int]:
@@ -90,7 +95,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from phstore.store import open_store
-    from phstore.training.neural import NeuralConfig, train_neural
+    from phstore.training.neural import train_neural
     from phstore.training.ridge import train_ridge
     from phstore.training.schnet import train_schnet
 
@@ -105,12 +110,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.model == "ridge":
             model = train_ridge(args.store, collection, out, RidgeConfig(alpha=args.alpha), split, args.dataset,
-                                args.descriptor_key)
-        elif args.model in ("cnn", "soap-mlp"):
+                                tuple(args.descriptor_key))
+        elif args.model in NEURAL:
             overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
-            config = (NeuralConfig.cnn if args.model == "cnn" else NeuralConfig.soap_mlp)(**overrides)
-            model = train_neural(args.store, collection, out, config, split, args.dataset, args.descriptor_key,
-                                 progress=not args.quiet)
+            model = train_neural(args.store, collection, out, NEURAL[args.model](**overrides), split, args.dataset,
+                                 tuple(args.descriptor_key), progress=not args.quiet)
         else:
             overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
             training = dataclasses.replace(SchNetTraining(), **overrides)
@@ -275,9 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a collection's stored data and write a model directory")
     p.add_argument("--store", required=True)
     p.add_argument("--collection", help="collection (required when the store holds several)")
-    p.add_argument("--model", choices=["ridge", "cnn", "soap-mlp", "schnet"], required=True,
+    p.add_argument("--model", choices=["ridge", *NEURAL, "schnet"], required=True,
                    help="ridge: Ridge on the PH histograms (alpha 200); cnn: the paper's CNN on them; "
-                   "soap-mlp: MLP on atom-mean SOAP; schnet: SchNet on positions")
+                   "soap-mlp: MLP on atom-mean SOAP; ph-soap: the same MLP on PH histogram + SOAP; "
+                   "schnet: SchNet on positions")
     p.add_argument("--out", help="model directory (default: STORE-models/COLLECTION-MODEL-sSEED)")
     p.add_argument("--dataset", help="train on this dataset's snapshots (required when the collection holds several)")
     p.add_argument("--split", choices=["random", "trajectory"], default="random", help="random 80/20 (the paper's) or whole trajectories held out")
@@ -285,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=Split.seed, help="seed of the split (and of the weights)")
     ridge = p.add_argument_group("ridge options")
     ridge.add_argument("--alpha", type=float, default=RidgeConfig.alpha, help="regularisation (default %(default)s)")
-    ridge.add_argument("--descriptor-key", help="provenance key (prefix) of the descriptor variant, when the store holds several")
+    ridge.add_argument("--descriptor-key", action="append", default=[],
+                       help="provenance key (prefix) of the descriptor variant to use, when the store holds several (repeatable)")
     nets = p.add_argument_group("cnn, soap-mlp and schnet options (defaults: each model's own, the paper's where it gives them)")
     nets.add_argument("--epochs", type=int, help="cnn 1600, soap-mlp 2000, schnet 100")
     nets.add_argument("--batch-size", type=int, help="cnn and soap-mlp 32, schnet 16")

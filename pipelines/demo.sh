@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's demo: generate melt-quench carbon with LAMMPS, ingest it, compute persistent
 # homology and SOAP on a local Dask cluster, train Ridge and a short CNN on the PH histograms and
-# an MLP on SOAP (model directories with parity plots under demo-output/models),
+# MLPs on SOAP and on PH + SOAP (model directories with parity plots under demo-output/models),
 # query by density. Re-running skips what is already done.
 # Output: demo-output/data (extended XYZ) and demo-output/store.zarr (the feature store).
 set -euo pipefail
@@ -14,7 +14,7 @@ $PHSTORE ingest "$OUT/data" --store "$OUT/store.zarr"
 $PHSTORE featurize --store "$OUT/store.zarr" --descriptor ph
 $PHSTORE featurize --store "$OUT/store.zarr" --descriptor soap
 # Models (short runs: the paper's CNN takes ~10 s per epoch here; SchNet: see the README)
-for model in ridge "cnn --epochs 3" "soap-mlp --epochs 300"; do
+for model in ridge "cnn --epochs 3" "soap-mlp --epochs 300" "ph-soap --epochs 300"; do
   name=${model%% *}
   [ -f "$OUT/models/$name/model.json" ] || $PHSTORE train --store "$OUT/store.zarr" --collection C216 --model $model --out "$OUT/models/$name"
 done

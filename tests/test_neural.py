@@ -26,13 +26,13 @@ def store(tmp_path_factory, client):
 
 
 def test_paper_architectures():
-    cnn = build_network(NeuralConfig.cnn(), (128, 128))
+    cnn = build_network(NeuralConfig.cnn(), [(128, 128)])
     convs = [m for m in cnn if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [64, 64, 32] and all(c.kernel_size == (3, 3) for c in convs)
     assert sum(isinstance(m, torch.nn.MaxPool2d) for m in cnn) == 3
     assert sum(isinstance(m, torch.nn.Linear) for m in cnn) == 2
     assert cnn(torch.zeros(5, 128 * 128)).shape == (5, 1)
-    mlp = build_network(NeuralConfig.soap_mlp(), (360,))
+    mlp = build_network(NeuralConfig.soap_mlp(), [(360,)])
     assert [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)] == [40, 40, 1]
     c = NeuralConfig.cnn()
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.milestones, c.epochs) == (
@@ -45,18 +45,20 @@ def test_stream_reads_one_chunk_at_a_time_and_covers_every_row(store):
     s = open_store(store)
     data = TrainingData.select(s, "C125", None, Split())
     group = PH().group
-    stream = ChunkStream(s, "C125", data.rows, group, "histogram")
+    stream = ChunkStream(s, "C125", data.rows, [(group, "histogram"), (SOAP().group, "mean")])
     seen = []
     direct = s.descriptor("C125", group)["histogram"].values
+    soap = s.descriptor("C125", SOAP().group)["mean"].values
     for pos, x in stream.batches(data.train, 3, np.random.default_rng(0)):
         assert len(set(data.rows[pos] // s.chunk_size)) == 1  # a batch never spans two chunks
-        np.testing.assert_array_equal(x, direct[data.rows[pos]].reshape(len(pos), -1))
+        np.testing.assert_array_equal(x[:, :128 * 128], direct[data.rows[pos]].reshape(len(pos), -1))
+        np.testing.assert_array_equal(x[:, 128 * 128:], soap[data.rows[pos]])
         seen += pos.tolist()
     assert sorted(seen) == sorted(data.train.tolist())
 
 
-@pytest.mark.parametrize("config", [NeuralConfig.cnn(epochs=3, batch_size=4), NeuralConfig.soap_mlp(epochs=30, batch_size=4)],
-                         ids=["cnn", "soap-mlp"])
+@pytest.mark.parametrize("config", [NeuralConfig.cnn(epochs=3, batch_size=4), NeuralConfig.soap_mlp(epochs=30, batch_size=4),
+                                    NeuralConfig.ph_soap(epochs=30, batch_size=4)], ids=["cnn", "soap-mlp", "ph-soap"])
 def test_training_writes_a_complete_model(store, tmp_path, config):
     model = train_neural(store, "C125", tmp_path / "m", config, progress=False)
     history = model.metrics["history"]
@@ -65,12 +67,12 @@ def test_training_writes_a_complete_model(store, tmp_path, config):
     for png in ("parity.png", "learning-curve.png"):
         assert (model.path / png).read_bytes()[:4] == b"\x89PNG"
     state = load_model_dir(model.path).state_dict()
-    net = build_network(config, tuple(model.config["feature_shape"]))
+    net = build_network(config, [tuple(x) for x in model.config["feature_shapes"]])
     net.load_state_dict({k: v for k, v in state.items() if not k.startswith("input_")})
     # the saved network and scaler reproduce the recorded test RMSE
     ds = open_store(store).dataset("C125").load()
-    var = f"{config.descriptor}_{config.variable}"
-    x = torch.tensor(ds[var].values[model.test].reshape(len(model.test), -1), dtype=torch.float32)
+    x = torch.tensor(np.concatenate([ds[f"{d}_{v}"].values[model.test].reshape(len(model.test), -1)
+                                     for d, v in config.features], axis=1), dtype=torch.float32)
     with torch.no_grad():
         z = net((x - state["input_mean"].float()) / state["input_scale"].float()).squeeze(1).numpy()
     pred = z * model.config["target"]["std"] + model.config["target"]["mean"]

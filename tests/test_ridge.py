@@ -53,7 +53,7 @@ def test_ridge_equals_sklearn_on_the_stored_histograms(store, tmp_path):
     rmse = np.sqrt(np.mean((predicted - y[model.test]) ** 2)) * 1000
     assert model.metrics["test"]["rmse_mev"] == pytest.approx(rmse, rel=1e-6)
     assert (model.path / "parity.png").read_bytes()[:4] == b"\x89PNG"
-    assert model.config["descriptor_key"] == PH().provenance()["key"] and model.config["feature_shape"] == [128, 128]
+    assert model.config["descriptor_keys"] == [PH().provenance()["key"]] and model.config["feature_shapes"] == [[128, 128]]
 
 
 def test_trajectory_split_and_alpha(store, tmp_path):
@@ -67,15 +67,15 @@ def test_several_ph_variants_need_a_key(store, tmp_path, client):
     featurize(store, PH(PHParams(bins=32)), client, progress=False)
     with pytest.raises(ValueError, match="choose one with --descriptor-key"):
         train_ridge(store, "C125", tmp_path / "m")
-    model = train_ridge(store, "C125", tmp_path / "m", descriptor_key=PH(PHParams(bins=32)).provenance()["key"][:6])
-    assert model.config["feature_shape"] == [32, 32]
+    model = train_ridge(store, "C125", tmp_path / "m", descriptor_keys=(PH(PHParams(bins=32)).provenance()["key"][:6],))
+    assert model.config["feature_shapes"] == [[32, 32]]
     assert isinstance(load_model_dir(model.path).state_dict()["coef"], torch.Tensor)
 
 
 def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_path, client):
     from phstore.training.predict import predict
 
-    model = train_ridge(store, "C125", tmp_path / "m", descriptor_key=PH().provenance()["key"])
+    model = train_ridge(store, "C125", tmp_path / "m", descriptor_keys=(PH().provenance()["key"],))
     report = predict(model.path, store, "C125")
     assert report.predicted == 12 and report.failed == 1  # the triclinic frame has no features
     ds = open_store(store).sel("C125")
@@ -94,7 +94,7 @@ def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_p
     assert report.predicted == 3 and report.metrics["n"] == 3 and np.isfinite(report.metrics["rmse_mev"])
     other = PH(PHParams(bins=16))  # a variant computed for C125 only
     featurize(store, other, client, collections=["C125"], progress=False)
-    coarse = train_ridge(store, "C125", tmp_path / "m16", descriptor_key=other.provenance()["key"])
+    coarse = train_ridge(store, "C125", tmp_path / "m16", descriptor_keys=(other.provenance()["key"],))
     with pytest.raises(ValueError, match=f"C64 has no {other.group} features"):
         predict(coarse.path, store, "C64")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -51,17 +51,43 @@ def training_rows(store: FeatureStore, collection: str, dataset: str | None) -> 
     return rows
 
 
-def descriptor_group(store: FeatureStore, collection: str, descriptor: str, key: str | None = None) -> str:
-    """The store group of ``descriptor`` in ``collection`` (the one variant, or the one whose
-    provenance key starts with ``key``)."""
-    groups = [g for g, p in store.descriptor_groups(collection).items()
-              if p["descriptor"] == descriptor and (key is None or p["key"].startswith(key))]
-    if len(groups) != 1:
-        what = "no" if not groups else f"{len(groups)}"
-        hint = (f"run `phstore featurize --descriptor {descriptor}` first" if not groups
-                else f"choose one with --descriptor-key: {[g.split('-', 1)[1] for g in groups]}")
-        raise ValueError(f"{collection} has {what} {descriptor} variants matching; {hint}")
-    return groups[0]
+#: A stored feature: (descriptor name, variable), e.g. ("ph", "histogram") or ("soap", "mean").
+Feature = tuple[str, str]
+
+
+def descriptor_group(store: FeatureStore, collection: str, descriptor: str, keys: Sequence[str] = ()) -> str:
+    """The store group of ``descriptor`` in ``collection``: its one variant, or the one whose
+    provenance key starts with one of ``keys`` (keys of other descriptors are ignored)."""
+    variants = {g: p for g, p in store.descriptor_groups(collection).items() if p["descriptor"] == descriptor}
+    chosen = [g for g, p in variants.items() if any(p["key"].startswith(k) for k in keys)] or list(variants)
+    if len(chosen) != 1:
+        hint = (f"run `phstore featurize --descriptor {descriptor}` first" if not chosen
+                else f"choose one with --descriptor-key: {[variants[g]['key'] for g in chosen]}")
+        raise ValueError(f"{collection} has {len(chosen) or 'no'} {descriptor} variants to choose from; {hint}")
+    return chosen[0]
+
+
+def feature_sources(store: FeatureStore, collection: str, features: Sequence[Feature],
+                    keys: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """``(group, variable)`` of each feature in ``collection``."""
+    return [(descriptor_group(store, collection, d, keys), v) for d, v in features]
+
+
+def read_features(store: FeatureStore, collection: str, sources: Sequence[tuple[str, str]], rows: np.ndarray | slice
+                  ) -> np.ndarray:
+    """The features of ``rows``, each source flattened per snapshot and concatenated (float64)."""
+    parts = [store.descriptor(collection, g)[v].isel(snapshot=rows).values for g, v in sources]
+    return np.concatenate([x.reshape(len(x), -1).astype(np.float64) for x in parts], axis=1)
+
+
+def feature_config(store: FeatureStore, collection: str, sources: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """What a feature model records of its inputs: groups, provenance keys, shapes."""
+    provs = store.descriptor_groups(collection)
+    return {
+        "descriptor_groups": [g for g, _ in sources],
+        "descriptor_keys": [provs[g]["key"] for g, _ in sources],
+        "feature_shapes": [list(store.descriptor(collection, g)[v].shape[1:]) for g, v in sources],
+    }
 
 
 @dataclass
@@ -96,10 +122,6 @@ class TrainingData:
         return cls(store, collection, str(frames["dataset"].values[rows[0]]), rows,
                    frames[TARGET].values[rows].astype(float), train, test)
 
-    def features(self, group: str, variable: str) -> np.ndarray:
-        """Stored values of ``variable`` of a descriptor group for ``rows`` (snapshot-first)."""
-        return self.store.descriptor(self.collection, group)[variable].isel(snapshot=self.rows).values
-
     def finish(self, out: str | Path, kind: str, config: dict[str, Any], state: dict[str, Any],
                predicted: np.ndarray, packages: tuple[str, ...], extra: dict[str, Any] | None = None) -> ModelDir:
         """Metrics (meV/atom), a parity plot and the model directory for predictions of every row."""
@@ -119,15 +141,15 @@ class TrainingData:
         return model
 
 
-def feature_group(model: ModelDir, store: FeatureStore, collection: str) -> str:
-    """The descriptor group a feature model reads, as found in ``collection`` (same parameters
-    and versions as in training), or a ValueError that says how to make it."""
-    group = model.config["descriptor_group"]
-    if group not in store.descriptor_groups(collection):
-        name = group.split("-", 1)[0]
-        raise ValueError(
-            f"{collection} has no {group} features (the {model.kind} model was trained on them); run "
-            f"`phstore featurize --descriptor {name}` with the parameters of `phstore info` for {model.provenance['collection']}"
-        )
-    return group
-
+def model_sources(model: ModelDir, store: FeatureStore, collection: str) -> list[tuple[str, str]]:
+    """The ``(group, variable)`` a feature model reads, as found in ``collection`` (same
+    parameters and versions as in training), or a ValueError that says how to make them."""
+    sources = [(g, v) for g, (_, v) in zip(model.config["descriptor_groups"], model.config["features"])]
+    for group, _ in sources:
+        if group not in store.descriptor_groups(collection):
+            raise ValueError(
+                f"{collection} has no {group} features (the {model.kind} model was trained on them); run "
+                f"`phstore featurize --descriptor {group.split('-', 1)[0]}` with the parameters `phstore info` "
+                f"shows for {model.provenance['collection']}"
+            )
+    return sources

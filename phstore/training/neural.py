@@ -19,17 +19,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phstore.store import FeatureStore
-from phstore.training.data import Split, TrainingData, descriptor_group, feature_group
+from phstore.training.data import Feature, Split, TrainingData, feature_config, feature_sources, model_sources
 from phstore.training.modeldir import ModelDir
 
 
 @dataclass(frozen=True)
 class NeuralConfig:
-    """A model on one stored variable and how it is optimised (defaults: the paper's CNN)."""
+    """A network on stored features (concatenated when several) and how it is optimised
+    (defaults: the paper's CNN)."""
 
     kind: str = "cnn"
-    descriptor: str = "ph"
-    variable: str = "histogram"
+    features: tuple[Feature, ...] = (("ph", "histogram"),)
     optimizer: str = "sgd"
     lr: float = 0.0015
     momentum: float = 0.9
@@ -51,15 +51,24 @@ class NeuralConfig:
         """Seed paper §2.7: atom-mean SOAP → two hidden layers of 40 → energy; Adam, lr 0.001
         halved at epochs 200, 500, 1000; 2000 epochs."""
         return dataclasses.replace(
-            cls(kind="soap-mlp", descriptor="soap", variable="mean", optimizer="adam", lr=0.001, momentum=0.0,
+            cls(kind="soap-mlp", features=(("soap", "mean"),), optimizer="adam", lr=0.001, momentum=0.0,
                 weight_decay=0.0, milestones=(200, 500, 1000), epochs=2000, hidden=(40, 40)), **overrides)
 
+    @classmethod
+    def ph_soap(cls, **overrides) -> "NeuralConfig":
+        """PH + SOAP, the combination the paper's conclusion proposes: the SOAP MLP's layers and
+        optimiser on the normalised PH histogram concatenated with the atom-mean SOAP."""
+        return cls.soap_mlp(kind="ph-soap", features=(("ph", "histogram"), ("soap", "mean")), **overrides)
 
-def build_network(config: NeuralConfig, shape: tuple[int, ...]):
-    """The torch module for inputs of ``shape`` (one snapshot's feature array)."""
+
+def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):
+    """The torch module for inputs made of features of ``shapes`` (one snapshot's arrays)."""
     from torch import nn
 
     if config.kind == "cnn":
+        if len(shapes) != 1 or len(shapes[0]) != 2:
+            raise ValueError(f"the CNN takes one 2-D feature (a histogram), not {shapes}")
+        shape = shapes[0]
         layers: list[nn.Module] = [nn.Unflatten(1, (1, *shape))]
         channels, side = 1, list(shape)
         for out in (64, 64, 32):
@@ -68,25 +77,25 @@ def build_network(config: NeuralConfig, shape: tuple[int, ...]):
         layers += [nn.Flatten(), nn.Linear(channels * side[0] * side[1], config.hidden[0]), nn.ReLU(),
                    nn.Linear(config.hidden[0], 1)]
         return nn.Sequential(*layers)
-    sizes = [int(np.prod(shape)), *config.hidden]
+    sizes = [sum(int(np.prod(s)) for s in shapes), *config.hidden]
     layers = [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.ReLU())]
     return nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
 
 
 class ChunkStream:
-    """Batches of ``(positions in rows, features)`` of snapshot ``rows`` of a descriptor group,
-    read one store chunk at a time."""
+    """Batches of ``(positions in rows, features)`` of snapshot ``rows``: each source
+    ``(group, variable)`` flattened and concatenated, read one store chunk at a time."""
 
-    def __init__(self, store: FeatureStore, collection: str, rows: np.ndarray, group: str, variable: str) -> None:
-        self.store, self.collection, self.rows, self.group, self.variable = store, collection, rows, group, variable
+    def __init__(self, store: FeatureStore, collection: str, rows: np.ndarray, sources: list[tuple[str, str]]) -> None:
+        self.store, self.collection, self.rows, self.sources = store, collection, rows, sources
         chunks = rows // store.chunk_size
         self.by_chunk = {int(c): np.flatnonzero(chunks == c) for c in np.unique(chunks)}
 
     def _read(self, positions: np.ndarray) -> np.ndarray:
         rows = self.rows[positions]
-        lo = int(rows.min())
-        block = self.store.read_rows(self.collection, self.group, slice(lo, int(rows.max()) + 1), [self.variable])[self.variable]
-        return block[rows - lo].reshape(len(rows), -1).astype(np.float32)
+        region = slice(int(rows.min()), int(rows.max()) + 1)  # within one chunk
+        parts = [self.store.read_rows(self.collection, g, region, [v])[v][rows - region.start] for g, v in self.sources]
+        return np.concatenate([p.reshape(len(rows), -1) for p in parts], axis=1).astype(np.float32)
 
     def batches(self, subset: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -120,14 +129,21 @@ def _forward(net, stream: ChunkStream, subset: np.ndarray, mean, scale) -> np.nd
     return out
 
 
+def network_of(model: ModelDir):
+    """An untrained network of a model directory's architecture."""
+    net = model.config["network"]
+    config = NeuralConfig(**{k: tuple(map(tuple, v)) if k == "features" else tuple(v) if isinstance(v, list) else v
+                             for k, v in net.items()})
+    return build_network(config, [tuple(s) for s in model.config["feature_shapes"]])
+
+
 def predict_neural(model: ModelDir, store: FeatureStore, collection: str, rows: np.ndarray) -> np.ndarray:
     """Energies per atom (eV/atom) of ``rows`` of ``collection`` from the model's stored features."""
-    config = NeuralConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.config["network"].items()})
-    net = build_network(config, tuple(model.config["feature_shape"]))
+    net = network_of(model)
     state = model.state_dict()
     mean, scale = state.pop("input_mean").float(), state.pop("input_scale").float()
     net.load_state_dict(state)
-    stream = ChunkStream(store, collection, rows, feature_group(model, store, collection), config.variable)
+    stream = ChunkStream(store, collection, rows, model_sources(model, store, collection))
     target = model.config["target"]
     return _forward(net, stream, np.arange(len(rows)), mean, scale) * target["std"] + target["mean"]
 
@@ -139,7 +155,7 @@ def train_neural(
     config: NeuralConfig = NeuralConfig.cnn(),
     split: Split = Split(),
     dataset: str | None = None,
-    descriptor_key: str | None = None,
+    descriptor_keys: tuple[str, ...] = (),
     progress: bool = True,
 ) -> ModelDir:
     """Train ``config``'s network on the stored features of one collection (and dataset) and
@@ -147,10 +163,10 @@ def train_neural(
     import torch
 
     store = FeatureStore(store_path, mode="r")
-    group = descriptor_group(store, collection, config.descriptor, descriptor_key)
-    data = TrainingData.select(store, collection, dataset, split, done_in=(group,))
-    stream = ChunkStream(store, collection, data.rows, group, config.variable)
-    shape = tuple(store.descriptor(collection, group)[config.variable].shape[1:])
+    sources = feature_sources(store, collection, config.features, descriptor_keys)
+    data = TrainingData.select(store, collection, dataset, split, done_in=tuple(g for g, _ in sources))
+    stream = ChunkStream(store, collection, data.rows, sources)
+    inputs = feature_config(store, collection, sources)
 
     # z-score statistics of the training split, one streaming pass
     count, total, squares = 0, 0.0, 0.0
@@ -165,7 +181,7 @@ def train_neural(
 
     torch.manual_seed(split.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = build_network(config, shape).to(device)
+    net = build_network(config, [tuple(s) for s in inputs["feature_shapes"]]).to(device)
     params = net.parameters()
     optimizer = (torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
                                  weight_decay=config.weight_decay)
@@ -198,10 +214,9 @@ def train_neural(
     state = {**net.state_dict(), "input_mean": torch.from_numpy(mean), "input_scale": torch.from_numpy(scale)}
     cfg = {
         "network": dataclasses.asdict(config),
+        "features": [list(f) for f in config.features],
         "split": dataclasses.asdict(split),
-        "descriptor_group": group,
-        "descriptor_key": store.descriptor_groups(collection)[group]["key"],
-        "feature_shape": list(shape),
+        **inputs,
         "target": {"mean": y_mean, "std": y_std},
     }
     model = data.finish(out, config.kind, cfg, state, predict(np.arange(len(data.rows))), ("torch",),

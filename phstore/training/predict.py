@@ -16,14 +16,15 @@ import numpy as np
 
 from phstore.provenance import provenance
 from phstore.store import DONE, FAILED, FeatureStore, VariableSpec
-from phstore.training.data import TARGET, feature_group
+from phstore.training.data import TARGET, model_sources
 from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import load_model_dir
 from phstore.training.neural import predict_neural
 from phstore.training.ridge import predict_ridge
 from phstore.training.schnet import predict_schnet
 
-PREDICTORS = {"ridge": predict_ridge, "cnn": predict_neural, "soap-mlp": predict_neural, "schnet": predict_schnet}
+PREDICTORS = {"ridge": predict_ridge, "cnn": predict_neural, "soap-mlp": predict_neural, "ph-soap": predict_neural,
+              "schnet": predict_schnet}
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,15 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     n = store.n_snapshots(collection)
     ok = np.ones(n, dtype=bool)
     if model.kind != "schnet":
-        ok &= store.descriptor(collection, feature_group(model, store, collection))["status"].values == DONE
+        for group, _ in model_sources(model, store, collection):
+            ok &= store.descriptor(collection, group)["status"].values == DONE
     rows = np.flatnonzero(ok)
     values = np.full(n, np.nan)
     values[rows] = PREDICTORS[model.kind](model, store, collection, rows)
     prov = provenance("prediction", PredictionParams(model.key, model.kind), ())
     group = f"prediction-{prov['key']}"
     store.ensure_descriptor(collection, group, prov, {TARGET: VariableSpec((), (), "float64", np.nan)})
-    error = np.where(ok, "", f"no finished {model.config.get('descriptor_group')} features").astype(object)
+    error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features").astype(object)
     store.write_rows(collection, group, slice(0, n), {
         TARGET: values, "error": error, "status": np.where(ok, DONE, FAILED).astype(np.int8),
     })

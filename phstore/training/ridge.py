@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from phstore.store import FeatureStore
-from phstore.training.data import Split, TrainingData, descriptor_group, feature_group
+from phstore.training.data import (Feature, Split, TrainingData, feature_config, feature_sources, model_sources,
+                                   read_features)
 from phstore.training.modeldir import ModelDir
 
 KIND = "ridge"
@@ -22,11 +23,10 @@ KIND = "ridge"
 
 @dataclass(frozen=True)
 class RidgeConfig:
-    """Regularisation ``alpha`` and the stored features: descriptor name and variable."""
+    """Regularisation ``alpha`` and the stored features (concatenated when several)."""
 
     alpha: float = 200.0
-    descriptor: str = "ph"
-    variable: str = "histogram"
+    features: tuple[Feature, ...] = (("ph", "histogram"),)
 
 
 def train_ridge(
@@ -36,7 +36,7 @@ def train_ridge(
     config: RidgeConfig = RidgeConfig(),
     split: Split = Split(),
     dataset: str | None = None,
-    descriptor_key: str | None = None,
+    descriptor_keys: tuple[str, ...] = (),
 ) -> ModelDir:
     """Fit scikit-learn's Ridge on the snapshots of one collection (and dataset) whose features
     are finished, and write a model directory with the coefficients, intercept and scaler."""
@@ -45,10 +45,9 @@ def train_ridge(
     from sklearn.preprocessing import StandardScaler
 
     store = FeatureStore(store_path, mode="r")
-    group = descriptor_group(store, collection, config.descriptor, descriptor_key)
-    data = TrainingData.select(store, collection, dataset, split, done_in=(group,))
-    values = data.features(group, config.variable)
-    X = values.reshape(len(data.rows), -1).astype(np.float64)
+    sources = feature_sources(store, collection, config.features, descriptor_keys)
+    data = TrainingData.select(store, collection, dataset, split, done_in=tuple(g for g, _ in sources))
+    X = read_features(store, collection, sources, data.rows)
     scaler = StandardScaler().fit(X[data.train])
     model = Ridge(alpha=config.alpha, fit_intercept=True).fit(scaler.transform(X[data.train]), data.target[data.train])
     predicted = model.predict(scaler.transform(X))
@@ -60,10 +59,9 @@ def train_ridge(
     }
     cfg = {
         "ridge": dataclasses.asdict(config),
+        "features": [list(f) for f in config.features],
         "split": dataclasses.asdict(split),
-        "descriptor_group": group,
-        "descriptor_key": store.descriptor_groups(collection)[group]["key"],
-        "feature_shape": list(values.shape[1:]),
+        **feature_config(store, collection, sources),
     }
     return data.finish(out, KIND, cfg, state, predicted, ("scikit-learn",))
 
@@ -71,8 +69,6 @@ def train_ridge(
 def predict_ridge(model: ModelDir, store: FeatureStore, collection: str, rows: np.ndarray) -> np.ndarray:
     """Energies per atom (eV/atom) of ``rows`` of ``collection`` from the model's stored features."""
     state = {k: v.numpy() for k, v in model.state_dict().items()}
-    group = feature_group(model, store, collection)
-    values = store.descriptor(collection, group)[model.config["ridge"]["variable"]].isel(snapshot=rows).values
-    X = values.reshape(len(rows), -1).astype(np.float64)
+    X = read_features(store, collection, model_sources(model, store, collection), rows)
     return (X - state["mean"]) / state["scale"] @ state["coef"] + float(state["intercept"])
 
