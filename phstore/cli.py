@@ -12,10 +12,10 @@ from typing import Sequence
 import numpy as np
 
 from phstore.descriptors import PH, REGISTRY, SOAP, Descriptor, PHParams, SchNet, SOAPParams
-from phstore.training.data import Split
 from phstore.training.neural import NeuralConfig
 from phstore.training.ridge import RidgeConfig
 from phstore.training.schnet import SchNetArchitecture, SchNetTraining
+from phstore.training.split import Split
 
 
 #: Networks on stored features, by their ``train --model`` name.
@@ -93,6 +93,11 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def _errors(m: dict) -> str:
+    """One line of regression metrics (:func:`phstore.training.metrics.regression_metrics`)."""
+    return f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from phstore.store import open_store
     from phstore.training.neural import train_neural
@@ -107,24 +112,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         collection = store.collections[0]
     out = Path(args.out) if args.out else _models_root(args.store) / f"{collection}-{args.model}-s{args.seed}"
     split = Split(args.split, args.test_fraction, args.seed)
+    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
     try:
         if args.model == "ridge":
             model = train_ridge(args.store, collection, out, RidgeConfig(alpha=args.alpha), split, args.dataset,
                                 tuple(args.descriptor_key))
         elif args.model in NEURAL:
-            overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
             model = train_neural(args.store, collection, out, NEURAL[args.model](**overrides), split, args.dataset,
                                  tuple(args.descriptor_key), progress=not args.quiet)
         else:
-            overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
             training = dataclasses.replace(SchNetTraining(), **overrides)
             arch = SchNetArchitecture(n_interactions=args.interactions)
             model = train_schnet(args.store, collection, out, arch, training, split, args.dataset, progress=not args.quiet)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     for part in ("train", "test"):
-        m = model.metrics[part]
-        print(f"{part:5s} RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)")
+        print(f"{part:5s} {_errors(model.metrics[part])}")
     print(f"model {model.key} written to {model.path}")
     return 0
 
@@ -147,7 +150,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if m is None:
         print("no snapshot of the model's dataset in this collection: energies not comparable, no errors computed")
     else:
-        print(f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)")
+        print(_errors(m))
     return 0
 
 

@@ -8,9 +8,10 @@ from phstore import open_store
 from phstore.descriptors import PH, SOAP
 from phstore.featurize import featurize
 from phstore.ingest import ingest
-from phstore.training.data import Split, TrainingData
+from phstore.training.data import TrainingData
 from phstore.training.modeldir import load_model_dir
 from phstore.training.neural import ChunkStream, NeuralConfig, build_network, train_neural
+from phstore.training.split import Split
 from tests.helpers import write_trajectory
 
 

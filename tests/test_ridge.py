@@ -11,9 +11,9 @@ from phstore.descriptors import PH, PHParams
 from phstore.featurize import featurize
 from phstore.ingest import ingest
 from phstore.store import DONE
-from phstore.training.data import Split
 from phstore.training.modeldir import load_model_dir
 from phstore.training.ridge import RidgeConfig, train_ridge
+from phstore.training.split import Split
 from tests.helpers import carbon_frame
 
 

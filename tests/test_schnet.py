@@ -10,8 +10,8 @@ from phstore.compat import import_schnetpack
 from phstore.descriptors import SchNet
 from phstore.ingest import ingest
 from phstore.training.modeldir import ModelDirError, load_model_dir
-from phstore.training.data import Split
 from phstore.training.schnet import SchNetArchitecture, SchNetTraining, train_schnet
+from phstore.training.split import Split
 from tests.helpers import carbon_frame, write_trajectory
 
 

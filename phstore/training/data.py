@@ -15,19 +15,10 @@ from phstore.provenance import package_versions
 from phstore.store import DONE, FeatureStore
 from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import ModelDir, save_model_dir
-from phstore.training.split import split_indices
+from phstore.training.split import Split
 
 TARGET = "energy_per_atom"
 PARITY = "parity.png"
-
-
-@dataclass(frozen=True)
-class Split:
-    """How snapshots are split: ``random`` (the paper's 80/20) or by ``trajectory``."""
-
-    kind: str = "random"
-    test_fraction: float = 0.2
-    seed: int = 0
 
 
 def training_rows(store: FeatureStore, collection: str, dataset: str | None) -> np.ndarray:
@@ -118,7 +109,7 @@ class TrainingData:
             raise ValueError(f"fewer than 2 snapshots of {collection} have finished features in {list(done_in)}")
         frames = store.frames(collection)
         groups = frames["trajectory"].values[rows].tolist()
-        train, test = split_indices(len(rows), split.kind, split.test_fraction, split.seed, groups)
+        train, test = split.indices(len(rows), groups)
         return cls(store, collection, str(frames["dataset"].values[rows[0]]), rows,
                    frames[TARGET].values[rows].astype(float), train, test)
 

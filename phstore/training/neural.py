@@ -19,8 +19,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phstore.store import FeatureStore
-from phstore.training.data import Feature, Split, TrainingData, feature_config, feature_sources, model_sources
+from phstore.training.data import Feature, TrainingData, feature_config, feature_sources, model_sources
+from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import ModelDir
+from phstore.training.split import Split
 
 
 @dataclass(frozen=True)
@@ -199,17 +201,21 @@ def train_neural(
     for epoch in tqdm(range(config.epochs), desc=f"train {config.kind} on {collection}", unit="epoch",
                       disable=not progress):
         net.train()
+        squared = 0.0  # the epoch's training loss, summed over snapshots (standardised units)
         for pos, x in stream.batches(data.train, config.batch_size, rng):
             optimizer.zero_grad()
             pred = net((torch.from_numpy(x).to(device) - mean_t) / scale_t).squeeze(1)
             loss = torch.nn.functional.mse_loss(pred, y[pos])
             loss.backward()
             optimizer.step()
+            squared += float(loss.detach()) * len(pos)
         schedule.step()
-        every = predict(np.arange(len(data.rows)))
-        history.append({"epoch": epoch + 1, **{
-            f"{part}_rmse_mev": float(np.sqrt(np.mean((every[idx] - data.target[idx]) ** 2)) * 1000)
-            for part, idx in (("train", data.train), ("test", data.test))}})
+        test = predict(data.test)[data.test]
+        history.append({
+            "epoch": epoch + 1,
+            "train_rmse_mev": float(np.sqrt(squared / len(data.train)) * y_std * 1000),
+            "test_rmse_mev": regression_metrics(data.target[data.test], test)["rmse_mev"],
+        })
 
     state = {**net.state_dict(), "input_mean": torch.from_numpy(mean), "input_scale": torch.from_numpy(scale)}
     cfg = {

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from phstore.store import FeatureStore
-from phstore.training.data import (Feature, Split, TrainingData, feature_config, feature_sources, model_sources,
-                                   read_features)
+from phstore.training.data import Feature, TrainingData, feature_config, feature_sources, model_sources, read_features
 from phstore.training.modeldir import ModelDir
+from phstore.training.split import Split
 
 KIND = "ridge"
 

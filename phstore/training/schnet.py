@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 
 from phstore.compat import import_schnetpack
 from phstore.store import FeatureStore
-from phstore.training.data import TARGET, Split, TrainingData
+from phstore.training.data import TARGET, TrainingData
 from phstore.training.modeldir import ModelDir
+from phstore.training.split import Split
 
 KIND = "schnet"
 
@@ -95,6 +96,11 @@ def _predict(model, convert, frames: Sequence[Atoms], batch_size: int, mean: flo
     return np.concatenate(out) * std + mean if out else np.empty(0)
 
 
+def _frames(store: FeatureStore, collection: str, rows: np.ndarray) -> list[Atoms]:
+    every = store.atoms(collection, slice(0, store.n_snapshots(collection)))
+    return [every[i] for i in rows]
+
+
 def train_schnet(
     store_path: str | Path,
     collection: str,
@@ -115,8 +121,7 @@ def train_schnet(
     import torch
 
     data = TrainingData.select(FeatureStore(store_path, mode="r"), collection, dataset, split)
-    every = data.store.atoms(collection, slice(0, data.store.n_snapshots(collection)))
-    frames = [every[i] for i in data.rows]
+    frames = _frames(data.store, collection, data.rows)
     target, train = data.target, data.train
     mean, std = float(target[train].mean()), float(target[train].std() or 1.0)
 
@@ -157,8 +162,7 @@ def predict_schnet(model: ModelDir, store: FeatureStore, collection: str, rows: 
     arch = architecture_of(model)
     net = build_schnet(arch)
     net.load_state_dict(model.state_dict())
-    every = store.atoms(collection, slice(0, store.n_snapshots(collection)))
     target = model.config["target"]
     batch = model.config["training"]["batch_size"]
-    return _predict(net, converter(arch), [every[i] for i in rows], batch, target["mean"], target["std"])
+    return _predict(net, converter(arch), _frames(store, collection, rows), batch, target["mean"], target["std"])
 

@@ -6,11 +6,25 @@ frames into training; the ``trajectory`` split holds whole melt-quench runs out 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 SPLITS = ("random", "trajectory")
+
+
+@dataclass(frozen=True)
+class Split:
+    """How snapshots are split: ``random`` (the paper's 80/20) or by ``trajectory``."""
+
+    kind: str = "random"
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def indices(self, n: int, groups: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(train, test)`` positions in ``range(n)`` (see :func:`split_indices`)."""
+        return split_indices(n, self.kind, self.test_fraction, self.seed, groups)
 
 
 def split_indices(
