@@ -104,26 +104,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     from phstore.training.ridge import train_ridge
     from phstore.training.schnet import train_schnet
 
-    store = open_store(args.store)
-    collection = args.collection
-    if collection is None:
-        if len(store.collections) != 1:
-            raise SystemExit(f"the store holds collections {store.collections}; choose one with --collection")
-        collection = store.collections[0]
-    out = Path(args.out) if args.out else _models_root(args.store) / f"{collection}-{args.model}-s{args.seed}"
+    collections = args.collection or open_store(args.store).collections
+    if len(collections) != 1 and not args.collection:
+        raise SystemExit(f"the store holds collections {collections}; choose one or more with --collection")
+    name = "+".join(collections)
+    out = Path(args.out) if args.out else _models_root(args.store) / f"{name}-{args.model}-s{args.seed}"
     split = Split(args.split, args.test_fraction, args.seed)
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
     try:
         if args.model == "ridge":
-            model = train_ridge(args.store, collection, out, RidgeConfig(alpha=args.alpha), split, args.dataset,
+            model = train_ridge(args.store, collections, out, RidgeConfig(alpha=args.alpha), split, args.dataset,
                                 tuple(args.descriptor_key))
         elif args.model in NEURAL:
-            model = train_neural(args.store, collection, out, NEURAL[args.model](**overrides), split, args.dataset,
+            model = train_neural(args.store, collections, out, NEURAL[args.model](**overrides), split, args.dataset,
                                  tuple(args.descriptor_key), progress=not args.quiet)
         else:
             training = dataclasses.replace(SchNetTraining(), **overrides)
             arch = SchNetArchitecture(n_interactions=args.interactions)
-            model = train_schnet(args.store, collection, out, arch, training, split, args.dataset, progress=not args.quiet)
+            model = train_schnet(args.store, collections, out, arch, training, split, args.dataset, progress=not args.quiet)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     for part in ("train", "test"):
@@ -161,13 +159,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     models = find_models(root, args.store)
     if not models:
         raise SystemExit(f"no models of {args.store} under {root}; train one with `phstore train` (or pass --models DIR)")
-    header = f"{'model':28s} {'kind':9s} {'collection':10s} {'split':10s} {'n train/test':>12s} " \
+    header = f"{'model':28s} {'kind':9s} {'collections':14s} {'split':10s} {'n train/test':>12s} " \
              f"{'train RMSE':>10s} {'test RMSE':>9s} {'test MAE':>8s} {'test R²':>7s}"
     print(header + "\n" + "-" * len(header))
     for m in sorted(models, key=lambda m: m.metrics["test"]["rmse_mev"]):
         tr, te = m.metrics["train"], m.metrics["test"]
         name = str(m.path.relative_to(root)) if m.path.is_relative_to(root) else str(m.path)
-        print(f"{name[:28]:28s} {m.kind:9s} {m.provenance['collection']:10s} {m.config['split']['kind']:10s} "
+        print(f"{name[:28]:28s} {m.kind:9s} {'+'.join(m.provenance['collections'])[:14]:14s} {m.config['split']['kind']:10s} "
               f"{tr['n']:>5d}/{te['n']:<6d} {tr['rmse_mev']:10.1f} {te['rmse_mev']:9.1f} {te['mae_mev']:8.1f} {te['r2']:7.3f}")
     print("(RMSE and MAE in meV/atom)")
     return 0
@@ -281,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on a collection's stored data and write a model directory")
     p.add_argument("--store", required=True)
-    p.add_argument("--collection", help="collection (required when the store holds several)")
+    p.add_argument("--collection", action="append",
+                   help="collection to train on (repeatable: several cell sizes of one dataset train together; "
+                   "required when the store holds several)")
     p.add_argument("--model", choices=["ridge", *NEURAL, "schnet"], required=True,
                    help="ridge: Ridge on the PH histograms (alpha 200); cnn: the paper's CNN on them; "
                    "soap-mlp: MLP on atom-mean SOAP; ph-soap: the same MLP on PH histogram + SOAP; "

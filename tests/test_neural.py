@@ -46,14 +46,15 @@ def test_stream_reads_one_chunk_at_a_time_and_covers_every_row(store):
     s = open_store(store)
     data = TrainingData.select(s, "C125", None, Split())
     group = PH().group
-    stream = ChunkStream(s, "C125", data.rows, [(group, "histogram"), (SOAP().group, "mean")])
+    stream = ChunkStream(s, data.parts, [(group, "histogram"), (SOAP().group, "mean")])
+    rows = data.parts[0][1]
     seen = []
     direct = s.descriptor("C125", group)["histogram"].values
     soap = s.descriptor("C125", SOAP().group)["mean"].values
     for pos, x in stream.batches(data.train, 3, np.random.default_rng(0)):
-        assert len(set(data.rows[pos] // s.chunk_size)) == 1  # a batch never spans two chunks
-        np.testing.assert_array_equal(x[:, :128 * 128], direct[data.rows[pos]].reshape(len(pos), -1))
-        np.testing.assert_array_equal(x[:, 128 * 128:], soap[data.rows[pos]])
+        assert len(set(rows[pos] // s.chunk_size)) == 1  # a batch never spans two chunks
+        np.testing.assert_array_equal(x[:, :128 * 128], direct[rows[pos]].reshape(len(pos), -1))
+        np.testing.assert_array_equal(x[:, 128 * 128:], soap[rows[pos]])
         seen += pos.tolist()
     assert sorted(seen) == sorted(data.train.tolist())
 
@@ -72,10 +73,49 @@ def test_training_writes_a_complete_model(store, tmp_path, config):
     net.load_state_dict({k: v for k, v in state.items() if not k.startswith("input_")})
     # the saved network and scaler reproduce the recorded test RMSE
     ds = open_store(store).dataset("C125").load()
-    x = torch.tensor(np.concatenate([ds[f"{d}_{v}"].values[model.test].reshape(len(model.test), -1)
+    test = model.test["C125"]
+    x = torch.tensor(np.concatenate([ds[f"{d}_{v}"].values[test].reshape(len(test), -1)
                                      for d, v in config.features], axis=1), dtype=torch.float32)
     with torch.no_grad():
         z = net((x - state["input_mean"].float()) / state["input_scale"].float()).squeeze(1).numpy()
     pred = z * model.config["target"]["std"] + model.config["target"]["mean"]
-    rmse = np.sqrt(np.mean((pred - ds["energy_per_atom"].values[model.test]) ** 2)) * 1000
+    rmse = np.sqrt(np.mean((pred - ds["energy_per_atom"].values[test]) ** 2)) * 1000
     assert model.metrics["test"]["rmse_mev"] == pytest.approx(rmse, rel=1e-4)
+
+
+def test_scaler_is_fit_on_the_training_split_only(store, tmp_path):
+    import shutil
+
+    from phstore.store import FeatureStore
+
+    config = NeuralConfig.soap_mlp(epochs=1, batch_size=4)
+    model = train_neural(store, "C125", tmp_path / "a", config, progress=False)
+    copy = shutil.copytree(store, tmp_path / "copy.zarr")
+    s = FeatureStore(copy, mode="a")
+    for row in model.test["C125"]:
+        region = slice(int(row), int(row) + 1)
+        s.write_rows("C125", SOAP().group, region, {"mean": s.read_rows("C125", SOAP().group, region, ["mean"])["mean"] + 5})
+    again = train_neural(copy, "C125", tmp_path / "b", config, progress=False)
+    a, b = load_model_dir(model.path).state_dict(), load_model_dir(again.path).state_dict()
+    for name in ("input_mean", "input_scale"):
+        np.testing.assert_array_equal(a[name].numpy(), b[name].numpy())
+    assert model.config["target"] == again.config["target"]
+    assert again.metrics["test"]["rmse_mev"] != model.metrics["test"]["rmse_mev"]
+
+
+def test_stream_spans_collections(tmp_path, client):
+    """Two cell sizes of one dataset: positions run through both collections in order."""
+    write_trajectory(tmp_path / "d" / "small.xyz", 5, n_side=4, seed=1)
+    write_trajectory(tmp_path / "d" / "large.xyz", 3, n_side=5, seed=2)
+    ingest(tmp_path / "s.zarr", [tmp_path / "d"], chunk_size=2, progress=False)
+    assert featurize(tmp_path / "s.zarr", SOAP(), client, progress=False).computed == 8
+    s = open_store(tmp_path / "s.zarr")
+    data = TrainingData.select(s, ["C125", "C64"], None, Split(seed=3))
+    assert [c for c, _ in data.parts] == ["C125", "C64"] and len(data) == 8
+    expected = np.concatenate([s.descriptor(c, SOAP().group)["mean"].values for c in ("C125", "C64")])
+    seen = np.full((8, 360), np.nan, dtype=np.float32)
+    for pos, x in ChunkStream(s, data.parts, [(SOAP().group, "mean")]).batches(np.arange(8), 3, np.random.default_rng(0)):
+        seen[pos] = x
+    np.testing.assert_array_equal(seen, expected)
+    model = train_neural(tmp_path / "s.zarr", ["C125", "C64"], tmp_path / "m", NeuralConfig.soap_mlp(epochs=2), progress=False)
+    assert sum(len(v) for v in model.test.values()) == round(0.2 * 8) and model.metrics["test"]["n"] == 2

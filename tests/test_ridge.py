@@ -37,20 +37,21 @@ def store(tmp_path_factory, client):
 
 def test_ridge_equals_sklearn_on_the_stored_histograms(store, tmp_path):
     model = train_ridge(store, "C125", tmp_path / "m")
+    train, test = model.train["C125"], model.test["C125"]
     s = open_store(store)
     ds = s.dataset("C125").load()
     done = np.flatnonzero(ds["ph_status"].values == DONE)
-    assert sorted([*model.train, *model.test]) == done.tolist()  # the failed frame is left out
+    assert sorted([*train, *test]) == done.tolist()  # the failed frame is left out
     X = ds["ph_histogram"].values.reshape(len(ds["ph_histogram"]), -1).astype(np.float64)
     y = ds["energy_per_atom"].values
-    mean, std = X[model.train].mean(axis=0), X[model.train].std(axis=0)
+    mean, std = X[train].mean(axis=0), X[train].std(axis=0)
     std[std == 0] = 1.0
-    direct = Ridge(alpha=200.0).fit((X[model.train] - mean) / std, y[model.train])
+    direct = Ridge(alpha=200.0).fit((X[train] - mean) / std, y[train])
     state = load_model_dir(model.path).state_dict()
     np.testing.assert_allclose(state["coef"].numpy(), direct.coef_, rtol=1e-6, atol=1e-12)
     assert state["intercept"].item() == pytest.approx(direct.intercept_, rel=1e-9)
-    predicted = direct.predict((X[model.test] - mean) / std)
-    rmse = np.sqrt(np.mean((predicted - y[model.test]) ** 2)) * 1000
+    predicted = direct.predict((X[test] - mean) / std)
+    rmse = np.sqrt(np.mean((predicted - y[test]) ** 2)) * 1000
     assert model.metrics["test"]["rmse_mev"] == pytest.approx(rmse, rel=1e-6)
     assert (model.path / "parity.png").read_bytes()[:4] == b"\x89PNG"
     assert model.config["descriptor_keys"] == [PH().provenance()["key"]] and model.config["feature_shapes"] == [[128, 128]]
@@ -59,7 +60,7 @@ def test_ridge_equals_sklearn_on_the_stored_histograms(store, tmp_path):
 def test_trajectory_split_and_alpha(store, tmp_path):
     model = train_ridge(store, "C125", tmp_path / "m", RidgeConfig(alpha=1.0), Split("trajectory", 0.3, seed=2))
     traj = open_store(store).frames("C125")["trajectory"].values
-    assert set(traj[model.train]).isdisjoint(traj[model.test])
+    assert set(traj[model.train["C125"]]).isdisjoint(traj[model.test["C125"]])
     assert model.config["ridge"]["alpha"] == 1.0
 
 
@@ -82,7 +83,8 @@ def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_p
     stored = ds["prediction_energy_per_atom"].values
     assert ds["prediction_energy_per_atom"].chunks is not None
     y = ds["energy_per_atom"].values
-    rmse = np.sqrt(np.mean((stored[model.test] - y[model.test]) ** 2)) * 1000
+    test = model.test["C125"]
+    rmse = np.sqrt(np.mean((stored[test] - y[test]) ** 2)) * 1000
     assert rmse == pytest.approx(model.metrics["test"]["rmse_mev"], rel=1e-9)
     status = open_store(store).descriptor("C125", PH().group)["status"].values
     assert np.isnan(stored[status != DONE]).all() and np.isfinite(stored[status == DONE]).all()
@@ -98,3 +100,67 @@ def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_p
     with pytest.raises(ValueError, match=f"C64 has no {other.group} features"):
         predict(coarse.path, store, "C64")
 
+
+
+def test_scaler_is_fit_on_the_training_split_only(store, tmp_path):
+    """Changing the features of test snapshots changes neither the scaler nor the fit."""
+    import shutil
+
+    from phstore.store import FeatureStore
+
+    key = (PH().provenance()["key"],)
+    model = train_ridge(store, "C125", tmp_path / "a", descriptor_keys=key)
+    copy = shutil.copytree(store, tmp_path / "copy.zarr")
+    s = FeatureStore(copy, mode="a")
+    for row in model.test["C125"]:
+        region = slice(int(row), int(row) + 1)
+        h = s.read_rows("C125", PH().group, region, ["histogram"])["histogram"]
+        s.write_rows("C125", PH().group, region, {"histogram": h * 3 + 0.01})
+    again = train_ridge(copy, "C125", tmp_path / "b", descriptor_keys=key)
+    a, b = load_model_dir(model.path).state_dict(), load_model_dir(again.path).state_dict()
+    for name in ("mean", "scale", "coef", "intercept"):
+        np.testing.assert_array_equal(a[name].numpy(), b[name].numpy())
+    assert again.metrics["test"]["rmse_mev"] != model.metrics["test"]["rmse_mev"]  # the change was seen
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, client):
+    """One dataset of two cell sizes (64 and 125 atoms, two trajectories each): two collections."""
+    tmp = tmp_path_factory.mktemp("mixed")
+    (tmp / "data").mkdir()
+    for run, (n_side, density) in enumerate([(4, 2.2), (4, 3.0), (5, 2.2), (5, 3.0)]):
+        frames = [carbon_frame(n_side, density=density, jitter=0.2 + 0.05 * i, seed=10 * run + i) for i in range(3)]
+        ase.io.write(tmp / "data" / f"run{run}.xyz", frames)
+    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False, dataset="one")
+    assert featurize(tmp / "s.zarr", PH(), client, progress=False).computed == 12
+    return tmp / "s.zarr"
+
+
+def test_collections_of_different_sizes_train_together(mixed, tmp_path):
+    model = train_ridge(mixed, ["C64", "C125"], tmp_path / "m", split=Split("trajectory", 0.3, seed=1))
+    assert model.provenance["collections"] == ["C64", "C125"]
+    X, y, labels, is_test = [], [], [], []
+    for coll in ("C64", "C125"):
+        ds = open_store(mixed).dataset(coll).load()
+        rows = np.sort(np.concatenate([model.train[coll], model.test[coll]]))
+        assert rows.tolist() == list(range(6))
+        X.append(ds["ph_histogram"].values.reshape(6, -1).astype(np.float64))
+        y.append(ds["energy_per_atom"].values)
+        labels += [f"{coll}/{t}" for t in ds["trajectory"].values.tolist()]
+        is_test.append(np.isin(np.arange(6), model.test[coll]))
+    X, y, labels, is_test = np.concatenate(X), np.concatenate(y), np.array(labels), np.concatenate(is_test)
+    assert set(labels[is_test]).isdisjoint(labels[~is_test])  # whole (collection, trajectory) held out
+    mean, std = X[~is_test].mean(axis=0), X[~is_test].std(axis=0)
+    std[std == 0] = 1.0
+    direct = Ridge(alpha=200.0).fit((X[~is_test] - mean) / std, y[~is_test])
+    rmse = np.sqrt(np.mean((direct.predict((X[is_test] - mean) / std) - y[is_test]) ** 2)) * 1000
+    assert model.metrics["test"]["rmse_mev"] == pytest.approx(rmse, rel=1e-6)
+
+
+def test_collections_with_different_variants_are_refused(mixed, tmp_path, client):
+    featurize(mixed, PH(PHParams(bins=16)), client, collections=["C64"], progress=False)
+    with pytest.raises(ValueError, match="C64 has 2 ph variants"):
+        train_ridge(mixed, ["C64", "C125"], tmp_path / "m")
+    key = PH(PHParams(bins=16)).provenance()["key"]
+    with pytest.raises(ValueError, match="hold different descriptor variants"):
+        train_ridge(mixed, ["C64", "C125"], tmp_path / "m", descriptor_keys=(key,))

@@ -35,12 +35,13 @@ def direct_embedding(model_path, atoms):
 
 def test_model_directory_records_split_metrics_and_provenance(schnet_model):
     m = load_model_dir(schnet_model, "schnet")
-    assert len(np.intersect1d(m.train, m.test)) == 0 and sorted([*m.train, *m.test]) == list(range(12))
-    assert len(m.test) == round(0.2 * 12)
+    train, test = m.train["C64"], m.test["C64"]
+    assert len(np.intersect1d(train, test)) == 0 and sorted([*train, *test]) == list(range(12))
+    assert len(test) == round(0.2 * 12)
     for part in ("train", "test"):
         assert np.isfinite(m.metrics[part]["rmse_mev"]) and m.metrics[part]["rmse_mev"] > 0
     assert len(m.metrics["history"]) == 2
-    assert m.provenance["collection"] == "C64" and m.config["species"] == [6]
+    assert m.provenance["collections"] == ["C64"] and m.config["species"] == [6]
     assert m.config["architecture"]["n_atom_basis"] == 100 and m.config["architecture"]["n_rbf"] == 60
 
 
@@ -108,4 +109,4 @@ def test_mixed_datasets_need_a_choice(tmp_path):
         train_schnet(tmp_path / "s.zarr", "C64", tmp_path / "m", training=SchNetTraining(epochs=1), progress=False)
     m = train_schnet(tmp_path / "s.zarr", "C64", tmp_path / "m", SchNetArchitecture(n_interactions=1),
                      SchNetTraining(epochs=1, batch_size=4), dataset="b", progress=False)
-    assert sorted([*m.train, *m.test]) == [4, 5, 6, 7] and m.provenance["dataset"] == "b"
+    assert sorted([*m.train["C64"], *m.test["C64"]]) == [4, 5, 6, 7] and m.provenance["dataset"] == "b"

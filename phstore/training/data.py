@@ -1,4 +1,4 @@
-"""What every model trains on: one collection's snapshots of one dataset, their energies per
+"""What every model trains on: snapshots of one dataset in one or more collections, their energies per
 atom, a split, and (for feature models) stored descriptor values; and what every model leaves:
 a model directory with metrics (meV/atom) and a parity plot.
 """
@@ -21,25 +21,34 @@ TARGET = "energy_per_atom"
 PARITY = "parity.png"
 
 
-def training_rows(store: FeatureStore, collection: str, dataset: str | None) -> np.ndarray:
-    """Snapshot indices of ``collection`` whose energies come from one ``dataset``.
+def training_rows(store: FeatureStore, collections: Sequence[str], dataset: str | None) -> tuple[str, list[np.ndarray]]:
+    """The dataset trained on and, per collection, the snapshot indices whose energies come from it.
 
-    Energies of different datasets may come from different codes and functionals, so a
-    collection with several datasets needs ``dataset`` to say which to train on.
+    Energies of different datasets may come from different codes and functionals, so
+    collections holding several datasets need ``dataset`` to say which to train on.
     """
-    labels = np.asarray(store.frames(collection)["dataset"].values.tolist(), dtype=object)
-    names = sorted(set(labels.tolist()))
+    labels = [np.asarray(store.frames(c)["dataset"].values.tolist(), dtype=object) for c in collections]
+    names = sorted({name for lab in labels for name in lab.tolist()})
+    where = "+".join(collections)
     if dataset is None:
         if len(names) > 1:
             raise ValueError(
-                f"{collection} holds energies of {len(names)} datasets, which may not be comparable: "
+                f"{where} holds energies of {len(names)} datasets, which may not be comparable: "
                 f"{names}; choose one with dataset=... (--dataset)"
             )
         dataset = names[0]
-    rows = np.flatnonzero(labels == dataset)
-    if len(rows) < 2:
-        raise ValueError(f"{collection} has {len(rows)} snapshots of dataset {dataset!r}; datasets: {names}")
-    return rows
+    rows = [np.flatnonzero(lab == dataset) for lab in labels]
+    for coll, r in zip(collections, rows):
+        if not len(r):
+            raise ValueError(f"{coll} has no snapshots of dataset {dataset!r}; leave it out or choose another dataset of {names}")
+    if sum(map(len, rows)) < 2:
+        raise ValueError(f"{where} has fewer than 2 snapshots of dataset {dataset!r}; datasets: {names}")
+    return dataset, rows
+
+
+def collection_list(collections: str | Sequence[str]) -> list[str]:
+    """One collection name or several, as a list."""
+    return [collections] if isinstance(collections, str) else list(collections)
 
 
 #: A stored feature: (descriptor name, variable), e.g. ("ph", "histogram") or ("soap", "mean").
@@ -58,17 +67,34 @@ def descriptor_group(store: FeatureStore, collection: str, descriptor: str, keys
     return chosen[0]
 
 
-def feature_sources(store: FeatureStore, collection: str, features: Sequence[Feature],
+def feature_sources(store: FeatureStore, collections: Sequence[str], features: Sequence[Feature],
                     keys: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """``(group, variable)`` of each feature in ``collection``."""
-    return [(descriptor_group(store, collection, d, keys), v) for d, v in features]
+    """``(group, variable)`` of each feature, the same group (parameters and versions) in every
+    collection, or a ValueError that says which collections differ."""
+    found = {c: [(descriptor_group(store, c, d, keys), v) for d, v in features] for c in collections}
+    first = found[collections[0]]
+    for coll, sources in found.items():
+        if sources != first:
+            raise ValueError(
+                f"{collections[0]} and {coll} hold different descriptor variants ({[g for g, _ in first]} vs "
+                f"{[g for g, _ in sources]}); featurize every collection with the same parameters or choose one "
+                "with --descriptor-key"
+            )
+    return first
 
 
-def read_features(store: FeatureStore, collection: str, sources: Sequence[tuple[str, str]], rows: np.ndarray | slice
-                  ) -> np.ndarray:
-    """The features of ``rows``, each source flattened per snapshot and concatenated (float64)."""
-    parts = [store.descriptor(collection, g)[v].isel(snapshot=rows).values for g, v in sources]
-    return np.concatenate([x.reshape(len(x), -1).astype(np.float64) for x in parts], axis=1)
+#: Snapshots of several collections: ``(collection, snapshot indices)`` in order.
+Parts = Sequence[tuple[str, np.ndarray]]
+
+
+def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str, str]]) -> np.ndarray:
+    """The features of every part's rows, each source flattened per snapshot and concatenated
+    (float64); rows follow the order of ``parts``."""
+    blocks = []
+    for coll, rows in parts:
+        xs = [store.descriptor(coll, g)[v].isel(snapshot=rows).values for g, v in sources]
+        blocks.append(np.concatenate([x.reshape(len(x), -1).astype(np.float64) for x in xs], axis=1))
+    return np.concatenate(blocks)
 
 
 def feature_config(store: FeatureStore, collection: str, sources: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -83,52 +109,76 @@ def feature_config(store: FeatureStore, collection: str, sources: Sequence[tuple
 
 @dataclass
 class TrainingData:
-    """The snapshots a model trains and is tested on.
+    """The snapshots a model trains and is tested on, from one or more collections.
 
-    ``rows`` are snapshot indices of the collection; ``train`` and ``test`` are positions in
-    ``rows``; ``target`` is the energy per atom of each row, eV/atom.
+    ``parts`` are ``(collection, snapshot indices)``; positions ``0 … n-1`` run through the
+    parts in order. ``train`` and ``test`` are such positions; ``target`` is the energy per
+    atom of each position, eV/atom.
     """
 
     store: FeatureStore
-    collection: str
     dataset: str
-    rows: np.ndarray
+    parts: list[tuple[str, np.ndarray]]
     target: np.ndarray
     train: np.ndarray
     test: np.ndarray
 
+    @property
+    def collections(self) -> list[str]:
+        return [c for c, _ in self.parts]
+
+    @property
+    def name(self) -> str:
+        """The collections as one label, e.g. ``C64+C216``."""
+        return "+".join(self.collections)
+
+    def __len__(self) -> int:
+        return len(self.target)
+
     @classmethod
-    def select(cls, store: FeatureStore, collection: str, dataset: str | None, split: Split,
+    def select(cls, store: FeatureStore, collections: str | Sequence[str], dataset: str | None, split: Split,
                done_in: tuple[str, ...] = ()) -> "TrainingData":
-        """Rows of one dataset (and finished in every descriptor group of ``done_in``), split."""
-        rows = training_rows(store, collection, dataset)
-        for group in done_in:
-            status = store.descriptor(collection, group)["status"].values
-            rows = rows[status[rows] == DONE]
-        if len(rows) < 2:
-            raise ValueError(f"fewer than 2 snapshots of {collection} have finished features in {list(done_in)}")
-        frames = store.frames(collection)
-        groups = frames["trajectory"].values[rows].tolist()
-        train, test = split.indices(len(rows), groups)
-        return cls(store, collection, str(frames["dataset"].values[rows[0]]), rows,
-                   frames[TARGET].values[rows].astype(float), train, test)
+        """Rows of one dataset (and finished in every descriptor group of ``done_in``) of one
+        collection or several, split. A trajectory split keeps each (collection, trajectory)
+        whole."""
+        collections = collection_list(collections)
+        dataset, rows = training_rows(store, collections, dataset)
+        parts, target, groups = [], [], []
+        for coll, r in zip(collections, rows):
+            for group in done_in:
+                r = r[store.descriptor(coll, group)["status"].values[r] == DONE]
+            frames = store.frames(coll)
+            parts.append((coll, r))
+            target.append(frames[TARGET].values[r].astype(float))
+            groups += [f"{coll}/{t}" for t in frames["trajectory"].values[r].tolist()]
+        if len(groups) < 2:
+            raise ValueError(f"fewer than 2 snapshots of {'+'.join(collections)} have finished features in {list(done_in)}")
+        train, test = split.indices(len(groups), groups)
+        return cls(store, dataset, parts, np.concatenate(target), train, test)
+
+    def split_rows(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """``positions`` as snapshot indices per collection."""
+        bounds = np.cumsum([0, *(len(r) for _, r in self.parts)])
+        return {c: r[positions[(positions >= lo) & (positions < hi)] - lo]
+                for (c, r), lo, hi in zip(self.parts, bounds, bounds[1:])}
 
     def finish(self, out: str | Path, kind: str, config: dict[str, Any], state: dict[str, Any],
                predicted: np.ndarray, packages: tuple[str, ...], extra: dict[str, Any] | None = None) -> ModelDir:
-        """Metrics (meV/atom), a parity plot and the model directory for predictions of every row."""
+        """Metrics (meV/atom), a parity plot and the model directory for predictions of every position."""
         from phstore.plots import plot_parity
 
         metrics = {part: regression_metrics(self.target[idx], predicted[idx])
                    for part, idx in (("train", self.train), ("test", self.test))} | (extra or {})
         provenance = {
             "store": str(self.store.path.resolve()),
-            "collection": self.collection,
+            "collections": self.collections,
             "dataset": self.dataset,
             "versions": package_versions(packages),
         }
-        model = save_model_dir(out, kind, config, state, self.rows[self.train], self.rows[self.test], metrics, provenance)
+        model = save_model_dir(out, kind, config, state, self.split_rows(self.train), self.split_rows(self.test),
+                               metrics, provenance)
         plot_parity(self.target, predicted, self.train, self.test, model.path / PARITY,
-                    f"{kind} on {self.collection} ({self.dataset})")
+                    f"{kind} on {self.name} ({self.dataset})")
         return model
 
 
@@ -141,6 +191,6 @@ def model_sources(model: ModelDir, store: FeatureStore, collection: str) -> list
             raise ValueError(
                 f"{collection} has no {group} features (the {model.kind} model was trained on them); run "
                 f"`phstore featurize --descriptor {group.split('-', 1)[0]}` with the parameters `phstore info` "
-                f"shows for {model.provenance['collection']}"
+                f"shows for {'+'.join(model.provenance['collections'])}"
             )
     return sources

@@ -2,11 +2,12 @@
 
 A model directory holds::
 
-    model.json    kind, config, metrics, provenance (store, collection, split, seed) and the
-                  SHA-256 of the weights
+    model.json    kind, config, metrics, provenance (store, collections, dataset, versions)
+                  and the SHA-256 of the weights
     weights.pt    a plain ``state_dict`` of tensors (loaded with ``weights_only=True``: nothing
                   is unpickled)
-    split.npz     the snapshot indices of the train and test sets
+    split.npz     the snapshot indices of the train and test sets, per collection
+                  (arrays ``train:<collection>`` and ``test:<collection>``)
 
 The model's key (:attr:`ModelDir.key`) is a hash of its weights and config, so features made
 from a model (e.g. SchNet embeddings) are tied to exactly one trained state.
@@ -49,8 +50,8 @@ class ModelDir:
     metrics: dict[str, Any]
     provenance: dict[str, Any]
     weights_sha256: str
-    train: np.ndarray
-    test: np.ndarray
+    train: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
 
     @property
     def key(self) -> str:
@@ -73,16 +74,18 @@ class ModelDir:
 
 def save_model_dir(
     path: str | Path, kind: str, config: dict[str, Any], state_dict: dict[str, Any],
-    train: np.ndarray, test: np.ndarray, metrics: dict[str, Any], provenance: dict[str, Any],
+    train: dict[str, np.ndarray], test: dict[str, np.ndarray], metrics: dict[str, Any], provenance: dict[str, Any],
 ) -> ModelDir:
-    """Write a model directory (weights first, ``model.json`` last: its presence marks it complete)."""
+    """Write a model directory (weights first, ``model.json`` last: its presence marks it complete).
+    ``train`` and ``test`` are snapshot indices per collection."""
     import torch
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / META).unlink(missing_ok=True)
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path / WEIGHTS)
-    np.savez(path / SPLIT, train=np.asarray(train, dtype=np.int64), test=np.asarray(test, dtype=np.int64))
+    np.savez(path / SPLIT, **{f"{part}:{coll}": np.asarray(rows, dtype=np.int64)
+                              for part, split in (("train", train), ("test", test)) for coll, rows in split.items()})
     meta = {
         "format": FORMAT, "kind": kind, "config": config, "metrics": metrics, "provenance": provenance,
         "weights_sha256": _sha256(path / WEIGHTS),
@@ -113,7 +116,7 @@ def load_model_dir(path: str | Path, kind: str | None = None) -> ModelDir:
         raise ModelDirError(f"{path} holds a {meta['kind']!r} model, not {kind!r}")
     try:
         with np.load(path / SPLIT, allow_pickle=False) as split:
-            train, test = split["train"], split["test"]
+            train, test = ({c: split[f"{part}:{c}"] for c in meta["provenance"]["collections"]} for part in ("train", "test"))
     except (OSError, KeyError, ValueError) as exc:
         raise ModelDirError(f"{path / SPLIT} is missing or corrupt: {exc}") from None
     return ModelDir(

@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from phstore.store import FeatureStore
-from phstore.training.data import Feature, TrainingData, feature_config, feature_sources, model_sources
+from phstore.training.data import Feature, Parts, TrainingData, collection_list, feature_config, feature_sources, model_sources
 from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import ModelDir
 from phstore.training.split import Split
@@ -85,32 +85,42 @@ def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):
 
 
 class ChunkStream:
-    """Batches of ``(positions in rows, features)`` of snapshot ``rows``: each source
+    """Batches of ``(positions, features)`` of the snapshots of ``parts`` (positions run
+    through the parts in order, as in :class:`~phstore.training.data.TrainingData`): each source
     ``(group, variable)`` flattened and concatenated, read one store chunk at a time."""
 
-    def __init__(self, store: FeatureStore, collection: str, rows: np.ndarray, sources: list[tuple[str, str]]) -> None:
-        self.store, self.collection, self.rows, self.sources = store, collection, rows, sources
-        chunks = rows // store.chunk_size
-        self.by_chunk = {int(c): np.flatnonzero(chunks == c) for c in np.unique(chunks)}
+    def __init__(self, store: FeatureStore, parts: Parts, sources: list[tuple[str, str]]) -> None:
+        self.store, self.parts, self.sources = store, parts, sources
+        self.by_chunk: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (part, chunk) → positions, rows
+        offset = 0
+        for p, (_, rows) in enumerate(parts):
+            chunks = rows // store.chunk_size
+            for c in np.unique(chunks):
+                inside = np.flatnonzero(chunks == c)
+                self.by_chunk[p, int(c)] = (offset + inside, rows[inside])
+            offset += len(rows)
+        self.n = offset
 
-    def _read(self, positions: np.ndarray) -> np.ndarray:
-        rows = self.rows[positions]
+    def _read(self, part: int, rows: np.ndarray) -> np.ndarray:
         region = slice(int(rows.min()), int(rows.max()) + 1)  # within one chunk
-        parts = [self.store.read_rows(self.collection, g, region, [v])[v][rows - region.start] for g, v in self.sources]
-        return np.concatenate([p.reshape(len(rows), -1) for p in parts], axis=1).astype(np.float32)
+        coll = self.parts[part][0]
+        xs = [self.store.read_rows(coll, g, region, [v])[v][rows - region.start] for g, v in self.sources]
+        return np.concatenate([x.reshape(len(rows), -1) for x in xs], axis=1).astype(np.float32)
 
     def batches(self, subset: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``subset`` (positions in rows) in batches; shuffled by chunk and within it if ``rng``."""
-        wanted = set(subset.tolist())
+        """``subset`` (positions) in batches; shuffled by chunk and within it if ``rng``."""
+        wanted = np.zeros(self.n, dtype=bool)
+        wanted[subset] = True
         order = list(self.by_chunk)
         if rng is not None:
-            rng.shuffle(order)
-        for c in order:
-            positions = np.array([p for p in self.by_chunk[c] if p in wanted], dtype=int)
-            if not len(positions):
+            order = [order[i] for i in rng.permutation(len(order))]
+        for part, chunk in order:
+            positions, rows = self.by_chunk[part, chunk]
+            keep = wanted[positions]
+            if not keep.any():
                 continue
-            x = self._read(positions)
+            positions, x = positions[keep], self._read(part, rows[keep])
             if rng is not None:
                 perm = rng.permutation(len(positions))
                 positions, x = positions[perm], x[perm]
@@ -122,7 +132,7 @@ def _forward(net, stream: ChunkStream, subset: np.ndarray, mean, scale) -> np.nd
     """The network's (standardised) output for positions ``subset`` of the stream's rows."""
     import torch
 
-    out = np.full(len(stream.rows), np.nan)
+    out = np.full(stream.n, np.nan)
     device = mean.device
     net.eval()
     with torch.no_grad():
@@ -145,14 +155,14 @@ def predict_neural(model: ModelDir, store: FeatureStore, collection: str, rows: 
     state = model.state_dict()
     mean, scale = state.pop("input_mean").float(), state.pop("input_scale").float()
     net.load_state_dict(state)
-    stream = ChunkStream(store, collection, rows, model_sources(model, store, collection))
+    stream = ChunkStream(store, [(collection, rows)], model_sources(model, store, collection))
     target = model.config["target"]
     return _forward(net, stream, np.arange(len(rows)), mean, scale) * target["std"] + target["mean"]
 
 
 def train_neural(
     store_path: str | Path,
-    collection: str,
+    collections: str | Sequence[str],
     out: str | Path,
     config: NeuralConfig = NeuralConfig.cnn(),
     split: Split = Split(),
@@ -160,15 +170,16 @@ def train_neural(
     descriptor_keys: tuple[str, ...] = (),
     progress: bool = True,
 ) -> ModelDir:
-    """Train ``config``'s network on the stored features of one collection (and dataset) and
-    write a model directory with a learning curve (train and test RMSE, meV/atom, per epoch)."""
+    """Train ``config``'s network on the stored features of one or more collections (one
+    dataset) and write a model directory with a learning curve (train and test RMSE, meV/atom, per epoch)."""
     import torch
 
     store = FeatureStore(store_path, mode="r")
-    sources = feature_sources(store, collection, config.features, descriptor_keys)
-    data = TrainingData.select(store, collection, dataset, split, done_in=tuple(g for g, _ in sources))
-    stream = ChunkStream(store, collection, data.rows, sources)
-    inputs = feature_config(store, collection, sources)
+    collections = collection_list(collections)
+    sources = feature_sources(store, collections, config.features, descriptor_keys)
+    data = TrainingData.select(store, collections, dataset, split, done_in=tuple(g for g, _ in sources))
+    stream = ChunkStream(store, data.parts, sources)
+    inputs = feature_config(store, collections[0], sources)
 
     # z-score statistics of the training split, one streaming pass
     count, total, squares = 0, 0.0, 0.0
@@ -198,7 +209,7 @@ def train_neural(
 
     rng = np.random.default_rng(split.seed)
     history = []
-    for epoch in tqdm(range(config.epochs), desc=f"train {config.kind} on {collection}", unit="epoch",
+    for epoch in tqdm(range(config.epochs), desc=f"train {config.kind} on {data.name}", unit="epoch",
                       disable=not progress):
         net.train()
         squared = 0.0  # the epoch's training loss, summed over snapshots (standardised units)
@@ -225,9 +236,9 @@ def train_neural(
         **inputs,
         "target": {"mean": y_mean, "std": y_std},
     }
-    model = data.finish(out, config.kind, cfg, state, predict(np.arange(len(data.rows))), ("torch",),
+    model = data.finish(out, config.kind, cfg, state, predict(np.arange(len(data))), ("torch",),
                         {"history": history})
     from phstore.plots import plot_learning_curve
 
-    plot_learning_curve(history, model.path / "learning-curve.png", f"{config.kind} on {collection}")
+    plot_learning_curve(history, model.path / "learning-curve.png", f"{config.kind} on {data.name}")
     return model

@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from phstore.store import FeatureStore
-from phstore.training.data import Feature, TrainingData, feature_config, feature_sources, model_sources, read_features
+from phstore.training.data import Feature, collection_list, TrainingData, feature_config, feature_sources, model_sources, read_features
 from phstore.training.modeldir import ModelDir
 from phstore.training.split import Split
 
@@ -31,23 +32,25 @@ class RidgeConfig:
 
 def train_ridge(
     store_path: str | Path,
-    collection: str,
+    collections: str | Sequence[str],
     out: str | Path,
     config: RidgeConfig = RidgeConfig(),
     split: Split = Split(),
     dataset: str | None = None,
     descriptor_keys: tuple[str, ...] = (),
 ) -> ModelDir:
-    """Fit scikit-learn's Ridge on the snapshots of one collection (and dataset) whose features
-    are finished, and write a model directory with the coefficients, intercept and scaler."""
+    """Fit scikit-learn's Ridge on the snapshots of one or more collections (one dataset) whose
+    features are finished, and write a model directory with the coefficients, intercept and
+    scaler."""
     import torch
     from sklearn.linear_model import Ridge
     from sklearn.preprocessing import StandardScaler
 
     store = FeatureStore(store_path, mode="r")
-    sources = feature_sources(store, collection, config.features, descriptor_keys)
-    data = TrainingData.select(store, collection, dataset, split, done_in=tuple(g for g, _ in sources))
-    X = read_features(store, collection, sources, data.rows)
+    collections = collection_list(collections)
+    sources = feature_sources(store, collections, config.features, descriptor_keys)
+    data = TrainingData.select(store, collections, dataset, split, done_in=tuple(g for g, _ in sources))
+    X = read_features(store, data.parts, sources)
     scaler = StandardScaler().fit(X[data.train])
     model = Ridge(alpha=config.alpha, fit_intercept=True).fit(scaler.transform(X[data.train]), data.target[data.train])
     predicted = model.predict(scaler.transform(X))
@@ -61,7 +64,7 @@ def train_ridge(
         "ridge": dataclasses.asdict(config),
         "features": [list(f) for f in config.features],
         "split": dataclasses.asdict(split),
-        **feature_config(store, collection, sources),
+        **feature_config(store, collections[0], sources),
     }
     return data.finish(out, KIND, cfg, state, predicted, ("scikit-learn",))
 
@@ -69,6 +72,6 @@ def train_ridge(
 def predict_ridge(model: ModelDir, store: FeatureStore, collection: str, rows: np.ndarray) -> np.ndarray:
     """Energies per atom (eV/atom) of ``rows`` of ``collection`` from the model's stored features."""
     state = {k: v.numpy() for k, v in model.state_dict().items()}
-    X = read_features(store, collection, model_sources(model, store, collection), rows)
+    X = read_features(store, [(collection, rows)], model_sources(model, store, collection))
     return (X - state["mean"]) / state["scale"] @ state["coef"] + float(state["intercept"])
 

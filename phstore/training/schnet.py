@@ -1,4 +1,4 @@
-"""SchNet (schnetpack) trained on a collection's stored positions and energies per atom.
+"""SchNet (schnetpack) trained on stored positions and energies per atom (one or more collections).
 
 Seed paper §2.4: 100-dimensional atom basis, 60 Gaussians with centres on 0–5 Å, cosine
 cutoff at 5 Å, an atom-wise energy head; the loss is the MSE of the mean energy per atom. The
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from phstore.compat import import_schnetpack
 from phstore.store import FeatureStore
-from phstore.training.data import TARGET, TrainingData
+from phstore.training.data import TARGET, Parts, TrainingData
 from phstore.training.modeldir import ModelDir
 from phstore.training.split import Split
 
@@ -96,14 +96,18 @@ def _predict(model, convert, frames: Sequence[Atoms], batch_size: int, mean: flo
     return np.concatenate(out) * std + mean if out else np.empty(0)
 
 
-def _frames(store: FeatureStore, collection: str, rows: np.ndarray) -> list[Atoms]:
-    every = store.atoms(collection, slice(0, store.n_snapshots(collection)))
-    return [every[i] for i in rows]
+def _frames(store: FeatureStore, parts: Parts) -> list[Atoms]:
+    """The snapshots of every part, in order."""
+    out = []
+    for coll, rows in parts:
+        every = store.atoms(coll, slice(0, store.n_snapshots(coll)))
+        out += [every[i] for i in rows]
+    return out
 
 
 def train_schnet(
     store_path: str | Path,
-    collection: str,
+    collections: str | Sequence[str],
     out: str | Path,
     arch: SchNetArchitecture = SchNetArchitecture(),
     training: SchNetTraining = SchNetTraining(),
@@ -111,7 +115,7 @@ def train_schnet(
     dataset: str | None = None,
     progress: bool = True,
 ) -> ModelDir:
-    """Train SchNet on the energies per atom (eV/atom) of one collection (and one ``dataset``,
+    """Train SchNet on the energies per atom (eV/atom) of one or more collections (one ``dataset``,
     see :func:`phstore.training.data.training_rows`) and write a model directory
     (:mod:`phstore.training.modeldir`) to ``out``.
 
@@ -120,8 +124,8 @@ def train_schnet(
     """
     import torch
 
-    data = TrainingData.select(FeatureStore(store_path, mode="r"), collection, dataset, split)
-    frames = _frames(data.store, collection, data.rows)
+    data = TrainingData.select(FeatureStore(store_path, mode="r"), collections, dataset, split)
+    frames = _frames(data.store, data.parts)
     target, train = data.target, data.train
     mean, std = float(target[train].mean()), float(target[train].std() or 1.0)
 
@@ -133,7 +137,7 @@ def train_schnet(
     y = torch.tensor((target - mean) / std, dtype=torch.float32, device=device)
     rng = np.random.default_rng(split.seed)
     history = []
-    for epoch in tqdm(range(training.epochs), desc=f"train schnet on {collection}", unit="epoch", disable=not progress):
+    for epoch in tqdm(range(training.epochs), desc=f"train schnet on {data.name}", unit="epoch", disable=not progress):
         model.train()
         order = rng.permutation(train)
         losses = []
@@ -164,5 +168,5 @@ def predict_schnet(model: ModelDir, store: FeatureStore, collection: str, rows: 
     net.load_state_dict(model.state_dict())
     target = model.config["target"]
     batch = model.config["training"]["batch_size"]
-    return _predict(net, converter(arch), _frames(store, collection, rows), batch, target["mean"], target["std"])
+    return _predict(net, converter(arch), _frames(store, [(collection, rows)]), batch, target["mean"], target["std"])
 
