@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	bash pipelines/demo.sh
+	$(VENV)/bin/phstore run pipelines/quick.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -30,15 +30,21 @@ def _frames(text: str) -> slice | list[int]:
     return [int(x) for x in text.split(",")]
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from phstore.generate import GenerateConfig, generate
+def generate_config(args: argparse.Namespace):
+    """The :class:`~phstore.generate.GenerateConfig` that ``generate``'s options describe."""
+    from phstore.generate import GenerateConfig
 
     config = GenerateConfig.paper() if args.paper_scale else GenerateConfig.demo()
-    overrides = {k: getattr(args, k) for k in ("natoms", "runs", "seed") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("natoms", "runs", "seed", "large_natoms") if getattr(args, k) is not None}
     if args.densities:
         overrides["densities"] = tuple(args.densities)
-    config = dataclasses.replace(config, **overrides)
-    files = generate(Path(args.out), config, workers=args.workers, progress=not args.quiet)
+    return dataclasses.replace(config, **overrides)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from phstore.generate import generate
+
+    files = generate(Path(args.out), generate_config(args), workers=args.workers, progress=not args.quiet)
     print(f"wrote {len(files)} files under {args.out}")
     return 0
 
@@ -98,17 +104,33 @@ def _errors(m: dict) -> str:
     return f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)"
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def train_collections(args: argparse.Namespace) -> list[str]:
+    """The collections ``train``'s options name (``all``: every one; none: the store's only one)."""
     from phstore.store import open_store
+
+    if args.collection not in (None, ["all"]):
+        return args.collection
+    stored = open_store(args.store).collections
+    if len(stored) != 1 and not args.collection:
+        raise SystemExit(f"the store holds collections {stored}; choose one or more with --collection (or all)")
+    return stored
+
+
+def train_output(args: argparse.Namespace) -> Path:
+    """``train``'s model directory: ``--out``, or STORE-models/COLLECTIONS-MODEL-sSEED."""
+    if args.out:
+        return Path(args.out)
+    name = "all" if args.collection == ["all"] else "+".join(train_collections(args))
+    return _models_root(args.store) / f"{name}-{args.model}-s{args.seed}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from phstore.training.neural import train_neural
     from phstore.training.ridge import train_ridge
     from phstore.training.schnet import train_schnet
 
-    collections = args.collection or open_store(args.store).collections
-    if len(collections) != 1 and not args.collection:
-        raise SystemExit(f"the store holds collections {collections}; choose one or more with --collection")
-    name = "+".join(collections)
-    out = Path(args.out) if args.out else _models_root(args.store) / f"{name}-{args.model}-s{args.seed}"
+    collections = train_collections(args)
+    out = train_output(args)
     split = Split(args.split, args.test_fraction, args.seed)
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
     try:
@@ -149,6 +171,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("no snapshot of the model's dataset in this collection: energies not comparable, no errors computed")
     else:
         print(_errors(m))
+        print(f"parity plot: {report.plot}")
     return 0
 
 
@@ -227,6 +250,16 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from phstore.pipeline import run_pipeline
+
+    overrides = dict(item.partition("=")[::2] for item in args.set)
+    try:
+        return run_pipeline(args.pipeline, build_parser(), overrides, dry_run=args.dry_run)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{args.pipeline}: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phstore",
@@ -242,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--natoms", type=int, help="atoms per cell (a cube number)")
     p.add_argument("--runs", type=int, help="independent melt-quench runs per density")
     p.add_argument("--seed", type=int, help="random seed of the velocities")
+    p.add_argument("--large-natoms", type=int, help="one extra run per density with this many atoms (e.g. 512: the transfer set)")
     p.add_argument("--workers", type=int, help="parallel MD processes (default: cores)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_generate)
@@ -281,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True)
     p.add_argument("--collection", action="append",
                    help="collection to train on (repeatable: several cell sizes of one dataset train together; "
-                   "required when the store holds several)")
+                   "'all': every collection; required when the store holds several)")
     p.add_argument("--model", choices=["ridge", *NEURAL, "schnet"], required=True,
                    help="ridge: Ridge on the PH histograms (alpha 200); cnn: the paper's CNN on them; "
                    "soap-mlp: MLP on atom-mean SOAP; ph-soap: the same MLP on PH histogram + SOAP; "
@@ -313,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True)
     p.add_argument("--models", help="directory searched for model directories (default: STORE-models)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("run", help="run a pipeline file (pipelines/*.yaml): its stages in order, those already done skipped",
+                       description="Run the stages of a pipeline file in order; a stage whose result the store already "
+                       "holds is skipped (see phstore/pipeline.py for the format).")
+    p.add_argument("pipeline", help="pipeline file, e.g. pipelines/quick.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one of the file's vars (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print each stage's command and whether it is done; run nothing")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("info", help="list collections, descriptors (with parameters), counts and failures")
     p.add_argument("--store", required=True)

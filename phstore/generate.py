@@ -312,17 +312,25 @@ def _write(path: Path, frames: list[Atoms]) -> None:
     os.replace(tmp, path)
 
 
+def output_files(config: GenerateConfig) -> list[str]:
+    """The files (relative to the output directory) that ``config`` generates, in job order."""
+    return list(dict.fromkeys(job.file for job in _jobs(config)))
+
+
 def generate(out_dir: Path, config: GenerateConfig, workers: int | None = None, progress: bool = True) -> list[Path]:
     """Run every MD job of ``config`` in parallel (``workers`` spawned processes, default all CPUs)
     and write the extended-XYZ files under ``out_dir``; return their paths in job order.
 
-    Each file is written as soon as all of its jobs are done, atomically (``*.tmp`` then rename).
+    Each file is written as soon as all of its jobs are done, atomically (``*.tmp`` then rename),
+    so files already there are complete and their jobs are skipped: an interrupted run resumes.
     """
     out_dir = Path(out_dir)
-    jobs = _jobs(config)
-    files = list(dict.fromkeys(job.file for job in jobs))
+    files = output_files(config)
+    jobs = [job for job in _jobs(config) if not (out_dir / job.file).is_file()]
     pending = {file: sum(job.file == file for job in jobs) for file in files}
     results: dict[str, dict[int, list[Atoms]]] = defaultdict(dict)
+    if not jobs:
+        return [out_dir / file for file in files]
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_run_job, job): (i, job) for i, job in enumerate(jobs)}

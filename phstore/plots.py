@@ -63,12 +63,13 @@ def plot_mean_ph_histogram(store: FeatureStore, selection: xr.Dataset, path: str
     return int(done.sum())
 
 
-def plot_parity(target: np.ndarray, predicted: np.ndarray, train: np.ndarray, test: np.ndarray,
-                path: str | Path, title: str = "") -> Path:
-    """Predicted vs reference energy per atom (eV/atom), training set blue and test set red as
-    in the seed paper's Figs. 2 and 3, with each set's RMSE (meV/atom) in the legend."""
+def plot_parity(target: np.ndarray, predicted: np.ndarray, sets: dict[str, np.ndarray], path: str | Path,
+                title: str = "") -> Path:
+    """Predicted vs reference energy per atom (eV/atom) of each named set of positions (e.g.
+    train blue and test red as in the seed paper's Figs. 2 and 3), each set's RMSE (meV/atom)
+    in the legend."""
     with _figure(path, (4.6, 4.4), title) as (_, ax):
-        for idx, colour, label in ((train, "tab:blue", "train"), (test, "tab:red", "test")):
+        for (label, idx), colour in zip(sets.items(), ("tab:blue", "tab:red", "tab:green", "tab:orange")):
             rmse = regression_metrics(target[idx], predicted[idx])["rmse_mev"]
             ax.scatter(target[idx], predicted[idx], s=8, alpha=0.6, color=colour, label=f"{label} (RMSE {rmse:.1f} meV/atom)")
         low, high = float(min(target.min(), predicted.min())), float(max(target.max(), predicted.max()))

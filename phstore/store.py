@@ -137,6 +137,14 @@ class FeatureStore:
         """The lazily loaded snapshot table of ``collection`` (committed rows only)."""
         return self._open(collection, FRAMES, self.n_snapshots(collection))
 
+    def ingested_sources(self) -> set[str]:
+        """Every source path that gave a stored or a rejected frame."""
+        seen = {str(r["source"]) for r in self.rejected}
+        for coll in self.collections:
+            if self.n_snapshots(coll):
+                seen.update(self.frames(coll)["source"].values.tolist())
+        return seen
+
     def descriptor_groups(self, collection: str) -> dict[str, dict[str, Any]]:
         """``{group name: provenance}`` of every descriptor variant stored for ``collection``."""
         coll = self._collection_group(collection)

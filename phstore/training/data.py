@@ -177,7 +177,7 @@ class TrainingData:
         }
         model = save_model_dir(out, kind, config, state, self.split_rows(self.train), self.split_rows(self.test),
                                metrics, provenance)
-        plot_parity(self.target, predicted, self.train, self.test, model.path / PARITY,
+        plot_parity(self.target, predicted, {"train": self.train, "test": self.test}, model.path / PARITY,
                     f"{kind} on {self.name} ({self.dataset})")
         return model
 

@@ -18,7 +18,7 @@ from phstore.provenance import provenance
 from phstore.store import DONE, FAILED, FeatureStore, VariableSpec
 from phstore.training.data import TARGET, model_sources
 from phstore.training.metrics import regression_metrics
-from phstore.training.modeldir import load_model_dir
+from phstore.training.modeldir import ModelDir, load_model_dir
 from phstore.training.neural import predict_neural
 from phstore.training.ridge import predict_ridge
 from phstore.training.schnet import predict_schnet
@@ -43,6 +43,16 @@ class PredictionReport:
     predicted: int
     failed: int
     metrics: dict[str, Any] | None
+    plot: Path | None
+
+
+def _provenance(model: ModelDir) -> dict[str, Any]:
+    return provenance("prediction", PredictionParams(model.key, model.kind), ())
+
+
+def prediction_group(model: ModelDir) -> str:
+    """The store group that holds ``model``'s predictions."""
+    return f"prediction-{_provenance(model)['key']}"
 
 
 def predict(model_path: str | Path, store_path: str | Path, collection: str) -> PredictionReport:
@@ -50,7 +60,9 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     ``model_path`` and write it to the store.
 
     Metrics are computed on the snapshots of the dataset the model was trained on (energies of
-    other datasets are not comparable); ``None`` when the collection holds none of them.
+    other datasets are not comparable; ``None`` when the collection holds none of them), and
+    drawn as a parity plot ``parity-<collection>.png`` in the model directory (the seed
+    paper's Fig. 2c/d for a 216-atom model predicting 512 atoms).
     """
     model = load_model_dir(model_path)
     store = FeatureStore(store_path, mode="a")
@@ -62,8 +74,8 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     rows = np.flatnonzero(ok)
     values = np.full(n, np.nan)
     values[rows] = PREDICTORS[model.kind](model, store, collection, rows)
-    prov = provenance("prediction", PredictionParams(model.key, model.kind), ())
-    group = f"prediction-{prov['key']}"
+    prov = _provenance(model)
+    group = prediction_group(model)
     store.ensure_descriptor(collection, group, prov, {TARGET: VariableSpec((), (), "float64", np.nan)})
     error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features").astype(object)
     store.write_rows(collection, group, slice(0, n), {
@@ -71,5 +83,12 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     })
     frames = store.frames(collection)
     same = ok & (frames["dataset"].values == model.provenance["dataset"])
-    metrics = regression_metrics(frames[TARGET].values[same], values[same]) if same.any() else None
-    return PredictionReport(group, int(ok.sum()), int((~ok).sum()), metrics)
+    if not same.any():
+        return PredictionReport(group, int(ok.sum()), int((~ok).sum()), None, None)
+    from phstore.plots import plot_parity
+
+    target = frames[TARGET].values[same]
+    plot = plot_parity(target, values[same], {collection: np.arange(len(target))},
+                       model.path / f"parity-{collection}.png",
+                       f"{model.kind} trained on {'+'.join(model.provenance['collections'])}, predicting {collection}")
+    return PredictionReport(group, int(ok.sum()), int((~ok).sum()), regression_metrics(target, values[same]), plot)
