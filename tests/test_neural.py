@@ -8,6 +8,7 @@ from phstore import open_store
 from phstore.descriptors import PH, SOAP
 from phstore.featurize import featurize
 from phstore.ingest import ingest
+from phstore.store import FeatureStore
 from phstore.training.data import TrainingData
 from phstore.training.modeldir import load_model_dir
 from phstore.training.neural import ChunkStream, NeuralConfig, build_network, train_neural
@@ -51,12 +52,28 @@ def test_stream_reads_one_chunk_at_a_time_and_covers_every_row(store):
     seen = []
     direct = s.descriptor("C125", group)["histogram"].values
     soap = s.descriptor("C125", SOAP().group)["mean"].values
+    sizes = []
     for pos, x in stream.batches(data.train, 3, np.random.default_rng(0)):
-        assert len(set(rows[pos] // s.chunk_size)) == 1  # a batch never spans two chunks
+        pos = pos.numpy()
+        sizes.append(len(pos))
         np.testing.assert_array_equal(x[:, :128 * 128], direct[rows[pos]].reshape(len(pos), -1))
         np.testing.assert_array_equal(x[:, 128 * 128:], soap[rows[pos]])
         seen += pos.tolist()
     assert sorted(seen) == sorted(data.train.tolist())
+    assert all(n == 3 for n in sizes[:-1]) and 0 < sizes[-1] <= 3  # batches fill across chunks
+    reads = []
+    stream.store.read_rows = lambda *a, **k: reads.append(a) or FeatureStore.read_rows(s, *a, **k)
+    for _ in range(2):  # everything is cached: no more reads
+        list(stream.batches(data.train, 3, np.random.default_rng(1)))
+    assert not reads and stream._all is not None
+    fresh = ChunkStream(s, data.parts, [(group, "histogram"), (SOAP().group, "mean")])
+    for (p1, x1), (p2, x2) in zip(stream.batches(data.train, 3, np.random.default_rng(2)),
+                                  fresh.batches(data.train, 3, np.random.default_rng(2)), strict=True):
+        assert p1.tolist() == p2.tolist() and torch.equal(x1, x2)  # cached or read: the same batches
+    small = ChunkStream(s, data.parts, [(group, "histogram")], cache_bytes=2 * 4 * 128 * 128 * s.chunk_size)
+    for _ in range(2):
+        assert sorted(p for pos, _ in small.batches(data.train, 5) for p in pos.tolist()) == sorted(data.train.tolist())
+    assert 0 < len(small._cache) <= 2 and small._cached_bytes <= small.cache_bytes  # the rest is streamed
 
 
 @pytest.mark.parametrize("config", [NeuralConfig.cnn(epochs=3, batch_size=4), NeuralConfig.soap_mlp(epochs=30, batch_size=4),
@@ -86,8 +103,6 @@ def test_training_writes_a_complete_model(store, tmp_path, config):
 def test_scaler_is_fit_on_the_training_split_only(store, tmp_path):
     import shutil
 
-    from phstore.store import FeatureStore
-
     config = NeuralConfig.soap_mlp(epochs=1, batch_size=4)
     model = train_neural(store, "C125", tmp_path / "a", config, progress=False)
     copy = shutil.copytree(store, tmp_path / "copy.zarr")
@@ -115,7 +130,7 @@ def test_stream_spans_collections(tmp_path, client):
     expected = np.concatenate([s.descriptor(c, SOAP().group)["mean"].values for c in ("C125", "C64")])
     seen = np.full((8, 360), np.nan, dtype=np.float32)
     for pos, x in ChunkStream(s, data.parts, [(SOAP().group, "mean")]).batches(np.arange(8), 3, np.random.default_rng(0)):
-        seen[pos] = x
+        seen[pos.numpy()] = x.numpy()
     np.testing.assert_array_equal(seen, expected)
     model = train_neural(tmp_path / "s.zarr", ["C125", "C64"], tmp_path / "m", NeuralConfig.soap_mlp(epochs=2), progress=False)
     assert sum(len(v) for v in model.test.values()) == round(0.2 * 8) and model.metrics["test"]["n"] == 2

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from phstore.provenance import package_versions
-from phstore.store import DONE, FeatureStore
+from phstore.store import DONE, FRAMES, FeatureStore
 from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import ModelDir, save_model_dir
 from phstore.training.split import Split
@@ -27,7 +27,7 @@ def training_rows(store: FeatureStore, collections: Sequence[str], dataset: str 
     Energies of different datasets may come from different codes and functionals, so
     collections holding several datasets need ``dataset`` to say which to train on.
     """
-    labels = [np.asarray(store.frames(c)["dataset"].values.tolist(), dtype=object) for c in collections]
+    labels = [store.read_rows(c, FRAMES, slice(0, store.n_snapshots(c)), ["dataset"])["dataset"] for c in collections]
     names = sorted({name for lab in labels for name in lab.tolist()})
     where = "+".join(collections)
     if dataset is None:
@@ -89,12 +89,23 @@ Parts = Sequence[tuple[str, np.ndarray]]
 
 def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str, str]]) -> np.ndarray:
     """The features of every part's rows, each source flattened per snapshot and concatenated
-    (float64); rows follow the order of ``parts``."""
-    blocks = []
+    (float64); rows follow the order of ``parts``. Reads Zarr directly, one region per part,
+    into one array allocated once."""
+    total = sum(len(rows) for _, rows in parts)
+    out: np.ndarray | None = None
+    start = 0
     for coll, rows in parts:
-        xs = [store.descriptor(coll, g)[v].isel(snapshot=rows).values for g, v in sources]
-        blocks.append(np.concatenate([x.reshape(len(x), -1).astype(np.float64) for x in xs], axis=1))
-    return np.concatenate(blocks)
+        if not len(rows):
+            continue
+        region = slice(int(rows.min()), int(rows.max()) + 1)
+        xs = [store.read_rows(coll, g, region, [v])[v][rows - region.start].reshape(len(rows), -1) for g, v in sources]
+        if out is None:
+            out = np.empty((total, sum(x.shape[1] for x in xs)))
+        np.concatenate(xs, axis=1, out=out[start:start + len(rows)])
+        start += len(rows)
+    if out is None:
+        raise ValueError("no snapshots to read features of")
+    return out
 
 
 def feature_config(store: FeatureStore, collection: str, sources: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -147,10 +158,10 @@ class TrainingData:
         for coll, r in zip(collections, rows):
             for group in done_in:
                 r = r[store.descriptor(coll, group)["status"].values[r] == DONE]
-            frames = store.frames(coll)
+            frames = store.read_rows(coll, FRAMES, slice(0, store.n_snapshots(coll)), [TARGET, "trajectory"])
             parts.append((coll, r))
-            target.append(frames[TARGET].values[r].astype(float))
-            groups += [f"{coll}/{t}" for t in frames["trajectory"].values[r].tolist()]
+            target.append(frames[TARGET][r].astype(float))
+            groups += [f"{coll}/{t}" for t in frames["trajectory"][r].tolist()]
         if len(groups) < 2:
             raise ValueError(f"fewer than 2 snapshots of {'+'.join(collections)} have finished features in {list(done_in)}")
         train, test = split.indices(len(groups), groups)

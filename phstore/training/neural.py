@@ -2,8 +2,9 @@
 MLP on atom-mean SOAP (§2.7), trained on the MSE of the energy per atom.
 
 Features stream from the store chunk by chunk (:class:`ChunkStream`): an epoch visits the
-store's snapshot chunks in a shuffled order and shuffles the rows inside each, so no more than
-one chunk of features is in memory however large the store. Inputs are z-scored with
+store's snapshot chunks in a shuffled order and shuffles the rows inside each. Chunks are kept
+in memory up to a budget (2 GiB by default), so a store that fits is read once; a larger one is
+streamed, never holding more than the budget plus one chunk. Inputs are z-scored with
 statistics of the training split (computed in one streaming pass) and the target is z-scored
 too; both are saved with the weights.
 """
@@ -11,6 +12,7 @@ too; both are saved with the weights.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -87,10 +89,19 @@ def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):
 class ChunkStream:
     """Batches of ``(positions, features)`` of the snapshots of ``parts`` (positions run
     through the parts in order, as in :class:`~phstore.training.data.TrainingData`): each source
-    ``(group, variable)`` flattened and concatenated, read one store chunk at a time."""
+    ``(group, variable)`` flattened and concatenated into a float32 tensor on ``device``, read
+    one store chunk at a time; positions come as a tensor on ``device`` too.
 
-    def __init__(self, store: FeatureStore, parts: Parts, sources: list[tuple[str, str]]) -> None:
+    Chunks read are kept on the device up to ``cache_bytes``; once every chunk is there they
+    become one tensor, so later epochs of a store that fits read no Zarr and copy one index per
+    epoch to the device. A larger store is read again each epoch, holding no more than the
+    budget plus one chunk and one batch.
+    """
+
+    def __init__(self, store: FeatureStore, parts: Parts, sources: list[tuple[str, str]], device: str = "cpu",
+                 cache_bytes: int = 2 << 30) -> None:
         self.store, self.parts, self.sources = store, parts, sources
+        self.device, self.cache_bytes = device, cache_bytes
         self.by_chunk: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (part, chunk) → positions, rows
         offset = 0
         for p, (_, rows) in enumerate(parts):
@@ -100,32 +111,78 @@ class ChunkStream:
                 self.by_chunk[p, int(c)] = (offset + inside, rows[inside])
             offset += len(rows)
         self.n = offset
+        self._cache: dict = {}
+        self._cached_bytes = 0
+        self._all = None  # every row, by position, once all chunks are cached
 
-    def _read(self, part: int, rows: np.ndarray) -> np.ndarray:
+    def _chunk(self, key: tuple[int, int]):
+        """Features of every row of one (part, chunk), from the cache or the store."""
+        import torch
+
+        if key in self._cache:
+            return self._cache[key]
+        rows = self.by_chunk[key][1]
         region = slice(int(rows.min()), int(rows.max()) + 1)  # within one chunk
-        coll = self.parts[part][0]
+        coll = self.parts[key[0]][0]
         xs = [self.store.read_rows(coll, g, region, [v])[v][rows - region.start] for g, v in self.sources]
-        return np.concatenate([x.reshape(len(rows), -1) for x in xs], axis=1).astype(np.float32)
+        x = torch.from_numpy(np.concatenate([x.reshape(len(rows), -1) for x in xs], axis=1).astype(np.float32))
+        x = x.to(self.device)
+        if self._cached_bytes + x.nbytes <= self.cache_bytes:
+            self._cache[key] = x
+            self._cached_bytes += x.nbytes
+        return x
 
-    def batches(self, subset: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
-                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``subset`` (positions) in batches; shuffled by chunk and within it if ``rng``."""
+    def _gather_cache(self) -> None:
+        """Once every chunk is cached: one tensor of all rows, indexed by position."""
+        import torch
+
+        if self._all is None and len(self._cache) == len(self.by_chunk):
+            first = next(iter(self._cache.values()))
+            self._all = torch.empty((self.n, first.shape[1]), dtype=first.dtype, device=first.device)
+            for key, x in self._cache.items():
+                self._all[torch.from_numpy(self.by_chunk[key][0]).to(first.device)] = x
+            self._cache = {}
+
+    def batches(self, subset: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[tuple]:
+        """``subset`` (positions) in batches of ``batch_size`` (the last may be smaller), filled
+        chunk after chunk; chunks in a shuffled order and rows shuffled within each if ``rng``
+        (the same order whether chunks come from the store or the cache)."""
+        import torch
+
         wanted = np.zeros(self.n, dtype=bool)
         wanted[subset] = True
-        order = list(self.by_chunk)
+        keys = list(self.by_chunk)
         if rng is not None:
-            order = [order[i] for i in rng.permutation(len(order))]
-        for part, chunk in order:
-            positions, rows = self.by_chunk[part, chunk]
-            keep = wanted[positions]
-            if not keep.any():
-                continue
-            positions, x = positions[keep], self._read(part, rows[keep])
+            keys = [keys[i] for i in rng.permutation(len(keys))]
+        plan = []  # (chunk, rows of it to take in this order)
+        for key in keys:
+            take = np.flatnonzero(wanted[self.by_chunk[key][0]])
             if rng is not None:
-                perm = rng.permutation(len(positions))
-                positions, x = positions[perm], x[perm]
-            for lo in range(0, len(positions), batch_size):
-                yield positions[lo:lo + batch_size], x[lo:lo + batch_size]
+                take = take[rng.permutation(len(take))]
+            if len(take):
+                plan.append((key, take))
+        if self._all is not None:
+            order = torch.from_numpy(np.concatenate([self.by_chunk[k][0][t] for k, t in plan])).to(self.device)
+            for lo in range(0, len(order), batch_size):
+                yield order[lo:lo + batch_size], self._all[order[lo:lo + batch_size]]
+            return
+        held_pos: list[np.ndarray] = []
+        held_x: list = []
+        held = 0
+        for key, take in plan:
+            chunk = self._chunk(key)
+            held_pos.append(self.by_chunk[key][0][take])
+            held_x.append(chunk[torch.from_numpy(take).to(chunk.device)])
+            held += len(take)
+            if held >= batch_size:
+                pos, xs = torch.from_numpy(np.concatenate(held_pos)).to(self.device), torch.cat(held_x)
+                full = held - held % batch_size
+                for lo in range(0, full, batch_size):
+                    yield pos[lo:lo + batch_size], xs[lo:lo + batch_size]
+                held_pos, held_x, held = [np.concatenate(held_pos)[full:]], [xs[full:]], held - full
+        if held:
+            yield torch.from_numpy(np.concatenate(held_pos)).to(self.device), torch.cat(held_x)
+        self._gather_cache()
 
 
 def _forward(net, stream: ChunkStream, subset: np.ndarray, mean, scale) -> np.ndarray:
@@ -133,11 +190,10 @@ def _forward(net, stream: ChunkStream, subset: np.ndarray, mean, scale) -> np.nd
     import torch
 
     out = np.full(stream.n, np.nan)
-    device = mean.device
     net.eval()
     with torch.no_grad():
         for pos, x in stream.batches(subset, 256):
-            out[pos] = net((torch.from_numpy(x).to(device) - mean) / scale).squeeze(1).cpu().numpy()
+            out[pos.cpu().numpy()] = net((x - mean) / scale).squeeze(1).cpu().numpy()
     return out
 
 
@@ -171,37 +227,37 @@ def train_neural(
     progress: bool = True,
 ) -> ModelDir:
     """Train ``config``'s network on the stored features of one or more collections (one
-    dataset) and write a model directory with a learning curve (train and test RMSE, meV/atom, per epoch)."""
+    dataset) and write a model directory with a learning curve (train and test RMSE, meV/atom,
+    per epoch; ``metrics["history"]`` also holds each epoch's seconds)."""
     import torch
 
     store = FeatureStore(store_path, mode="r")
     collections = collection_list(collections)
     sources = feature_sources(store, collections, config.features, descriptor_keys)
     data = TrainingData.select(store, collections, dataset, split, done_in=tuple(g for g, _ in sources))
-    stream = ChunkStream(store, data.parts, sources)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    stream = ChunkStream(store, data.parts, sources, device)
     inputs = feature_config(store, collections[0], sources)
 
-    # z-score statistics of the training split, one streaming pass
+    # z-score statistics of the training split, one streaming pass (float64)
     count, total, squares = 0, 0.0, 0.0
     for _, x in stream.batches(data.train, 4096):
         count += len(x)
-        total = total + x.astype(np.float64).sum(axis=0)
-        squares = squares + (x.astype(np.float64) ** 2).sum(axis=0)
-    mean = total / count
-    scale = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        total = total + x.double().sum(dim=0)
+        squares = squares + (x.double() ** 2).sum(dim=0)
+    mean = (total / count).cpu()
+    scale = (squares.cpu() / count - mean**2).clamp_min(0.0).sqrt()
     scale[scale < 1e-12] = 1.0
     y_mean, y_std = float(data.target[data.train].mean()), float(data.target[data.train].std() or 1.0)
 
     torch.manual_seed(split.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     net = build_network(config, [tuple(s) for s in inputs["feature_shapes"]]).to(device)
     params = net.parameters()
     optimizer = (torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
                                  weight_decay=config.weight_decay)
                  if config.optimizer == "sgd" else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=0.5)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device)
-    scale_t = torch.tensor(scale, dtype=torch.float32, device=device)
+    mean_t, scale_t = mean.float().to(device), scale.float().to(device)
     y = torch.tensor((data.target - y_mean) / y_std, dtype=torch.float32, device=device)
 
     def predict(subset: np.ndarray) -> np.ndarray:
@@ -211,24 +267,26 @@ def train_neural(
     history = []
     for epoch in tqdm(range(config.epochs), desc=f"train {config.kind} on {data.name}", unit="epoch",
                       disable=not progress):
+        started = time.perf_counter()
         net.train()
-        squared = 0.0  # the epoch's training loss, summed over snapshots (standardised units)
+        squared = torch.zeros((), device=device)  # the epoch's loss summed over snapshots (no sync per batch)
         for pos, x in stream.batches(data.train, config.batch_size, rng):
             optimizer.zero_grad()
-            pred = net((torch.from_numpy(x).to(device) - mean_t) / scale_t).squeeze(1)
+            pred = net((x - mean_t) / scale_t).squeeze(1)
             loss = torch.nn.functional.mse_loss(pred, y[pos])
             loss.backward()
             optimizer.step()
-            squared += float(loss.detach()) * len(pos)
+            squared += loss.detach() * len(pos)
         schedule.step()
         test = predict(data.test)[data.test]
         history.append({
             "epoch": epoch + 1,
-            "train_rmse_mev": float(np.sqrt(squared / len(data.train)) * y_std * 1000),
+            "train_rmse_mev": float(np.sqrt(float(squared) / len(data.train)) * y_std * 1000),
             "test_rmse_mev": regression_metrics(data.target[data.test], test)["rmse_mev"],
+            "seconds": time.perf_counter() - started,
         })
 
-    state = {**net.state_dict(), "input_mean": torch.from_numpy(mean), "input_scale": torch.from_numpy(scale)}
+    state = {**net.state_dict(), "input_mean": mean, "input_scale": scale}
     cfg = {
         "network": dataclasses.asdict(config),
         "features": [list(f) for f in config.features],

@@ -8,6 +8,7 @@ training keep scale 1); the scaler is saved with the model.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -41,18 +42,21 @@ def train_ridge(
 ) -> ModelDir:
     """Fit scikit-learn's Ridge on the snapshots of one or more collections (one dataset) whose
     features are finished, and write a model directory with the coefficients, intercept and
-    scaler."""
+    scaler. ``metrics["seconds"]`` records the time spent reading the store and fitting."""
     import torch
     from sklearn.linear_model import Ridge
     from sklearn.preprocessing import StandardScaler
 
+    start = time.perf_counter()
     store = FeatureStore(store_path, mode="r")
     collections = collection_list(collections)
     sources = feature_sources(store, collections, config.features, descriptor_keys)
     data = TrainingData.select(store, collections, dataset, split, done_in=tuple(g for g, _ in sources))
     X = read_features(store, data.parts, sources)
+    read = time.perf_counter()
     scaler = StandardScaler().fit(X[data.train])
     model = Ridge(alpha=config.alpha, fit_intercept=True).fit(scaler.transform(X[data.train]), data.target[data.train])
+    seconds = {"read": read - start, "fit": time.perf_counter() - read}
     predicted = model.predict(scaler.transform(X))
     state = {
         "coef": torch.from_numpy(np.asarray(model.coef_, dtype=np.float64)),
@@ -66,7 +70,7 @@ def train_ridge(
         "split": dataclasses.asdict(split),
         **feature_config(store, collections[0], sources),
     }
-    return data.finish(out, KIND, cfg, state, predicted, ("scikit-learn",))
+    return data.finish(out, KIND, cfg, state, predicted, ("scikit-learn",), {"seconds": seconds})
 
 
 def predict_ridge(model: ModelDir, store: FeatureStore, collection: str, rows: np.ndarray) -> np.ndarray:

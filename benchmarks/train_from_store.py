@@ -1,0 +1,162 @@
+"""Training from the feature store vs from arrays already in memory (issue 4's target: ≥ 0.9×).
+
+* Ridge: ``train_ridge``'s read of the PH histograms from Zarr plus its fit (scaler + Ridge, as
+  it records them in ``metrics["seconds"]``) against the same fit on the array already in
+  memory. The model directory and parity plot (~0.7 s whatever the size) are left out of both.
+* CNN and SOAP MLP: training samples per second of ``train_neural`` (features streamed from the
+  store, a test pass every epoch; its per-epoch seconds from ``metrics["history"]``) against the
+  same network, optimiser, batch size and per-epoch test pass on tensors already on the device.
+  The first epoch (which fills the chunk cache) is reported apart from the steady state.
+
+The store is real (frames ingested by phstore, descriptor groups with PH's and SOAP's provenance)
+but its feature values are synthetic: sparse normalised 128×128 histograms and 360-dim means
+with energies linear in them. This measures reading and training, not featurization, and needs
+neither LAMMPS nor HomCloud, so it also runs on a GPU machine (``--device`` is whatever torch
+sees; the CNN runs on CUDA when it is there).
+
+    python benchmarks/train_from_store.py [--frames 2048] [--cnn-epochs 3] [--mlp-epochs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from phstore.descriptors import PH, SOAP
+from phstore.ingest import ingest
+from phstore.store import DONE, FeatureStore, VariableSpec
+from phstore.training.data import TrainingData
+from phstore.training.neural import NeuralConfig, build_network, train_neural
+from phstore.training.ridge import train_ridge
+from phstore.training.split import Split
+
+COLLECTION = "C64"
+
+
+def build_store(work: Path, n: int, chunk: int, seed: int = 0) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A store of ``n`` 64-atom frames with synthetic PH histograms and SOAP means; returns the
+    path and the in-memory features (n × 16384, n × 360)."""
+    rng = np.random.default_rng(seed)
+    hist = np.zeros((n, 128, 128), dtype=np.float32)
+    for i in range(n):  # a few hundred occupied bins near the diagonal, as real H1 histograms
+        b = rng.integers(0, 100, 300)
+        hist[i, b, np.minimum(127, b + rng.integers(1, 28, 300))] += rng.random(300).astype(np.float32)
+    hist /= hist.sum(axis=(1, 2), keepdims=True)
+    soap = rng.random((n, 360), dtype=np.float32)
+    w = rng.normal(size=128 * 128)
+    energy = -7.0 + 50 * hist.reshape(n, -1) @ w / 128 + soap @ rng.normal(size=360) * 0.01
+    frames = []
+    for i in range(n):
+        atoms = Atoms("C64", positions=rng.random((64, 3)) * 8.5, cell=[8.5] * 3, pbc=True)
+        atoms.calc = SinglePointCalculator(atoms, energy=64 * energy[i])
+        frames.append(atoms)
+    ase.io.write(work / "frames.xyz", frames, format="extxyz")
+    path = work / "s.zarr"
+    ingest(path, [work / "frames.xyz"], chunk_size=chunk, progress=False)
+    store = FeatureStore(path, mode="a")
+    mean = {"mean": VariableSpec(("feature",), (360,), "float32", np.nan)}  # SOAP's, without asking dscribe
+    for d, values, variables in ((PH(), {"histogram": hist}, PH().variables(64)), (SOAP(), {"mean": soap}, mean)):
+        store.ensure_descriptor(COLLECTION, d.group, d.provenance(), variables)
+        for lo in range(0, n, chunk):
+            region = slice(lo, min(n, lo + chunk))
+            store.write_rows(COLLECTION, d.group, region, {k: v[region] for k, v in values.items()}
+                             | {"status": np.full(region.stop - lo, DONE, dtype=np.int8)})
+    return path, hist.reshape(n, -1), soap
+
+
+def ridge_in_memory(X: np.ndarray, y: np.ndarray, train: np.ndarray) -> float:
+    """Seconds to fit the scaler and Ridge (alpha 200) on rows ``train`` of an in-memory array."""
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    t = time.perf_counter()
+    scaler = StandardScaler().fit(X[train])
+    Ridge(alpha=200.0).fit(scaler.transform(X[train]), y[train])
+    return time.perf_counter() - t
+
+
+def neural_in_memory(config: NeuralConfig, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+                     shapes: list[tuple[int, ...]], device: str) -> list[float]:
+    """The same training on tensors already on the device: seconds of each epoch."""
+    torch.manual_seed(0)
+    x = torch.tensor(X, device=device)
+    mean, scale = x[train].mean(0), x[train].std(0, unbiased=False).clamp_min(1e-12)
+    x = (x - mean) / scale
+    target = torch.tensor((y - y[train].mean()) / y[train].std(), dtype=torch.float32, device=device)
+    net = build_network(config, shapes).to(device)
+    opt = (torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+                           weight_decay=config.weight_decay) if config.optimizer == "sgd"
+           else torch.optim.Adam(net.parameters(), lr=config.lr))
+    train_t = torch.tensor(train, device=device)
+    seconds = []
+    for _ in range(config.epochs):
+        t = time.perf_counter()
+        net.train()
+        order = train_t[torch.randperm(len(train), device=device)]
+        for lo in range(0, len(order), config.batch_size):
+            idx = order[lo:lo + config.batch_size]
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(net(x[idx]).squeeze(1), target[idx])
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            float(((net(x[test]).squeeze(1) - target[test]) ** 2).mean())  # synchronises, as the store path does
+        seconds.append(time.perf_counter() - t)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=2048)
+    parser.add_argument("--chunk", type=int, default=32, help="snapshots per store chunk")
+    parser.add_argument("--cnn-epochs", type=int, default=3)
+    parser.add_argument("--mlp-epochs", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=2, help="store/memory pairs per model; medians are reported")
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+          f"{args.frames} frames, chunk {args.chunk}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        path, hist, soap = build_store(work, args.frames, args.chunk)
+        store = FeatureStore(path, mode="r")
+        data = TrainingData.select(store, COLLECTION, None, Split())
+        y = data.target
+        print(f"{'model':9s} {'from store':>12s} {'in memory':>12s} {'ratio':>6s}  (target ≥ 0.9×)")
+
+        pairs = []
+        for r in range(args.rounds):
+            spent = train_ridge(path, COLLECTION, work / f"ridge{r}").metrics["seconds"]
+            pairs.append((spent["read"] + spent["fit"], ridge_in_memory(hist.astype(np.float64), y, data.train)))
+        s, m = np.median(pairs, axis=0)
+        print(f"{'ridge':9s} {s:10.2f} s {m:10.2f} s {np.median([b / a for a, b in pairs]):5.2f}×  "
+              f"(read + fit of {len(data.train)} × {hist.shape[1]}; the fit alone: {spent['fit']:.2f} s)")
+
+        for name, config, X, shapes in (
+            ("cnn", NeuralConfig.cnn(epochs=args.cnn_epochs), hist, [(128, 128)]),
+            ("soap-mlp", NeuralConfig.soap_mlp(epochs=args.mlp_epochs), soap, [(360,)]),
+        ):
+            n = len(data.train)
+            pairs, firsts = [], []
+            for r in range(args.rounds):
+                history = train_neural(path, COLLECTION, work / f"{name}{r}", config, progress=False).metrics["history"]
+                store_s = [h["seconds"] for h in history]
+                memory_s = neural_in_memory(config, X, y, data.train, data.test, shapes, device)
+                firsts.append((n / store_s[0], n / memory_s[0]))
+                pairs.append((n * (len(store_s) - 1) / sum(store_s[1:]), n * (len(memory_s) - 1) / sum(memory_s[1:])))
+            s, m = np.median(pairs, axis=0)
+            f_s, f_m = np.median(firsts, axis=0)
+            print(f"{name:9s} {s:8.0f} /s   {m:8.0f} /s   {np.median([a / b for a, b in pairs]):5.2f}×  "
+                  f"(training samples/s, epochs 2–{config.epochs}; first epoch {f_s:.0f} vs {f_m:.0f} /s)")
+
+if __name__ == "__main__":
+    main()
