@@ -250,6 +250,64 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_maps(args: argparse.Namespace) -> int:
+    from phstore.analysis.maps import analyze_maps
+
+    try:
+        reports = analyze_maps(args.store, args.collection, args.descriptors.split(","), args.out,
+                               tuple(args.descriptor_key), tuple(args.perplexity), args.seed)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"{'descriptor':10s} {'map':9s} {'n':>6s} {'trustworthiness':>15s} {'roughness':>9s}")
+    for r in reports:
+        for method, score in r.scores.items():
+            print(f"{r.descriptor:10s} {method:9s} {r.n:6d} {score['trustworthiness']:15.3f} {score['roughness']:9.3f}")
+    print("(roughness: mean |ΔE| to the 10 nearest neighbours in 2-D over the s.d. of E; 0 smooth, ~1.13 random)")
+    print(f"coordinates in {', '.join(sorted({r.group for r in reports}))} "
+          f"({'reused' if all(r.reused for r in reports) else 'computed'}); figures {args.out}/maps-*.png")
+    return 0
+
+
+def cmd_analyze_ridge_map(args: argparse.Namespace) -> int:
+    from phstore.analysis.ridge_map import ridge_map
+    from phstore.training.modeldir import ModelDirError
+
+    try:
+        grid, path = ridge_map(args.model, args.out)
+    except ModelDirError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"coefficients {grid.values.min():.5f} … {grid.values.max():.5f} (eV/atom per s.d.) drawn to {path}")
+    return 0
+
+
+def cmd_analyze_inverse(args: argparse.Namespace) -> int:
+    from phstore.analysis.inverse import HIGH, LOW, inverse_analysis
+    from phstore.cluster import connect
+    from phstore.training.modeldir import ModelDirError
+
+    rows = None
+    if args.frames:
+        picked = _frames(args.frames)
+        rows = list(range(picked.start or 0, picked.stop)) if isinstance(picked, slice) else picked
+    try:
+        with connect(args.scheduler, args.workers) as client:
+            report = inverse_analysis(args.model, args.store, args.collection, client, rows, args.high, args.low,
+                                      args.noise, args.time_limit, args.out, progress=not args.quiet)
+    except (ModelDirError, ValueError) as exc:
+        raise SystemExit(str(exc)) from None
+    for p in report.failed:
+        print(f"failed: snapshot {p.row} pair ({p.birth:.4f}, {p.death:.4f}) Å²: {p.error}", file=sys.stderr)
+    hist = report.histograms()
+    for side in (HIGH, LOW):
+        pairs = [p for p in report.pairs if p.side == side]
+        peak = (f"bond-length peak {hist[f'length_peak_{side}']:.3f} Å, angle peak {hist[f'angle_peak_{side}']:.1f}°"
+                if len(report.lengths[side]) else "no bonds")
+        print(f"{side:4s}: {len(pairs)} pairs ({sum(p.atoms is None for p in pairs)} failed), "
+              f"{sum(int(((t == (1 if side == HIGH else 2)) | (t == 3)).sum()) for t in report.tags.values())} atoms; {peak}")
+    print(f"stored in {args.collection}/{report.group}; wrote " + ", ".join(str(f) for f in report.files))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from phstore.pipeline import run_pipeline
 
@@ -347,6 +405,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True)
     p.add_argument("--models", help="directory searched for model directories (default: STORE-models)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("analyze", help="descriptor-space maps, the Ridge coefficient map, inverse analysis")
+    analyses = p.add_subparsers(dest="analysis", required=True)
+    a = analyses.add_parser("maps", help="PCA and t-SNE of each descriptor, stored, drawn and scored")
+    a.add_argument("--store", required=True)
+    a.add_argument("--collection", required=True)
+    a.add_argument("--descriptors", default="ph,soap,schnet", help="comma-separated (default %(default)s)")
+    a.add_argument("--descriptor-key", action="append", default=[], help="provenance key (prefix) of a variant to use (repeatable)")
+    a.add_argument("--perplexity", type=int, nargs="+", default=[10, 30, 50], help="t-SNE perplexities (default %(default)s)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", default=".", help="directory of the figures (default: here)")
+    a.set_defaults(func=cmd_analyze_maps)
+    a = analyses.add_parser("ridge-map", help="draw a Ridge model's coefficients on the birth-death grid")
+    a.add_argument("--model", required=True, help="Ridge model directory (on the PH histogram)")
+    a.add_argument("--out", help="PNG path (default: MODEL/ridge-map.png)")
+    a.set_defaults(func=cmd_analyze_ridge_map)
+    a = analyses.add_parser("inverse", help="stable volumes of high/low-coefficient pairs: local structures, bonds, angles")
+    a.add_argument("--model", required=True, help="Ridge model directory (on the PH histogram)")
+    a.add_argument("--store", required=True)
+    a.add_argument("--collection", required=True)
+    a.add_argument("--high", type=float, default=0.003, help="coefficient above which a cell is high-energy (default %(default)s)")
+    a.add_argument("--low", type=float, default=-0.0045, help="coefficient below which a cell is low-energy (default %(default)s)")
+    a.add_argument("--frames", help="snapshots START:STOP or 1,2,3 (default: the first 25 with PH)")
+    a.add_argument("--noise", type=float, default=0.3, help="stable-volume noise bandwidth, Å², capped at half a pair's lifetime (default %(default)s)")
+    a.add_argument("--time-limit", type=float, default=60.0, help="seconds per stable volume before it is recorded failed")
+    a.add_argument("--out", default=".", help="directory of the outputs (default: here)")
+    a.add_argument("--scheduler", help="address of a running Dask scheduler (default: start a local cluster)")
+    a.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_analyze_inverse)
 
     p = sub.add_parser("run", help="run a pipeline file (pipelines/*.yaml): its stages in order, those already done skipped",
                        description="Run the stages of a pipeline file in order; a stage whose result the store already "

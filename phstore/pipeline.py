@@ -13,8 +13,9 @@ A pipeline file::
       - featurize: {descriptor: ph}
       - train: {model: cnn, collection: C216, epochs: 3, out: "{out}/models/cnn"}
 
-Each stage is one command with its long options (``batch_size`` or ``batch-size``; a list
-repeats a repeatable option; ``true`` sets a flag). It is parsed by the ``phstore`` command line
+Each stage is one command (``analyze maps``: a command and its subcommand) with its long
+options (``batch_size`` or ``batch-size``; a list repeats a repeatable option; ``true`` sets a
+flag). It is parsed by the ``phstore`` command line
 itself, so a pipeline can say nothing a command could not. A stage is **done**, and skipped,
 when the store already holds its result (see :func:`done`); the work itself runs where the
 commands run it (Dask for featurize). Deliberately no more than this: a sequence with
@@ -32,10 +33,6 @@ from typing import Any, Callable
 
 import numpy as np
 import yaml
-
-#: Commands whose results are reports, run every time.
-REPORTS = ("compare", "info", "query")
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -60,17 +57,21 @@ def _expand(value: Any, variables: dict[str, str]) -> Any:
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if command not in sub.choices:
-        raise ValueError(f"unknown command {command!r}; a stage is one of {sorted(sub.choices)}")
-    return sub.choices[command]
+    """The parser of ``command`` (words, e.g. ``train`` or ``analyze maps``)."""
+    for word in command.split():
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or word not in sub.choices:
+            choices = sorted(sub.choices) if sub else []
+            raise ValueError(f"unknown command {command!r}: {word!r} is not one of {choices}")
+        parser = sub.choices[word]
+    return parser
 
 
 def stage_argv(parser: argparse.ArgumentParser, command: str, options: dict[str, Any]) -> tuple[str, ...]:
     """The ``phstore`` argument vector of one stage, built from the command's own options."""
     sub = _subparser(parser, command)
     actions = {a.dest: a for a in sub._actions}
-    argv: list[str] = [command]
+    argv: list[str] = command.split()
     positional: list[str] = []
     for key, value in options.items():
         if value is None or value is False or value == "":

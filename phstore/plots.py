@@ -14,18 +14,20 @@ from phstore.training.metrics import regression_metrics
 
 
 @contextmanager
-def _figure(path: str | Path, size: tuple[float, float], title: str) -> Iterator[tuple]:
-    """``(fig, ax)`` of a new figure, titled, laid out and written to ``path`` on exit."""
+def _figure(path: str | Path, size: tuple[float, float], title: str, grid: tuple[int, int] = (1, 1),
+            projection: str | None = None) -> Iterator[tuple]:
+    """``(fig, ax)`` of a new figure (``ax`` a 2-D array of axes when ``grid`` is not 1 × 1;
+    ``projection="3d"`` for 3-D axes), titled, laid out and written to ``path`` on exit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=size, dpi=120)
+    fig, ax = plt.subplots(*grid, figsize=size, dpi=120, squeeze=grid == (1, 1), layout="constrained",
+                           subplot_kw={"projection": projection} if projection else None)
     try:
         yield fig, ax
-        ax.set_title(title, fontsize=9)
-        fig.tight_layout()
+        (ax.set_title if grid == (1, 1) else fig.suptitle)(title, fontsize=9)
         fig.savefig(path)
     finally:
         plt.close(fig)
@@ -90,4 +92,68 @@ def plot_learning_curve(history: list[dict[str, float]], path: str | Path, title
         ax.set_xlabel("epoch")
         ax.set_ylabel("RMSE (meV/atom)")
         ax.legend(fontsize=8)
+    return Path(path)
+
+
+def plot_maps(panels: list[tuple[str, np.ndarray]], density: np.ndarray, energy: np.ndarray, path: str | Path,
+              title: str = "") -> Path:
+    """One column per ``(label, 2-D coordinates)``: coloured by density (g/cm³) in the first
+    row and by energy per atom (eV/atom) in the second (seed paper Figs. 4 and 5)."""
+    with _figure(path, (3.2 * len(panels) + 0.8, 6.2), title, grid=(2, len(panels))) as (fig, axes):
+        for row, (values, label, cmap) in enumerate(((density, "density (g/cm³)", "viridis"),
+                                                     (energy, "energy (eV/atom)", "coolwarm"))):
+            for col, (name, xy) in enumerate(panels):
+                ax = axes[row, col]
+                points = ax.scatter(xy[:, 0], xy[:, 1], c=values, s=4, cmap=cmap)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(name, fontsize=9)
+            fig.colorbar(points, ax=axes[row, :].tolist(), label=label, shrink=0.9)
+    return Path(path)
+
+
+def plot_coefficient_map(values: np.ndarray, extent: tuple[float, float], path: str | Path, title: str = "") -> Path:
+    """Coefficients on the birth × death grid (Å²), diverging colours centred at 0 (seed paper
+    Fig. 6a)."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    with _figure(path, (5, 4.2), title) as (fig, ax):
+        span = float(np.abs(values).max()) or 1.0
+        image = ax.imshow(values.T, origin="lower", extent=(*extent, *extent), cmap="RdBu_r",
+                          norm=TwoSlopeNorm(0.0, -span, span))
+        ax.plot(extent, extent, color="0.5", lw=0.8)
+        ax.set_xlabel("birth (Å²)")
+        ax.set_ylabel("death (Å²)")
+        fig.colorbar(image, ax=ax, label="coefficient (eV/atom per s.d. of the bin)")
+    return Path(path)
+
+
+def plot_bond_histograms(lengths: dict[str, np.ndarray], angles: dict[str, np.ndarray], path: str | Path,
+                         title: str = "") -> Path:
+    """Bond-length (Å) and bond-angle (degrees) distributions of the high- and low-energy
+    regions (seed paper Fig. 6c, d), as densities."""
+    colours = {"high": "tab:red", "low": "tab:blue"}
+    with _figure(path, (8, 3.4), title, grid=(1, 2)) as (_, axes):
+        for ax, data, label, bins in ((axes[0, 0], lengths, "bond length (Å)", np.linspace(1.1, 1.9, 41)),
+                                      (axes[0, 1], angles, "bond angle (degrees)", np.linspace(40, 180, 71))):
+            for side, values in data.items():
+                if len(values):
+                    ax.hist(values, bins=bins, density=True, histtype="step", lw=1.5, color=colours.get(side),
+                            label=f"{side} ({len(values)})")
+            ax.set_xlabel(label)
+            ax.set_ylabel("density")
+            ax.legend(fontsize=8)
+    return Path(path)
+
+
+def plot_regions(atoms, tags: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """One snapshot in 3-D, atoms coloured by region: high red, low blue, both purple, none grey
+    (seed paper Fig. 6b)."""
+    colours = np.array(["0.75", "tab:red", "tab:blue", "tab:purple"], dtype=object)[tags]
+    with _figure(path, (5, 5), title, projection="3d") as (_, ax):
+        xyz = atoms.get_positions(wrap=True)
+        ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=list(colours), s=np.where(tags > 0, 28, 8), depthshade=True)
+        for axis in "xyz":
+            getattr(ax, f"set_{axis}label")(f"{axis} (Å)")
     return Path(path)

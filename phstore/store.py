@@ -399,6 +399,15 @@ class FeatureStore:
         for name, value in values.items():
             self._root[f"{collection}/{group}/{name}"][rows] = value
 
+    def group_attrs(self, collection: str, group: str) -> dict[str, Any]:
+        """A group's attributes (its provenance and what :meth:`annotate` added)."""
+        return dict(self._root[f"{collection}/{group}"].attrs)
+
+    def annotate(self, collection: str, group: str, attrs: dict[str, Any]) -> None:
+        """Add JSON-ready ``attrs`` to a group's attributes (results that have no snapshot axis)."""
+        self._require_writable()
+        self._root[f"{collection}/{group}"].attrs.update(attrs)
+
     def write_records(
         self, collection: str, group: str, chunk: int, records: np.ndarray, attrs: dict[str, Any]
     ) -> None:

@@ -207,3 +207,23 @@ def test_models_train_across_cell_sizes_of_real_frames(trained):
         assert test["n"] == len(energies) and np.isfinite(test["rmse_mev"])
         if kind != "cnn":
             assert test["rmse_mev"] < 0.6 * energies.std() * 1000, (kind, test["rmse_mev"], energies.std())
+
+
+def test_analysis_runs_on_real_frames(trained, client, tmp_path):
+    """Maps of PH, SOAP and SchNet, the Ridge map and inverse analysis on real 48-atom frames."""
+    from phstore.analysis.inverse import inverse_analysis
+    from phstore.analysis.maps import analyze_maps
+    from phstore.analysis.ridge_map import ridge_map
+
+    store, models = trained
+    reports = analyze_maps(store.path, "C48", ("ph", "soap", "schnet"), tmp_path, perplexities=(10,))
+    assert [r.descriptor for r in reports] == ["ph", "soap", "schnet"] and all(r.n == 44 for r in reports)
+    assert all(0.5 < s["trustworthiness"] <= 1 and 0 <= s["roughness"] < 1.5 for r in reports for s in r.scores.values())
+    grid, png = ridge_map(models["ridge"].path, tmp_path / "ridge-map.png")
+    assert png.exists() and grid.values.shape == (128, 128)
+    high, low = np.quantile(grid.values, [0.998, 0.002])
+    report = inverse_analysis(models["ridge"].path, store.path, "C48", client, [0, 1], high, low, out=tmp_path,
+                              progress=False)
+    assert report.pairs and not report.failed
+    assert all(set(p.atoms) <= set(range(48)) for p in report.pairs)
+    assert sum(int((t > 0).sum()) for t in report.tags.values()) > 0

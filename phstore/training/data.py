@@ -109,11 +109,12 @@ def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str
 
 
 def feature_config(store: FeatureStore, collection: str, sources: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """What a feature model records of its inputs: groups, provenance keys, shapes."""
+    """What a feature model records of its inputs: groups, provenance keys and parameters, shapes."""
     provs = store.descriptor_groups(collection)
     return {
         "descriptor_groups": [g for g, _ in sources],
         "descriptor_keys": [provs[g]["key"] for g, _ in sources],
+        "descriptor_params": [provs[g]["params"] for g, _ in sources],
         "feature_shapes": [list(store.descriptor(collection, g)[v].shape[1:]) for g, v in sources],
     }
 

@@ -1,0 +1,61 @@
+"""The Ridge coefficients on the birth–death grid of the PD histogram (seed paper Fig. 6a).
+
+phstore's Ridge is fitted on z-scored histogram bins, so a coefficient is the change of the
+energy per atom (eV/atom) per standard deviation of its bin in the training set: bins with
+large positive coefficients are where pairs make a structure's energy high, large negative
+ones where they make it low. The inverse analysis (:mod:`phstore.analysis.inverse`) selects
+birth–death pairs by thresholds on these same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from phstore.training.modeldir import ModelDir, ModelDirError, load_model_dir
+
+
+@dataclass(frozen=True)
+class CoefficientGrid:
+    """Coefficients ``values[birth bin, death bin]`` (eV/atom per standard deviation) over
+    ``extent = (low, high)`` squared radii, Å², on both axes."""
+
+    values: np.ndarray
+    extent: tuple[float, float]
+
+    def bin_of(self, births: np.ndarray, deaths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bin indices of birth–death pairs as numpy's histogram2d counts them, and whether each
+        pair falls on the grid."""
+        low, high = self.extent
+        bins = self.values.shape[0]
+        width = (high - low) / bins
+        ib = np.floor((births - low) / width).astype(int)
+        idb = np.floor((deaths - low) / width).astype(int)
+        ib[births == high], idb[deaths == high] = bins - 1, bins - 1  # the last bin is closed
+        inside = (births >= low) & (births <= high) & (deaths >= low) & (deaths <= high)
+        return np.clip(ib, 0, bins - 1), np.clip(idb, 0, bins - 1), inside
+
+
+def coefficient_grid(model: ModelDir) -> CoefficientGrid:
+    """The coefficients of a Ridge model trained on the PH histogram alone, on its grid."""
+    if model.kind != "ridge" or model.config["features"] != [["ph", "histogram"]]:
+        raise ModelDirError(f"{model.path} is a {model.kind} model on {model.config.get('features')}; the coefficient "
+                            "map needs a Ridge model on the PH histogram alone (`phstore train --model ridge`)")
+    coef = model.state_dict()["coef"].numpy()
+    shape = tuple(model.config["feature_shapes"][0])
+    low, high = model.config["descriptor_params"][0]["range"]
+    return CoefficientGrid(coef.reshape(shape), (float(low), float(high)))
+
+
+def ridge_map(model_path: str | Path, out: str | Path | None = None) -> tuple[CoefficientGrid, Path]:
+    """Draw the coefficient map of the Ridge model at ``model_path`` (default:
+    ``ridge-map.png`` in the model directory)."""
+    from phstore.plots import plot_coefficient_map
+
+    model = load_model_dir(model_path, "ridge")
+    grid = coefficient_grid(model)
+    path = Path(out) if out else model.path / "ridge-map.png"
+    plot_coefficient_map(grid.values, grid.extent, path, f"Ridge coefficients ({model.key})")
+    return grid, path
