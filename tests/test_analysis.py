@@ -3,7 +3,6 @@
 import ase.io
 import numpy as np
 import pytest
-from ase import Atoms
 from ase.neighborlist import NeighborList
 
 from phstore import open_store
