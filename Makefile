@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/phstore run pipelines/quick.yaml
 
 test: $(STAMP)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 bench: $(STAMP)
 	$(PY) benchmarks/featurize_ph.py

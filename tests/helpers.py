@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import ase.io
@@ -11,7 +13,17 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from phstore.units import CARBON_MASS_U, density_gcc
 
-REAL_CARBON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-carbon"
+ROOT = Path(__file__).resolve().parents[1]
+REAL_CARBON = ROOT.parent / "shared" / "data" / "real-carbon"
+
+
+def run(*args: str) -> str:
+    """``phstore ARGS`` in a fresh interpreter from the repository root; its stdout (fails on a
+    non-zero exit with the end of its output)."""
+    out = subprocess.run([sys.executable, "-m", "phstore.cli", *args], capture_output=True, text=True,
+                         timeout=1500, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
 
 
 def carbon_frame(n_side: int = 4, density: float = 2.4, jitter: float = 0.35, seed: int = 0) -> Atoms:

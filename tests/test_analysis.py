@@ -17,8 +17,7 @@ from phstore.ingest import ingest
 from phstore.store import FeatureStore
 from phstore.training.modeldir import load_model_dir
 from phstore.training.ridge import train_ridge
-from tests.helpers import carbon_frame
-from tests.test_cli import run
+from tests.helpers import carbon_frame, run
 
 
 def ring_in_a_box(seed: int = 0) -> tuple[np.ndarray, float]:
@@ -135,7 +134,7 @@ def test_ridge_map_and_pair_selection(store, tmp_path):
                for side, b, d in chosen)
 
 
-def extreme_cells(model_path, share: float = 0.004) -> tuple[float, float]:
+def extreme_cells(model_path, share: float = 0.0015) -> tuple[float, float]:
     """Thresholds that select the ``share`` highest and lowest coefficients (a few pairs)."""
     coef = coefficient_grid(load_model_dir(model_path)).values
     return tuple(np.quantile(coef, [1 - share, share]))

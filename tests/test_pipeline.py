@@ -2,23 +2,16 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
+import numpy as np
 import pytest
+import xarray as xr
 import yaml
 
+from phstore import open_store
 from phstore.cli import build_parser
 from phstore.pipeline import Stage, done, load_pipeline, stage_argv
-from tests.helpers import write_trajectory
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(*args: str, cwd: Path = ROOT) -> str:
-    out = subprocess.run([sys.executable, "-m", "phstore.cli", *args], capture_output=True, text=True, timeout=1500, cwd=cwd)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout
-
+from tests.helpers import ROOT, run, write_trajectory
 
 def test_options_become_the_commands_own_arguments():
     parser = build_parser()
@@ -106,6 +99,15 @@ def test_quick_pipeline_end_to_end(tmp_path):
     that skips every stage but the reports."""
     out = run("run", "pipelines/quick.yaml", "--set", f"out={tmp_path}")
     assert "predicted" in out and "RMSE" in out and "parity plot" in out
+    assert "Dask dashboard: http://127.0.0.1:" in out and "0 failed" in out
+    table = out[out.index("phstore compare"):].splitlines()[3:7]
+    assert sorted(line.split()[1] for line in table) == ["cnn", "ph-soap", "ridge", "soap-mlp"]
+    assert "C216: " in out and "pending 0" in out and "pending 1" not in out  # info
+    sel = xr.open_dataset(tmp_path / "density-2.4.nc")
+    ds = open_store(tmp_path / "store.zarr").sel("C216", density=2.4)
+    np.testing.assert_array_equal(sel["ph_histogram"].values, ds["ph_histogram"].values)
+    np.testing.assert_allclose(sel["ph_histogram"].sum(axis=(1, 2)), 1, rtol=1e-5)
+    assert (tmp_path / "analysis" / "maps-tsne_p30.png").exists() and (tmp_path / "models" / "ridge" / "ridge-map.png").exists()
     for kind in ("ridge", "cnn", "soap-mlp", "ph-soap"):
         assert (tmp_path / "models" / kind / "parity.png").exists()
     assert (tmp_path / "models" / "ridge" / "parity-C512.png").exists()
