@@ -177,15 +177,15 @@ def test_real_selection_by_density_is_lazy_and_has_both(disordered):
 
 @pytest.fixture(scope="module")
 def trained(disordered, client, tmp_path_factory):
-    """PH of the two smallest cell sizes (63 frames of 27 and 36 atoms), then models trained
-    from the store across cell sizes (random split)."""
+    """PH of the three smallest cell sizes (107 frames of 27, 36 and 48 atoms), then models
+    trained from the store across cell sizes (random split)."""
     from phstore.training.neural import NeuralConfig, train_neural
     from phstore.training.ridge import train_ridge
 
     store, _ = disordered
-    small = ["C27", "C36"]
+    small = ["C27", "C36", "C48"]
     report = featurize(store.path, PH(), client, collections=small, progress=False)
-    assert report.computed == 63 and not report.failures and not report.errors
+    assert report.computed == 107 and not report.failures and not report.errors
     out = tmp_path_factory.mktemp("models")
     return store, {
         "ridge": train_ridge(store.path, small, out / "ridge"),
@@ -200,7 +200,7 @@ def test_models_train_across_cell_sizes_of_real_frames(trained):
     store, models = trained
     for kind, model in models.items():
         seen = model.provenance["collections"]
-        assert seen == (store.collections if kind == "soap-mlp" else ["C27", "C36"])
+        assert seen == (store.collections if kind == "soap-mlp" else ["C27", "C36", "C48"])
         assert all(len(model.train[c]) + len(model.test[c]) == store.n_snapshots(c) for c in seen)
         test = model.metrics["test"]
         energies = np.concatenate([store.frames(c)["energy_per_atom"].values[model.test[c]] for c in seen])
@@ -210,20 +210,20 @@ def test_models_train_across_cell_sizes_of_real_frames(trained):
 
 
 def test_analysis_runs_on_real_frames(trained, client, tmp_path):
-    """Maps of PH, SOAP and SchNet, the Ridge map and inverse analysis on real 36-atom frames."""
+    """Maps of PH, SOAP and SchNet, the Ridge map and inverse analysis on real 48-atom frames."""
     from phstore.analysis.inverse import inverse_analysis
     from phstore.analysis.maps import analyze_maps
     from phstore.analysis.ridge_map import ridge_map
 
     store, models = trained
-    reports = analyze_maps(store.path, "C36", ("ph", "soap", "schnet"), tmp_path, perplexities=(5,))
-    assert [r.descriptor for r in reports] == ["ph", "soap", "schnet"] and all(r.n == 28 for r in reports)
+    reports = analyze_maps(store.path, "C48", ("ph", "soap", "schnet"), tmp_path, perplexities=(10,))
+    assert [r.descriptor for r in reports] == ["ph", "soap", "schnet"] and all(r.n == 44 for r in reports)
     assert all(0.5 < s["trustworthiness"] <= 1 and 0 <= s["roughness"] < 1.5 for r in reports for s in r.scores.values())
     grid, png = ridge_map(models["ridge"].path, tmp_path / "ridge-map.png")
     assert png.exists() and grid.values.shape == (128, 128)
     high, low = np.quantile(grid.values, [0.998, 0.002])
-    report = inverse_analysis(models["ridge"].path, store.path, "C36", client, [0, 1], high, low, out=tmp_path,
+    report = inverse_analysis(models["ridge"].path, store.path, "C48", client, [0, 1], high, low, out=tmp_path,
                               progress=False)
     assert report.pairs and not report.failed
-    assert all(set(p.atoms) <= set(range(36)) for p in report.pairs)
+    assert all(set(p.atoms) <= set(range(48)) for p in report.pairs)
     assert sum(int((t > 0).sum()) for t in report.tags.values()) > 0
