@@ -198,15 +198,17 @@ def inverse_analysis(model_path: str | Path, store_path: str | Path, collection:
                        disable=not progress):
         report.pairs += future.result()
     frames = dict(zip(rows, (store.atoms(collection, slice(r, r + 1))[0] for r in rows)))
-    for side, code in ((HIGH, 1), (LOW, 2)):
-        report.lengths[side], report.angles[side] = np.empty(0), np.empty(0)
+    lengths: dict[str, list[np.ndarray]] = {HIGH: [], LOW: []}
+    angles: dict[str, list[np.ndarray]] = {HIGH: [], LOW: []}
     for r, atoms in frames.items():
         tags = tag_atoms(len(atoms), [p for p in report.pairs if p.row == r])
         report.tags[r] = tags
         for side, code in ((HIGH, 1), (LOW, 2)):
             region = (tags == code) | (tags == 3)
-            report.lengths[side] = np.concatenate([report.lengths[side], bond_lengths(atoms, region)])
-            report.angles[side] = np.concatenate([report.angles[side], bond_angles(atoms, region)])
+            lengths[side].append(bond_lengths(atoms, region))
+            angles[side].append(bond_angles(atoms, region))
+    report.lengths = {side: np.concatenate(v) for side, v in lengths.items()}
+    report.angles = {side: np.concatenate(v) for side, v in angles.items()}
     report.group = _store_results(report, InverseParams(model.key, high, low, noise), store_path)
     report.files = _write_outputs(report, frames, store, Path(out))
     return report

@@ -59,9 +59,9 @@ class MapReport:
     reused: bool
 
 
-def methods(params: MapParams) -> list[str]:
+def methods(perplexities: Sequence[int]) -> list[str]:
     """Names of the maps (store variables): ``pca`` and ``tsne_p<perplexity>``."""
-    return ["pca", *(f"tsne_p{p}" for p in params.perplexities)]
+    return ["pca", *(f"tsne_p{p}" for p in perplexities)]
 
 
 def embed(X: np.ndarray, params: MapParams) -> dict[str, np.ndarray]:
@@ -114,7 +114,7 @@ def descriptor_map(store: FeatureStore, collection: str, descriptor: str, keys: 
     if params.standardise:
         X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
     energy = store.read_rows(collection, FRAMES, slice(0, n), [TARGET])[TARGET][rows]
-    names = methods(params)
+    names = methods(params.perplexities)
     reused = group in store.descriptor_groups(collection) and bool(
         (store.descriptor(collection, group)["status"].values[rows] == DONE).all())
     if reused:
@@ -149,7 +149,7 @@ def analyze_maps(store_path: str | Path, collection: str, descriptors: Sequence[
     frames = store.read_rows(collection, FRAMES, slice(0, n), ["density", TARGET])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for method in methods(MapParams("", "", False, tuple(perplexities))):
+    for method in methods(perplexities):
         panels, done = [], np.ones(n, dtype=bool)
         for r in reports:
             group = store.read_rows(collection, r.group, slice(0, n), [method, "status"])

@@ -21,13 +21,14 @@ TARGET = "energy_per_atom"
 PARITY = "parity.png"
 
 
-def training_rows(store: FeatureStore, collections: Sequence[str], dataset: str | None) -> tuple[str, list[np.ndarray]]:
-    """The dataset trained on and, per collection, the snapshot indices whose energies come from it.
+def training_rows(collections: Sequence[str], labels: Sequence[np.ndarray], dataset: str | None
+                  ) -> tuple[str, list[np.ndarray]]:
+    """The dataset trained on and, per collection, the snapshot indices whose energies come from
+    it (``labels``: each collection's per-snapshot dataset names).
 
     Energies of different datasets may come from different codes and functionals, so
     collections holding several datasets need ``dataset`` to say which to train on.
     """
-    labels = [store.read_rows(c, FRAMES, slice(0, store.n_snapshots(c)), ["dataset"])["dataset"] for c in collections]
     names = sorted({name for lab in labels for name in lab.tolist()})
     where = "+".join(collections)
     if dataset is None:
@@ -154,12 +155,13 @@ class TrainingData:
         collection or several, split. A trajectory split keeps each (collection, trajectory)
         whole."""
         collections = collection_list(collections)
-        dataset, rows = training_rows(store, collections, dataset)
+        tables = [store.read_rows(c, FRAMES, slice(0, store.n_snapshots(c)), ["dataset", TARGET, "trajectory"])
+                  for c in collections]
+        dataset, rows = training_rows(collections, [t["dataset"] for t in tables], dataset)
         parts, target, groups = [], [], []
-        for coll, r in zip(collections, rows):
+        for coll, r, frames in zip(collections, rows, tables):
             for group in done_in:
                 r = r[store.descriptor(coll, group)["status"].values[r] == DONE]
-            frames = store.read_rows(coll, FRAMES, slice(0, store.n_snapshots(coll)), [TARGET, "trajectory"])
             parts.append((coll, r))
             target.append(frames[TARGET][r].astype(float))
             groups += [f"{coll}/{t}" for t in frames["trajectory"][r].tolist()]

@@ -21,7 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phstore.store import FeatureStore
-from phstore.training.data import Feature, Parts, TrainingData, collection_list, feature_config, feature_sources, model_sources
+from phstore.training.data import (Feature, Parts, TrainingData, collection_list, feature_config, feature_sources,
+                                   model_sources, read_features)
 from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import ModelDir
 from phstore.training.split import Split
@@ -121,12 +122,8 @@ class ChunkStream:
 
         if key in self._cache:
             return self._cache[key]
-        rows = self.by_chunk[key][1]
-        region = slice(int(rows.min()), int(rows.max()) + 1)  # within one chunk
-        coll = self.parts[key[0]][0]
-        xs = [self.store.read_rows(coll, g, region, [v])[v][rows - region.start] for g, v in self.sources]
-        x = torch.from_numpy(np.concatenate([x.reshape(len(rows), -1) for x in xs], axis=1).astype(np.float32))
-        x = x.to(self.device)
+        coll, rows = self.parts[key[0]][0], self.by_chunk[key][1]
+        x = torch.from_numpy(read_features(self.store, [(coll, rows)], self.sources).astype(np.float32)).to(self.device)
         if self._cached_bytes + x.nbytes <= self.cache_bytes:
             self._cache[key] = x
             self._cached_bytes += x.nbytes
