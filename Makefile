@@ -31,6 +31,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/featurize_ph.py
 	$(PY) benchmarks/featurize_soap_schnet.py
+	$(PY) benchmarks/featurize_cluster.py
 	$(PY) benchmarks/train_from_store.py
 
 clean:

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from distributed import Client
 
-from phstore.cluster import connect
+from phstore.cluster import ClusterOptions, connect
 from phstore.descriptors import Descriptor
 from phstore.featurize import featurize
 from phstore.generate import GenerateConfig, MeltQuench, generate
@@ -56,10 +56,12 @@ def report_bare(rate: float) -> None:
     print(rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def started_cluster(stack: ExitStack, workers: int, warm: Callable[[], None]) -> tuple[Client, float]:
-    """A LocalCluster whose every worker has run ``warm`` (imports, children); (client, seconds)."""
+def started_cluster(stack: ExitStack, workers: int, warm: Callable[[], None],
+                    options: ClusterOptions | None = None) -> tuple[Client, float]:
+    """A cluster of ``workers`` workers (default: a LocalCluster) whose every worker has run
+    ``warm`` (imports, children); (client, seconds from asking to warm)."""
     t0 = time.perf_counter()
-    client = stack.enter_context(connect(n_workers=workers))
+    client = stack.enter_context(connect(options or ClusterOptions(workers=workers)))
     client.wait_for_workers(workers)
     addresses = list(client.scheduler_info()["workers"])
     client.gather([client.submit(warm, workers=[a], pure=False) for a in addresses])

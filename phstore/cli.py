@@ -77,17 +77,48 @@ def make_descriptor(args: argparse.Namespace) -> Descriptor:
         raise SystemExit(f"--model: {exc}") from None
 
 
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that runs work on Dask workers."""
+    from phstore.cluster import KINDS
+
+    g = parser.add_argument_group("where the work runs (each falls back to Dask config phstore.cluster.*; see deploy/)")
+    g.add_argument("--cluster", choices=KINDS, help="local: a LocalCluster on this machine (default); "
+                   "slurm, pbs, sge, lsf: workers submitted as batch jobs through dask-jobqueue")
+    g.add_argument("--profile", help="cluster profile: a Dask config YAML (e.g. deploy/slurm.yaml) with the "
+                   "jobqueue.<kind> keys (cores, memory, walltime, account, queue, job-script-prologue, ...)")
+    g.add_argument("--scheduler", help="address or scheduler-file of a running Dask scheduler (wins over --cluster)")
+    g.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    g.add_argument("--jobs", type=int, help="batch jobs to submit (default 1)")
+    g.add_argument("--min-jobs", type=int, help="adaptive scaling: fewest batch jobs")
+    g.add_argument("--max-jobs", type=int, help="adaptive scaling: most batch jobs (turns adaptive scaling on)")
+    g.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
+                   help="TLS with certificates made for this run (default: on for batch systems, off locally)")
+
+
+def cluster_options(args: argparse.Namespace):
+    """The :class:`~phstore.cluster.ClusterOptions` that :func:`add_cluster_options`' options describe."""
+    from phstore.cluster import ClusterOptions
+
+    return ClusterOptions(kind=args.cluster, scheduler=args.scheduler, profile=args.profile, workers=args.workers,
+                          jobs=args.jobs, min_jobs=args.min_jobs, max_jobs=args.max_jobs, tls=args.tls)
+
+
 def cmd_featurize(args: argparse.Namespace) -> int:
-    from phstore.cluster import connect
+    from phstore.cluster import ClusterError, connect, describe
     from phstore.featurize import featurize
+    from phstore.store import FeatureStore, StoreLocked
 
     descriptor = make_descriptor(args)
-    with connect(args.scheduler, args.workers) as client:
-        print(f"Dask dashboard: {client.dashboard_link}")
-        report = featurize(
-            args.store, descriptor, client, collections=args.collection or None,
-            retry_failed=args.retry_failed, progress=not args.quiet,
-        )
+    try:  # the store's writer lock first: a second run stops before it starts a cluster
+        with FeatureStore(args.store, mode="a").writer(f"featurize {descriptor.group}"), \
+                connect(cluster_options(args)) as client:
+            print(describe(client))
+            report = featurize(
+                args.store, descriptor, client, collections=args.collection or None,
+                retry_failed=args.retry_failed, progress=not args.quiet,
+            )
+    except (ClusterError, StoreLocked) as exc:
+        raise SystemExit(str(exc)) from None
     for coll, row, reason in report.failures:
         print(f"failed {coll} snapshot {row}: {reason}", file=sys.stderr)
     print(
@@ -282,7 +313,8 @@ def cmd_analyze_ridge_map(args: argparse.Namespace) -> int:
 
 def cmd_analyze_inverse(args: argparse.Namespace) -> int:
     from phstore.analysis.inverse import HIGH, LOW, inverse_analysis
-    from phstore.cluster import connect
+    from phstore.cluster import ClusterError, connect
+    from phstore.store import StoreLocked
     from phstore.training.modeldir import ModelDirError
 
     rows = None
@@ -290,10 +322,10 @@ def cmd_analyze_inverse(args: argparse.Namespace) -> int:
         picked = _frames(args.frames)
         rows = list(range(picked.start or 0, picked.stop)) if isinstance(picked, slice) else picked
     try:
-        with connect(args.scheduler, args.workers) as client:
+        with connect(cluster_options(args)) as client:
             report = inverse_analysis(args.model, args.store, args.collection, client, rows, args.high, args.low,
                                       args.noise, args.time_limit, args.out, progress=not args.quiet)
-    except (ModelDirError, ValueError) as exc:
+    except (ModelDirError, ValueError, ClusterError, StoreLocked) as exc:
         raise SystemExit(str(exc)) from None
     for p in report.failed:
         print(f"failed: snapshot {p.row} pair ({p.birth:.4f}, {p.death:.4f}) Å²: {p.error}", file=sys.stderr)
@@ -306,6 +338,27 @@ def cmd_analyze_inverse(args: argparse.Namespace) -> int:
               f"{sum(int(((t == (1 if side == HIGH else 2)) | (t == 3)).sum()) for t in report.tags.values())} atoms; {peak}")
     print(f"stored in {args.collection}/{report.group}; wrote " + ", ".join(str(f) for f in report.files))
     return 0
+
+
+def cmd_cluster_job_script(args: argparse.Namespace) -> int:
+    from phstore.cluster import ClusterError, job_script
+
+    try:
+        print(job_script(cluster_options(args)))
+    except ClusterError as exc:
+        raise SystemExit(str(exc)) from None
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from phstore.verify import verify_store
+
+    report = verify_store(args.store, progress=not args.quiet)
+    for problem in report.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    verdict = "consistent" if report.ok else f"{len(report.problems)} problems"
+    print(f"{args.store}: {verdict} ({report.snapshots} snapshots, {report.groups} groups, {report.chunks} chunks read)")
+    return 0 if report.ok else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -351,8 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True)
     p.add_argument("--descriptor", choices=sorted(REGISTRY), default="ph", help="descriptor to compute (default: ph)")
     p.add_argument("--collection", action="append", help="only this collection (repeatable)")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: start a local cluster)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    add_cluster_options(p)
     p.add_argument("--retry-failed", action="store_true", help="compute failed snapshots again")
     p.add_argument("--quiet", action="store_true")
     ph = p.add_argument_group("ph options")
@@ -431,8 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--noise", type=float, default=0.3, help="stable-volume noise bandwidth, Å², capped at half a pair's lifetime (default %(default)s)")
     a.add_argument("--time-limit", type=float, default=60.0, help="seconds per stable volume before it is recorded failed")
     a.add_argument("--out", default=".", help="directory of the outputs (default: here)")
-    a.add_argument("--scheduler", help="address of a running Dask scheduler (default: start a local cluster)")
-    a.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    add_cluster_options(a)
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_analyze_inverse)
 
@@ -443,6 +494,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one of the file's vars (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print each stage's command and whether it is done; run nothing")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("cluster", help="inspect the batch-system set-up (deploy/)")
+    clusters = p.add_subparsers(dest="cluster_command", required=True)
+    c = clusters.add_parser("job-script", help="print the job script each worker job would be submitted with")
+    add_cluster_options(c)
+    c.set_defaults(func=cmd_cluster_job_script)
+
+    p = sub.add_parser("verify", help="read the whole store back and check it; exit 1 on any problem")
+    p.add_argument("--store", required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("info", help="list collections, descriptors (with parameters), counts and failures")
     p.add_argument("--store", required=True)

@@ -1,34 +1,237 @@
-"""Where the Dask work runs: an embedded LocalCluster by default, or an existing scheduler."""
+"""Where the Dask work runs: an embedded LocalCluster (the default), workers submitted to a batch
+system through dask-jobqueue (SLURM, PBS, SGE, LSF), or a scheduler that is already running.
+
+Every option falls back to Dask's configuration, as dask-jobqueue's keywords do: phstore's own
+under ``phstore.cluster`` (``kind``, ``jobs``, ``min-jobs``, ``max-jobs``, ``tls``,
+``start-timeout``), the batch system's under ``jobqueue.<kind>`` (cores, memory, walltime,
+queue, account, job-script-prologue, worker-extra-args, ...). A *profile* is such a file
+(``deploy/slurm.yaml``): it is read on top of the built-in defaults and under the environment
+(``DASK_JOBQUEUE__SLURM__MEMORY=8GB`` still wins), and explicit arguments win over everything.
+"""
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from typing import Iterator
+import re
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
 
 import dask
+import dask.config
+import yaml
 from distributed import Client, LocalCluster
+from distributed.security import Security
+
+#: dask-jobqueue's cluster class for each ``--cluster`` kind.
+JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
+KINDS = ("local", *JOBQUEUE)
+
+dask.config.update_defaults({"phstore": {"cluster": {
+    "kind": "local",
+    "jobs": 1,            # batch jobs to keep running (ignored when max-jobs is set)
+    "min-jobs": None,     # adaptive scaling between min-jobs and max-jobs
+    "max-jobs": None,
+    "tls": None,          # None: on for batch systems, off for the local cluster
+    "start-timeout": 1800,  # seconds to wait for the first worker of a batch cluster
+}}})
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be set up as asked."""
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How to get Dask workers. ``None`` falls back to Dask config (``phstore.cluster.*``).
+
+    ``kind``: ``local`` or a batch system (:data:`JOBQUEUE`); ``scheduler``: address
+    (``tcp://host:port``, ``tls://...``) or scheduler-file path of a running scheduler, which
+    wins over ``kind``; ``profile``: a Dask/jobqueue YAML file; ``workers``: local worker
+    processes (default: one per core); ``jobs`` or ``min_jobs``/``max_jobs``: batch jobs, fixed
+    or adaptive; ``tls``: encrypt and authenticate with certificates made for this run.
+    """
+
+    kind: str | None = None
+    scheduler: str | None = None
+    profile: str | Path | None = None
+    workers: int | None = None
+    jobs: int | None = None
+    min_jobs: int | None = None
+    max_jobs: int | None = None
+    tls: bool | None = None
+
+    def get(self, name: str) -> Any:
+        """The option ``name``: the field if set, else ``phstore.cluster.<name>`` from Dask config."""
+        value = getattr(self, name, None)
+        return value if value is not None else dask.config.get(f"phstore.cluster.{name.replace('_', '-')}")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``, so that setting a profile replaces single keys only."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and key != "scheduler-options":
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 @contextmanager
-def connect(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Client]:
-    """Yield a Dask client.
-
-    With ``scheduler`` (``tcp://host:port`` or a scheduler-file path ending in ``.json``)
-    attach to that cluster; otherwise start a LocalCluster on loopback with one single-threaded
-    worker process per core (``n_workers``, default ``os.cpu_count()``), closed on exit.
-    """
-    if scheduler:
-        kwargs = {"scheduler_file": scheduler} if scheduler.endswith(".json") else {"address": scheduler}
-        with Client(**kwargs) as client:
-            yield client
+def profile(path: str | Path | None) -> Iterator[None]:
+    """Dask config with the profile at ``path`` on top of the defaults and under the environment."""
+    if path is None:
+        yield
         return
-    n = n_workers or os.cpu_count() or 1
-    # Worker processes start descriptor children with subprocess; keep them non-daemonic-safe
-    # and quiet about the nanny's restarts of killed workers.
+    import dask_jobqueue  # noqa: F401  (its defaults must be in the config before a profile covers them)
+
+    try:
+        tree = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ClusterError(f"cannot read the cluster profile {path}: {exc} (see deploy/ for examples)") from None
+    if not isinstance(tree, dict):
+        raise ClusterError(f"the cluster profile {path} must be a mapping like deploy/slurm.yaml")
+    with dask.config.set(_flatten(tree) | _flatten(dask.config.collect_env())):
+        yield
+
+
+def seconds(text: str) -> float:
+    """``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS`` (walltimes) or ``90m``/``2h``/``300s`` (Dask) → seconds."""
+    text = str(text).strip()
+    if m := re.fullmatch(r"([\d.]+)\s*(s|m|min|h|d)?", text):
+        return float(m[1]) * {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, None: 1}[m[2]]
+    days, _, clock = text.rpartition("-")
+    parts = [float(p) for p in clock.split(":")]
+    return (float(days) if days else 0) * 86400 + sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+
+
+def worker_args(kind: str) -> list[str]:
+    """``jobqueue.<kind>.worker-extra-args`` with a ``--lifetime`` shorter than the walltime.
+
+    A worker that reaches its lifetime hands its tasks back and exits before the batch system
+    kills the job; adaptive scaling then submits a fresh job. Without one in the profile it is
+    set to 90 % of the walltime (stagger 5 %); a given one must be shorter than the walltime.
+    """
+    args = list(dask.config.get(f"jobqueue.{kind}.worker-extra-args") or [])
+    walltime = dask.config.get(f"jobqueue.{kind}.walltime", None)
+    if not walltime:
+        return args
+    wall = seconds(walltime)
+    if "--lifetime" in args:
+        lifetime = seconds(args[args.index("--lifetime") + 1])
+        if lifetime >= wall:
+            raise ClusterError(f"worker --lifetime {lifetime:.0f} s is not shorter than the walltime {walltime}: "
+                               "jobs would be killed mid-task; set it to about 90 % of the walltime")
+        return args
+    return args + ["--lifetime", f"{int(0.9 * wall)}s", "--lifetime-stagger", f"{int(0.05 * wall)}s"]
+
+
+def jobs_directory(kind: str, key: str) -> Path:
+    """``jobqueue.<kind>.<key>`` (log-directory, shared-temp-directory), default under ``./phstore-jobs``."""
+    default = Path("phstore-jobs") / ("logs" if key == "log-directory" else "")
+    return Path(dask.config.get(f"jobqueue.{kind}.{key}") or default).resolve()
+
+
+def jobqueue_cluster(options: ClusterOptions, kind: str):
+    """A dask-jobqueue cluster of ``kind`` from Dask config; nothing is submitted until scaled.
+
+    Defaults phstore adds where the config is silent: one single-threaded worker process per
+    core (descriptor code is single-threaded), the scheduler's dashboard on loopback, logs and
+    run-time certificates under ``./phstore-jobs`` (it must be on a file system the compute
+    nodes see), and TLS unless ``tls`` is false.
+    """
+    import dask_jobqueue
+
+    cls = getattr(dask_jobqueue, JOBQUEUE[kind])
+    cfg = f"jobqueue.{kind}"
+    cores = dask.config.get(f"{cfg}.cores")
+    if not cores or not dask.config.get(f"{cfg}.memory"):
+        raise ClusterError(f"--cluster {kind} needs cores and memory per job: set them in a profile "
+                           f"(--profile deploy/{kind}.yaml) or as DASK_JOBQUEUE__{kind.upper()}__CORES / __MEMORY")
+    tls = options.get("tls")
+    kwargs: dict[str, Any] = {
+        "processes": dask.config.get(f"{cfg}.processes") or cores,
+        "worker_extra_args": worker_args(kind),
+        "log_directory": str(jobs_directory(kind, "log-directory")),
+        "shared_temp_directory": str(jobs_directory(kind, "shared-temp-directory")),
+        "scheduler_options": {"dashboard_address": "127.0.0.1:0", **dask.config.get(f"{cfg}.scheduler-options", {})},
+        "job_script_prologue": [*(dask.config.get(f"{cfg}.job-script-prologue", []) or []),
+                                "export DASK_DISTRIBUTED__WORKER__DAEMON=False"],
+    }
+    for key in ("log-directory", "shared-temp-directory"):  # the certificates are written at once
+        jobs_directory(kind, key).mkdir(parents=True, exist_ok=True)
+    if tls is None or tls:
+        kwargs["security"] = Security.temporary()
+    return cls(**kwargs)
+
+
+def local_cluster(options: ClusterOptions) -> LocalCluster:
+    """A LocalCluster on loopback (dashboard too): one single-threaded worker process per core."""
+    # Worker processes start descriptor children with subprocess; keep them non-daemonic.
     with dask.config.set({"distributed.worker.daemon": False}):
-        with LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0", memory_limit="auto",
-        ) as cluster, Client(cluster) as client:
-            yield client
+        return LocalCluster(
+            n_workers=options.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+            host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit="auto",
+            security=Security.temporary() if options.get("tls") else None,
+        )
+
+
+def scale(cluster, options: ClusterOptions) -> None:
+    """Submit jobs: adaptive between ``min_jobs`` and ``max_jobs`` when ``max_jobs`` is set, else ``jobs``."""
+    if options.get("max_jobs"):
+        cluster.adapt(minimum_jobs=options.get("min_jobs") or 0, maximum_jobs=options.get("max_jobs"))
+    else:
+        cluster.scale(jobs=options.get("jobs"))
+
+
+@contextmanager
+def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
+    """Yield a Dask client for ``options`` (default: a LocalCluster on loopback), closed on exit.
+
+    A batch cluster's jobs are cancelled on exit; its client waits up to
+    ``phstore.cluster.start-timeout`` seconds for the first worker and then says where to look.
+    """
+    options = options or ClusterOptions()
+    with ExitStack() as stack:
+        stack.enter_context(profile(options.profile))
+        kind = options.get("kind")
+        if options.scheduler:
+            kwargs = {"scheduler_file": options.scheduler} if options.scheduler.endswith(".json") else {"address": options.scheduler}
+            yield stack.enter_context(Client(**kwargs))
+            return
+        if kind == "local":
+            cluster = stack.enter_context(local_cluster(options))
+            yield stack.enter_context(Client(cluster))
+            return
+        if kind not in JOBQUEUE:
+            raise ClusterError(f"unknown cluster kind {kind!r}; choose one of {', '.join(KINDS)}")
+        cluster = stack.enter_context(jobqueue_cluster(options, kind))
+        logs = jobs_directory(kind, "log-directory")
+        client = stack.enter_context(Client(cluster))
+        scale(cluster, options)
+        timeout = options.get("start_timeout")
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            raise ClusterError(
+                f"no {kind} worker connected within {timeout} s; see the job logs in {logs}, "
+                f"the queue, and `phstore cluster job-script --cluster {kind}`"
+            ) from None
+        yield client
+
+
+def job_script(options: ClusterOptions) -> str:
+    """The batch script each worker job of ``options.kind`` would be submitted with."""
+    with profile(options.profile):
+        kind = options.get("kind")
+        if kind not in JOBQUEUE:
+            raise ClusterError(f"job scripts exist for batch systems only ({', '.join(JOBQUEUE)}), not {kind!r}")
+        with jobqueue_cluster(options, kind) as cluster:
+            return cluster.job_script()
+
+
+def describe(client: Client) -> str:
+    """One line: where the workers are and the dashboard."""
+    return f"Dask scheduler {client.scheduler.address}, {len(client.nthreads())} workers, dashboard {client.dashboard_link}"

@@ -124,31 +124,33 @@ def featurize(
     """Compute ``descriptor`` for every pending snapshot of the store on ``client``'s workers.
 
     Finished rows are skipped, so an interrupted run resumes where it stopped; failed rows are
-    kept failed unless ``retry_failed``.
+    kept failed unless ``retry_failed``. The store's writer lock is held throughout, so a second
+    run on the same store raises :class:`~phstore.store.StoreLocked` instead of racing this one.
     """
     store = FeatureStore(store_path, mode="a")
     chosen = list(collections) if collections else store.collections
     group = descriptor.group
-    futures: dict = {}
-    total = 0
-    for coll in chosen:
-        store.ensure_descriptor(
-            coll, group, descriptor.provenance(), descriptor.variables(int(store.collection_attrs(coll)["natoms"]))
-        )
-        n_chunks = -(-store.n_snapshots(coll) // store.chunk_size)
-        todo = pending_chunks(store, coll, group, retry_failed)
-        total += n_chunks
-        for c in todo:
-            future = client.submit(featurize_chunk, str(store.path), coll, descriptor, c, retry_failed, pure=False)
-            futures[future] = (coll, c)
-    report = FeaturizeReport(group, skipped_chunks=total - len(futures))
-    with tqdm(total=len(futures), desc=f"featurize {group}", unit="chunk", disable=not progress) as bar:
-        for future in as_completed(futures):
-            try:
-                report.chunks.append(future.result())
-            except Exception as exc:  # a bug or a lost worker: report it, finish the other chunks
-                coll, chunk = futures[future]
-                report.errors.append(f"{coll} chunk {chunk}: {type(exc).__name__}: {exc}")
-            bar.update(1)
-            bar.set_postfix(failed=len(report.failures))
+    with store.writer(f"featurize {group}"):
+        futures: dict = {}
+        total = 0
+        for coll in chosen:
+            store.ensure_descriptor(
+                coll, group, descriptor.provenance(), descriptor.variables(int(store.collection_attrs(coll)["natoms"]))
+            )
+            n_chunks = -(-store.n_snapshots(coll) // store.chunk_size)
+            todo = pending_chunks(store, coll, group, retry_failed)
+            total += n_chunks
+            for c in todo:
+                future = client.submit(featurize_chunk, str(store.path), coll, descriptor, c, retry_failed, pure=False)
+                futures[future] = (coll, c)
+        report = FeaturizeReport(group, skipped_chunks=total - len(futures))
+        with tqdm(total=len(futures), desc=f"featurize {group}", unit="chunk", disable=not progress) as bar:
+            for future in as_completed(futures):
+                try:
+                    report.chunks.append(future.result())
+                except Exception as exc:  # a bug or a lost worker: report it, finish the other chunks
+                    coll, chunk = futures[future]
+                    report.errors.append(f"{coll} chunk {chunk}: {type(exc).__name__}: {exc}")
+                bar.update(1)
+                bar.set_postfix(failed=len(report.failures))
     return report

@@ -216,31 +216,32 @@ def ingest(
     def reject(path: Path, index: int, reason: str) -> None:
         report.rejected.append({"source": str(path), "index": index, "reason": reason})
 
-    files = find_sources(sources)
-    for path, root, name in tqdm(files, desc="ingest", unit="file", disable=not progress):
-        if not path.exists():
-            reject(path, -1, "no such file")
-            continue
-        for index, item in read_frames(path):
-            if isinstance(item, Exception):
-                reject(path, index, f"unparseable: {type(item).__name__}: {item}")
+    with store.writer("ingest"):
+        files = find_sources(sources)
+        for path, root, name in tqdm(files, desc="ingest", unit="file", disable=not progress):
+            if not path.exists():
+                reject(path, -1, "no such file")
                 continue
-            reason = check(item)
-            if reason:
-                reject(path, index, reason)
-                continue
-            coll = collection_name(item)
-            if coll not in known:
-                known[coll] = store.existing_hashes(coll)
-            row = _row(item, path, root, index, dataset or name)
-            if row["content_hash"] in known[coll]:
-                report.duplicates += 1
-                continue
-            known[coll].add(row["content_hash"])
-            pending.setdefault(coll, []).append(row)
-            if len(pending[coll]) >= batch:
-                flush(coll)
-    for coll in list(pending):
-        flush(coll)
-    store.add_rejected(report.rejected)
+            for index, item in read_frames(path):
+                if isinstance(item, Exception):
+                    reject(path, index, f"unparseable: {type(item).__name__}: {item}")
+                    continue
+                reason = check(item)
+                if reason:
+                    reject(path, index, reason)
+                    continue
+                coll = collection_name(item)
+                if coll not in known:
+                    known[coll] = store.existing_hashes(coll)
+                row = _row(item, path, root, index, dataset or name)
+                if row["content_hash"] in known[coll]:
+                    report.duplicates += 1
+                    continue
+                known[coll].add(row["content_hash"])
+                pending.setdefault(coll, []).append(row)
+                if len(pending[coll]) >= batch:
+                    flush(coll)
+        for coll in list(pending):
+            flush(coll)
+        store.add_rejected(report.rejected)
     return report

@@ -6,7 +6,8 @@ A pipeline file::
     description: what it does
     vars: {out: demo-output}              # {name} in any string below; `phstore run --set out=...`
     store: "{out}/store.zarr"             # given to every command that takes --store
-    scheduler: null                       # likewise --scheduler (a running Dask scheduler)
+    scheduler: null                       # likewise --scheduler (a running Dask scheduler),
+    cluster: null                         # --cluster and --profile (a batch system, deploy/)
     stages:
       - generate: {out: "{out}/data"}
       - ingest: {sources: ["{out}/data"]}
@@ -33,6 +34,9 @@ from typing import Any, Callable
 
 import numpy as np
 import yaml
+
+#: Top-level keys given to every command that takes them.
+SHARED = ("store", "scheduler", "cluster", "profile")
 
 @dataclass(frozen=True)
 class Stage:
@@ -98,7 +102,8 @@ def load_pipeline(path: str | Path, parser: argparse.ArgumentParser, overrides: 
     if not isinstance(spec, dict) or not isinstance(spec.get("stages"), list):
         raise ValueError(f"{path} is not a pipeline: it needs a list of `stages` (see phstore/pipeline.py)")
     variables = {k: str(v) for k, v in (spec.get("vars") or {}).items()} | (overrides or {})
-    shared = {k: _expand(spec[k], variables) for k in ("store", "scheduler") if spec.get(k) is not None}
+    shared = {k: _expand(spec[k], variables) for k in SHARED if spec.get(k) is not None}
+    shared = {k: v for k, v in shared.items() if v != ""}  # an empty variable means "the default"
     stages = []
     for i, entry in enumerate(spec["stages"], 1):
         if not isinstance(entry, dict) or len(entry) != 1:

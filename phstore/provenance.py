@@ -29,20 +29,14 @@ def params_dict(params: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(params)))
 
 
-def provenance_key(descriptor: str, params: Any, versions: dict[str, str]) -> str:
-    """12 hex digits of SHA-256 over the descriptor name, parameters and versions."""
-    blob = json.dumps(
-        {"descriptor": descriptor, "params": params_dict(params), "versions": versions}, sort_keys=True
-    )
+def record_key(record: dict[str, Any]) -> str:
+    """12 hex digits of SHA-256 over a record's descriptor name, parameters and versions (so a
+    stored record can be checked against the key it claims: ``phstore verify``)."""
+    blob = json.dumps({k: record[k] for k in ("descriptor", "params", "versions")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def provenance(descriptor: str, params: Any, packages: tuple[str, ...]) -> dict[str, Any]:
     """The record stored on a descriptor group: name, parameters, versions and their key."""
-    versions = package_versions(packages)
-    return {
-        "descriptor": descriptor,
-        "params": params_dict(params),
-        "versions": versions,
-        "key": provenance_key(descriptor, params, versions),
-    }
+    record = {"descriptor": descriptor, "params": params_dict(params), "versions": package_versions(packages)}
+    return {**record, "key": record_key(record)}

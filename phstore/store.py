@@ -16,10 +16,16 @@ an interrupted append) are invisible and are overwritten by the next ingest.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import socket
+import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import dask.array as da
 import numpy as np
@@ -32,6 +38,7 @@ SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 32
 FRAMES = "frames"
 RECORDS = "records"
+LOCK = ".phstore-writer.lock"
 
 # Status codes of a descriptor row.
 PENDING, DONE, FAILED = 0, 1, 2
@@ -45,6 +52,13 @@ warnings.filterwarnings("ignore", category=UserWarning, module="zarr.*")
 
 class StoreError(RuntimeError):
     """A store is missing, of another format, or inconsistent."""
+
+
+class StoreLocked(StoreError):
+    """Another process is writing the store."""
+
+
+_held: dict[Path, int] = {}  # writer locks this process holds, with their nesting depth
 
 
 @dataclass(frozen=True)
@@ -100,17 +114,18 @@ class FeatureStore:
         """Names of the collections (one per composition), sorted."""
         return sorted(name for name, _ in self._root.groups())
 
-    def _collection_group(self, collection: str) -> zarr.Group:
+    def zarr_group(self, collection: str) -> zarr.Group:
+        """The raw Zarr group of ``collection`` (also for checks that read every chunk: ``verify``)."""
         if collection not in self.collections:
             raise KeyError(f"no collection {collection!r} in {self.path}; collections: {self.collections}")
         return self._root[collection]
 
     def n_snapshots(self, collection: str) -> int:
         """Committed snapshot count of a collection."""
-        return int(self._collection_group(collection).attrs.get("n_snapshots", 0))
+        return int(self.zarr_group(collection).attrs.get("n_snapshots", 0))
 
     def collection_attrs(self, collection: str) -> dict[str, Any]:
-        return dict(self._collection_group(collection).attrs)
+        return dict(self.zarr_group(collection).attrs)
 
     def _open(self, collection: str, group: str, n: int) -> xr.Dataset:
         """Open a group lazily, cut to its first ``n`` snapshot rows.
@@ -147,7 +162,7 @@ class FeatureStore:
 
     def descriptor_groups(self, collection: str) -> dict[str, dict[str, Any]]:
         """``{group name: provenance}`` of every descriptor variant stored for ``collection``."""
-        coll = self._collection_group(collection)
+        coll = self.zarr_group(collection)
         return {
             name: dict(g.attrs["provenance"])
             for name, g in sorted(coll.groups())
@@ -277,6 +292,48 @@ class FeatureStore:
         return out
 
     # ------------------------------------------------------------------ writing
+    @contextmanager
+    def writer(self, operation: str) -> Iterator[None]:
+        """Hold the store's writer lock while ``operation`` (e.g. ``"featurize ph-…"``) runs.
+
+        One coordinating process writes a store at a time (its Dask tasks write on its behalf);
+        a second one gets :class:`StoreLocked` naming the holder. The lock is an ``flock`` on
+        ``STORE/.phstore-writer.lock``, so the kernel releases it when the holder dies: a killed
+        run never leaves a stale lock. Re-entrant within one process.
+        """
+        self._require_writable()
+        path = (self.path / LOCK).resolve()
+        if path in _held:
+            _held[path] += 1
+            try:
+                yield
+            finally:
+                _held[path] -= 1
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "{}"
+                h = json.loads(holder) if holder.startswith("{") else {}
+                raise StoreLocked(
+                    f"{self.path} is being written by `{h.get('operation', '?')}` (pid {h.get('pid', '?')} on "
+                    f"{h.get('host', '?')} since {h.get('since', '?')}); wait for it to finish and run this again"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps({"operation": operation, "pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+            fh.flush()
+            _held[path] = 1
+            try:
+                yield
+            finally:
+                del _held[path]
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def _require_writable(self) -> None:
         if self.mode == "r":
             raise StoreError(f"{self.path} is open read-only; open it with mode='a' to write")
@@ -335,7 +392,7 @@ class FeatureStore:
         """
         self._require_writable()
         n = self.n_snapshots(collection)
-        coll = self._collection_group(collection)
+        coll = self.zarr_group(collection)
         if group in dict(coll.groups()):
             stored = dict(coll[group].attrs.get("provenance", {}))
             if stored.get("key") != provenance["key"]:

@@ -26,9 +26,9 @@ def tiny_source(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def client():
     """A real two-worker LocalCluster, shared by the tests of a session."""
-    from phstore.cluster import connect
+    from phstore.cluster import ClusterOptions, connect
 
-    with connect(n_workers=2) as c:
+    with connect(ClusterOptions(workers=2)) as c:
         yield c
 
 

@@ -18,8 +18,9 @@ from phstore import open_store
 from phstore.descriptors import PH, PHParams
 from phstore.featurize import featurize
 from phstore.ingest import ingest
-from phstore.store import DONE, FAILED, PENDING, StoreError
-from tests.helpers import carbon_frame, write_trajectory
+from phstore.store import DONE, FAILED, LOCK, PENDING, StoreError, StoreLocked
+from phstore.verify import verify_store
+from tests.helpers import ROOT, carbon_frame, write_trajectory
 
 N_FRAMES = 16
 
@@ -97,10 +98,10 @@ def test_provenance_recorded_and_parameters_never_mixed(reference, tmp_path, cli
 
 
 def test_attach_to_a_running_scheduler(source, tmp_path, client):
-    from phstore.cluster import connect
+    from phstore.cluster import ClusterOptions, connect
 
     path = make_store(tmp_path / "s.zarr", source, chunk_size=8)
-    with connect(scheduler=client.scheduler.address) as attached:
+    with connect(ClusterOptions(scheduler=client.scheduler.address)) as attached:
         assert attached.scheduler.address == client.scheduler.address
         assert featurize(path, PH(), attached, progress=False).computed == N_FRAMES
 
@@ -131,6 +132,27 @@ def test_bad_frame_is_recorded_failed_rest_completes(tmp_path, client):
     assert "triclinic" in d.error.values[2] and np.isnan(d.histogram.values[2]).all()
     assert featurize(path, PH(), client, progress=False).computed == 0  # failures are not retried ...
     assert len(featurize(path, PH(), client, retry_failed=True, progress=False).failures) == 1  # ... unless asked
+    assert verify_store(path, progress=False).ok
+
+
+def test_homcloud_hang_in_a_worker_fails_only_that_frame(tmp_path, client):
+    """A frame whose HomCloud call overruns the time limit (an elongated 216-atom cell: a 3×3×1
+    supercell of 1944 atoms, ~7 s here, against 0.7 s for the cubic ones) is failed as hung; the
+    worker and the other frames of its chunk carry on."""
+    frames = [carbon_frame(6, seed=i) for i in range(3)]
+    side = frames[1].cell[0, 0]
+    frames[1].set_cell(np.diag(side * np.array([2 ** -0.5, 2 ** -0.5, 2.0])), scale_atoms=True)
+    ase.io.write(tmp_path / "f.xyz", frames, format="extxyz")
+    path = make_store(tmp_path / "s.zarr", tmp_path / "f.xyz", chunk_size=3)  # one task, one worker
+    pids = client.run(os.getpid)
+    report = featurize(path, PH(time_limit=3.0), client, progress=False)
+    d = open_store(path).descriptor("C216", PH().group).load()
+    assert d.status.values.tolist() == [DONE, FAILED, DONE]
+    assert "HomCloud hung (supercell (3, 3, 1))" in d.error.values[1] and not report.errors
+    expected = PH().compute(frames[2]).values["histogram"]
+    np.testing.assert_allclose(d.histogram.values[2], expected, atol=1e-6)
+    assert client.run(os.getpid) == pids  # the child was killed, not the worker
+    assert verify_store(path, progress=False).ok
 
 
 def test_changed_provenance_under_same_group_is_refused(reference, tmp_path, client):
@@ -176,7 +198,10 @@ def test_interrupted_client_then_rerun_equals_undisturbed_run(how, reference, so
     assert finished < N_FRAMES
     report = featurize(path, PH(), client, progress=False)
     assert report.computed == N_FRAMES - finished  # nothing finished was recomputed
+    chunks_left = len({r // 2 for r in np.flatnonzero(status != DONE)})
+    assert len(report.chunks) == chunks_left and report.skipped_chunks == N_FRAMES // 2 - chunks_left  # tasks
     assert_same_features(path, reference, group)
+    assert verify_store(path, progress=False).ok
 
 
 def test_killed_worker_mid_run_equals_undisturbed_run(reference, source, tmp_path, client):
@@ -199,4 +224,28 @@ def test_killed_worker_mid_run_equals_undisturbed_run(reference, source, tmp_pat
     report = result["r"]
     assert not report.errors and not report.failures
     assert_same_features(path, reference, PH().group)
+    assert verify_store(path, progress=False).ok
     client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
+
+
+def test_second_writer_on_the_same_store_is_refused(source, tmp_path, client):
+    """Two featurize runs at once on one store: the second stops with a message naming the
+    first; the first finishes a correct store."""
+    path = make_store(tmp_path / "s.zarr", write_trajectory(tmp_path / "f.xyz", 2, seed=9), chunk_size=1)
+    cmd = [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(path), "--workers", "1", "--quiet"]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while f'"pid": {first.pid}' not in ((path / LOCK).read_text() if (path / LOCK).exists() else ""):
+            assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lock"
+            time.sleep(0.1)
+        with pytest.raises(StoreLocked, match=f"being written by `featurize ph-.*pid {first.pid}"):
+            featurize(path, PH(), client, progress=False)
+        second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert second.returncode != 0 and "wait for it to finish" in second.stderr
+        assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+    finally:
+        first.kill()
+        first.wait()
+    assert (open_store(path).descriptor("C64", PH().group)["status"].values == DONE).all()
+    assert verify_store(path, progress=False).ok

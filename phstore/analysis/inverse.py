@@ -225,14 +225,15 @@ def _store_results(report: InverseReport, params: InverseParams, store_path: str
     prov = provenance("inverse", params, ("homcloud",))
     group = f"inverse-{prov['key']}"
     natoms = int(store.collection_attrs(report.collection)["natoms"])
-    store.ensure_descriptor(report.collection, group, prov, {"region": VariableSpec(("atom",), (natoms,), "int8", 0)})
-    for r, tags in report.tags.items():
-        store.write_rows(report.collection, group, slice(r, r + 1), {
-            "region": tags[None], "error": np.array([""], dtype=object), "status": np.array([DONE], dtype=np.int8)})
-    store.annotate(report.collection, group, {
-        "bond_histograms": report.histograms(),
-        "failed_pairs": [{"snapshot": p.row, "birth": p.birth, "death": p.death, "error": p.error} for p in report.failed],
-    })
+    with store.writer(f"analyze inverse {group}"):
+        store.ensure_descriptor(report.collection, group, prov, {"region": VariableSpec(("atom",), (natoms,), "int8", 0)})
+        for r, tags in report.tags.items():
+            store.write_rows(report.collection, group, slice(r, r + 1), {
+                "region": tags[None], "error": np.array([""], dtype=object), "status": np.array([DONE], dtype=np.int8)})
+        store.annotate(report.collection, group, {
+            "bond_histograms": report.histograms(),
+            "failed_pairs": [{"snapshot": p.row, "birth": p.birth, "death": p.death, "error": p.error} for p in report.failed],
+        })
     return group
 
 

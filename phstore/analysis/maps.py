@@ -144,7 +144,8 @@ def analyze_maps(store_path: str | Path, collection: str, descriptors: Sequence[
     from phstore.plots import plot_maps
 
     store = FeatureStore(store_path, mode="a")
-    reports = [descriptor_map(store, collection, d, keys, perplexities, seed) for d in descriptors]
+    with store.writer("analyze maps"):
+        reports = [descriptor_map(store, collection, d, keys, perplexities, seed) for d in descriptors]
     n = store.n_snapshots(collection)
     frames = store.read_rows(collection, FRAMES, slice(0, n), ["density", TARGET])
     out = Path(out)

@@ -76,11 +76,12 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     values[rows] = PREDICTORS[model.kind](model, store, collection, rows)
     prov = _provenance(model)
     group = prediction_group(model)
-    store.ensure_descriptor(collection, group, prov, {TARGET: VariableSpec((), (), "float64", np.nan)})
-    error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features").astype(object)
-    store.write_rows(collection, group, slice(0, n), {
-        TARGET: values, "error": error, "status": np.where(ok, DONE, FAILED).astype(np.int8),
-    })
+    with store.writer(f"predict {group}"):
+        store.ensure_descriptor(collection, group, prov, {TARGET: VariableSpec((), (), "float64", np.nan)})
+        error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features").astype(object)
+        store.write_rows(collection, group, slice(0, n), {
+            TARGET: values, "error": error, "status": np.where(ok, DONE, FAILED).astype(np.int8),
+        })
     frames = store.frames(collection)
     same = ok & (frames["dataset"].values == model.provenance["dataset"])
     if not same.any():

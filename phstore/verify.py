@@ -1,0 +1,155 @@
+"""``phstore verify``: read a whole store back and check its invariants (ARCHITECTURE.md).
+
+Checked: every chunk of every array decodes; committed frames have unique content hashes and
+finite energies; each group's provenance record hashes to the key in its name; every snapshot of
+a descriptor or prediction group is done or recorded failed (with a reason), never pending; done
+rows hold no NaN/inf; ragged records exist for done rows only, every done row has some, and
+they hold no NaN. Arrays are read one snapshot chunk at a time, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import zarr
+from tqdm.auto import tqdm
+
+from phstore.provenance import record_key
+from phstore.store import DONE, FAILED, FRAMES, PENDING, RECORDS, SNAPSHOT, FeatureStore
+from phstore.training.data import TARGET
+
+#: Groups whose every snapshot must end done or failed (analyses may cover a subset).
+COMPLETE = ("ph", "soap", "schnet", "prediction")
+
+
+@dataclass
+class VerifyReport:
+    """Problems found (``where: what``) and how much was read."""
+
+    problems: list[str] = field(default_factory=list)
+    groups: int = 0
+    snapshots: int = 0
+    chunks: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _chunks(arr: zarr.Array, n: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(rows, values)`` of the first ``n`` rows of a snapshot array, one chunk at a time."""
+    step = arr.chunks[0]
+    for lo in range(0, n, step):
+        rows = slice(lo, min(n, lo + step))
+        yield rows, arr[rows]
+
+
+def _read_all(arr: zarr.Array, n: int, where: str, report: VerifyReport) -> np.ndarray | None:
+    """The first ``n`` rows of ``arr`` read chunk by chunk; ``None`` (and a problem) if one fails."""
+    parts = []
+    try:
+        for _, values in _chunks(arr, n):
+            parts.append(values)
+            report.chunks += 1
+    except Exception as exc:  # any decoding or I/O error is a problem to report, not a crash
+        report.problems.append(f"{where}: chunk unreadable: {type(exc).__name__}: {exc}")
+        return None
+    return np.concatenate(parts) if parts else arr[0:0]
+
+
+def _check_frames(group: zarr.Group, n: int, where: str, report: VerifyReport) -> None:
+    values = {}
+    for name, arr in group.arrays():
+        if arr.shape[0] < n:
+            report.problems.append(f"{where}/{name}: {arr.shape[0]} rows, but {n} snapshots are committed")
+            continue
+        values[name] = _read_all(arr, n, f"{where}/{name}", report)
+    hashes = values.get("content_hash")
+    if hashes is not None and len(np.unique(hashes)) != len(hashes):
+        report.problems.append(f"{where}: {len(hashes) - len(np.unique(hashes))} duplicate snapshots (same content hash)")
+    energy = values.get(TARGET)
+    if energy is not None and not np.isfinite(energy).all():
+        report.problems.append(f"{where}: {int((~np.isfinite(energy)).sum())} snapshots without a finite energy")
+
+
+def _check_records(group: zarr.Group, status: np.ndarray, chunk_size: int, where: str, report: VerifyReport) -> None:
+    stored = dict(group[RECORDS].arrays()) if RECORDS in dict(group.groups()) else {}
+    for c in range(-(-len(status) // chunk_size)):
+        rows = status[c * chunk_size:(c + 1) * chunk_size]
+        name = f"c{c:06d}"
+        if name not in stored:
+            if (rows == DONE).any():
+                report.problems.append(f"{where}/{RECORDS}/{name}: missing, but {int((rows == DONE).sum())} rows are done")
+            continue
+        try:
+            records = stored[name][...]
+        except Exception as exc:
+            report.problems.append(f"{where}/{RECORDS}/{name}: unreadable: {type(exc).__name__}: {exc}")
+            continue
+        report.chunks += 1
+        owners = records[:, 0].astype(int) if records.size else np.empty(0, int)
+        if np.isnan(records).any():
+            report.problems.append(f"{where}/{RECORDS}/{name}: NaN in the records")
+        if ((owners < 0) | (owners >= len(rows))).any() or (owners.size and (rows[owners] != DONE).any()):
+            report.problems.append(f"{where}/{RECORDS}/{name}: records of rows that are not done")
+        empty = np.setdiff1d(np.flatnonzero(rows == DONE), owners)
+        if empty.size:
+            report.problems.append(f"{where}/{RECORDS}/{name}: done rows {(empty + c * chunk_size).tolist()} have no records")
+
+
+def _check_group(group: zarr.Group, name: str, n: int, chunk_size: int, where: str, report: VerifyReport) -> None:
+    prov = dict(group.attrs.get("provenance", {}))
+    if not {"descriptor", "params", "versions", "key"} <= set(prov):
+        report.problems.append(f"{where}: no provenance record")
+        return
+    if record_key(prov) != prov["key"] or name != f"{prov['descriptor']}-{prov['key']}":
+        report.problems.append(f"{where}: provenance record hashes to {record_key(prov)}, "
+                               f"but the group claims {name.rpartition('-')[2]} (record key {prov['key']})")
+    arrays = dict(group.arrays())
+    status = _read_all(arrays["status"], min(n, arrays["status"].shape[0]), f"{where}/status", report)
+    if status is None:
+        return
+    status = np.concatenate([status, np.full(n - len(status), PENDING, dtype=status.dtype)])
+    if not np.isin(status, (PENDING, DONE, FAILED)).all():
+        report.problems.append(f"{where}: status codes other than pending/done/failed")
+    pending = int((status == PENDING).sum())
+    if pending and prov["descriptor"] in COMPLETE:
+        report.problems.append(f"{where}: {pending} snapshots pending (run `phstore featurize` to finish them)")
+    done = status == DONE
+    for var, arr in arrays.items():
+        if var == "status" or arr.metadata.dimension_names[0] != SNAPSHOT:
+            continue
+        values = _read_all(arr, min(n, arr.shape[0]), f"{where}/{var}", report)
+        if values is None:
+            continue
+        rows = done[:len(values)]
+        if var == "error":
+            errors = np.asarray(values, dtype=object)
+            if any(errors[rows]) or not all(errors[status[:len(values)] == FAILED]):
+                report.problems.append(f"{where}: error messages on done rows or failed rows without one")
+        elif values.dtype.kind == "f" and not np.isfinite(values[rows]).all():
+            bad = np.flatnonzero(~np.isfinite(values[rows]).reshape(int(rows.sum()), -1).all(axis=1))
+            report.problems.append(f"{where}/{var}: NaN or inf in done snapshots {np.flatnonzero(rows)[bad].tolist()[:10]}")
+    if RECORDS in dict(group.groups()):
+        _check_records(group, status, chunk_size, where, report)
+
+
+def verify_store(path: str | Path, progress: bool = True) -> VerifyReport:
+    """Check the whole store at ``path``; see the module docstring for what is checked."""
+    store = FeatureStore(path, mode="r")
+    report = VerifyReport()
+    for coll in tqdm(store.collections, desc="verify", unit="collection", disable=not progress):
+        n = store.n_snapshots(coll)
+        report.snapshots += n
+        root = store.zarr_group(coll)
+        for name, group in sorted(root.groups()):
+            where = f"{coll}/{name}"
+            if name == FRAMES:
+                _check_frames(group, n, where, report)
+            else:
+                report.groups += 1
+                _check_group(group, name, n, store.chunk_size, where, report)
+    return report

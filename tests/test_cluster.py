@@ -1,0 +1,77 @@
+"""Cluster set-up: profiles under Dask config, job scripts, worker lifetimes, loopback and TLS."""
+
+import dask.config
+import pytest
+import yaml
+from distributed import Client
+
+from phstore.cluster import ClusterError, ClusterOptions, connect, job_script, profile, seconds
+from tests.helpers import ROOT, run
+
+DEPLOY = ROOT / "deploy"
+
+
+def write_profile(path, **slurm):
+    path.write_text(yaml.safe_dump({"jobqueue": {"slurm": {"cores": 2, "memory": "4GB", "walltime": "01:00:00", **slurm}},
+                                    "phstore": {"cluster": {"jobs": 3}}}))
+    return path
+
+
+def test_profile_sits_under_the_environment_and_over_the_defaults(tmp_path, monkeypatch):
+    path = write_profile(tmp_path / "p.yaml", queue="short")
+    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__MEMORY", "8GB")
+    with profile(path):
+        assert dask.config.get("jobqueue.slurm.queue") == "short"  # from the profile
+        assert dask.config.get("jobqueue.slurm.memory") == "8GB"  # the environment wins
+        assert dask.config.get("jobqueue.slurm.death-timeout") == 60  # dask-jobqueue's default kept
+        assert ClusterOptions().get("jobs") == 3 and ClusterOptions(jobs=5).get("jobs") == 5  # arguments win
+    assert dask.config.get("jobqueue.slurm.queue") is None  # nothing leaks out
+    script = job_script(ClusterOptions(kind="slurm", profile=path))
+    assert "#SBATCH -p short" in script and "#SBATCH --mem=8G" in script and "#SBATCH --cpus-per-task=2" in script
+
+
+def test_job_script_of_the_shipped_profiles(tmp_path):
+    """`phstore cluster job-script` prints what would be submitted: one single-threaded worker
+    per core, TLS with run-time certificates, a lifetime shorter than the walltime."""
+    for kind in ("slurm", "pbs"):
+        text = (DEPLOY / f"{kind}.yaml").read_text()
+        config = yaml.safe_load(text)["jobqueue"][kind]
+        script = run("cluster", "job-script", "--cluster", kind, "--profile", str(DEPLOY / f"{kind}.yaml"))
+        assert script.startswith("#!/usr/bin/env bash")
+        assert "--nthreads 1 --memory-limit" in script and f"--nworkers {config['cores']}" in script
+        assert "--protocol tls://" in script and "--tls-key" in script
+        for line in config["job-script-prologue"]:
+            assert line in script
+        args = config["worker-extra-args"]
+        assert seconds(args[args.index("--lifetime") + 1]) < seconds(config["walltime"])
+
+
+def test_lifetime_not_shorter_than_walltime_is_refused(tmp_path):
+    path = write_profile(tmp_path / "p.yaml", walltime="00:30:00", **{"worker-extra-args": ["--lifetime", "45m"]})
+    with pytest.raises(ClusterError, match="not shorter than the walltime"):
+        job_script(ClusterOptions(kind="slurm", profile=path))
+    path = write_profile(tmp_path / "q.yaml", walltime="02:00:00")
+    assert "--lifetime 6480s --lifetime-stagger 360s" in job_script(ClusterOptions(kind="slurm", profile=path, tls=False))
+
+
+def test_missing_resources_say_what_to_set():
+    with pytest.raises(ClusterError, match="needs cores and memory.*deploy/slurm.yaml"):
+        job_script(ClusterOptions(kind="slurm"))
+
+
+def test_walltime_formats():
+    assert seconds("01:30:00") == seconds("90m") == seconds("5400") == 5400
+    assert seconds("1-00:00:00") == 86400 and seconds("10:00") == 600 and seconds("2h") == 7200
+
+
+def test_local_cluster_is_loopback_and_tls_keeps_strangers_out():
+    with connect(ClusterOptions(workers=1, tls=True)) as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        assert "127.0.0.1" in client.dashboard_link
+        assert all(w.startswith("tls://127.0.0.1:") for w in client.nthreads())
+        assert client.submit(sum, [1, 2]).result() == 3
+        with pytest.raises(TypeError, match="TLS expects a `ssl_context`"):
+            Client(address, timeout=5)  # no certificates: no connection
+        with pytest.raises(OSError):
+            Client(address.replace("tls://", "tcp://"), timeout=3)  # nor in plain TCP

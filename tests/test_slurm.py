@@ -1,0 +1,56 @@
+"""`phstore featurize --cluster slurm` against a real one-node SLURM (tests/slurm.py): workers
+come from sbatch jobs, the store equals a local-cluster run, and nothing outlives the test."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from phstore import open_store
+from phstore.descriptors import PH
+from phstore.featurize import featurize
+from phstore.ingest import ingest
+from phstore.verify import verify_store
+from tests.helpers import ROOT, write_trajectory
+from tests.slurm import OneNodeSlurm, install
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = install()
+    if reason:
+        pytest.skip(reason)
+    cluster = OneNodeSlurm(cpus=4).start()
+    yield cluster
+    cluster.stop()
+    assert not any(p.poll() is None for p in cluster._procs)
+
+
+def test_featurize_on_slurm_equals_local(slurm, tmp_path, client):
+    source = write_trajectory(tmp_path / "src" / "run1.xyz", 8, n_side=4, seed=21)
+    local, remote = tmp_path / "local.zarr", tmp_path / "slurm.zarr"
+    for path in (local, remote):
+        ingest(path, [source], chunk_size=2, progress=False)
+    featurize(local, PH(), client, progress=False)
+    profile = slurm.profile(tmp_path / "jobs" / "slurm.yaml")
+    proc = subprocess.run(
+        [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(remote), "--cluster", "slurm",
+         "--profile", str(profile), "--jobs", "2", "--quiet"],
+        cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Dask scheduler tls://127.0.0.1:" in proc.stdout  # TLS is the batch default
+    assert "computed 8 snapshots" in proc.stdout
+    logs = sorted((tmp_path / "jobs" / "logs").glob("dask-worker-*.err"))
+    assert len(logs) == 2, logs  # two sbatch jobs ran the workers
+    assert all("Starting established connection" in f.read_text() or "Registered to" in f.read_text() for f in logs)
+    a, b = (open_store(p).descriptor("C64", PH().group).load() for p in (local, remote))
+    np.testing.assert_array_equal(a["status"].values, b["status"].values)
+    np.testing.assert_allclose(a["histogram"].values, b["histogram"].values, rtol=0, atol=1e-6)
+    assert verify_store(remote, progress=False).ok
+    assert slurm.jobs() == []  # the client cancelled its jobs on exit
+    for key in (tmp_path / "jobs").glob(".dask-jobqueue.worker.key*"):  # run-time TLS keys: owner only
+        assert key.stat().st_mode & 0o077 == 0
