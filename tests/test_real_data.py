@@ -1,6 +1,9 @@
 """Real DFT carbon frames (../shared/data/real-carbon): stored PH equals HomCloud called directly,
 and the frames that make HomCloud raise, abort or hang are survived."""
 
+import os
+import shutil
+
 import ase.io
 import numpy as np
 import pytest
@@ -12,7 +15,8 @@ from phstore.descriptors.ph import replicate
 from phstore.featurize import featurize
 from phstore.ingest import ingest
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, IsolatedRunner
-from phstore.store import DONE
+from phstore.store import DONE, FAILED
+from phstore.verify import verify_store
 
 pytestmark = pytest.mark.real_data
 DISORDERED = "aC_wang2024nep_test_disordered.extxyz"
@@ -91,6 +95,25 @@ def test_flat_cell_abort_is_survived_by_growing(store, frames):
     assert np.prod(res.values["supercell"]) > 4
     _, default_factor, _ = stored(store, frames[FLAT_36])
     assert default_factor == (2, 2, 2)
+
+
+def test_homcloud_abort_in_a_worker_fails_only_that_frame(store, client, tmp_path):
+    """Without room to grow (max_atoms 144) the flat 36-atom cell aborts HomCloud at 2×2×1 inside a
+    Dask worker's child: that frame (and the 27-atom one HomCloud raises on) is failed with the
+    reason, the others are computed, the workers live on, and the store verifies."""
+    path = tmp_path / "s.zarr"
+    shutil.copytree(store.path, path)
+    pids = client.run(os.getpid)
+    ph = PH(PHParams(min_side=0.0, max_atoms=144))
+    report = featurize(path, ph, client, progress=False)
+    status = {c: open_store(path).descriptor(c, ph.group).load() for c in ("C36", "C27", "C64", "C125")}
+    assert "HomCloud aborted (supercell (2, 2, 1))" in status["C36"].error.item()
+    assert "Points are too few" in status["C27"].error.item()
+    assert status["C36"].status.item() == status["C27"].status.item() == FAILED
+    assert status["C64"].status.item() == status["C125"].status.item() == DONE
+    assert len(report.failures) == 2 and not report.errors
+    assert client.run(os.getpid) == pids
+    assert verify_store(path, progress=False).ok
 
 
 def test_the_raw_cells_really_fail_in_homcloud(frames):

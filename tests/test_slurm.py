@@ -1,16 +1,20 @@
 """`phstore featurize --cluster slurm` against a real one-node SLURM (tests/slurm.py): workers
 come from sbatch jobs, the store equals a local-cluster run, and nothing outlives the test."""
 
+import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import yaml
 
 from phstore import open_store
-from phstore.descriptors import PH
+from phstore.descriptors import PH, SOAP
 from phstore.featurize import featurize
 from phstore.ingest import ingest
+from phstore.store import DONE
 from phstore.verify import verify_store
 from tests.helpers import ROOT, write_trajectory
 from tests.slurm import OneNodeSlurm, install
@@ -50,7 +54,47 @@ def test_featurize_on_slurm_equals_local(slurm, tmp_path, client):
     a, b = (open_store(p).descriptor("C64", PH().group).load() for p in (local, remote))
     np.testing.assert_array_equal(a["status"].values, b["status"].values)
     np.testing.assert_allclose(a["histogram"].values, b["histogram"].values, rtol=0, atol=1e-6)
-    assert verify_store(remote, progress=False).ok
     assert slurm.jobs() == []  # the client cancelled its jobs on exit
+    # adaptive scaling: jobs come and go with the work; SOAP equals the local run's
+    featurize(local, SOAP(), client, progress=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(remote), "--descriptor", "soap",
+         "--cluster", "slurm", "--profile", str(profile), "--min-jobs", "1", "--max-jobs", "2", "--quiet"],
+        cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0 and "computed 8 snapshots" in proc.stdout, proc.stderr[-3000:]
+    a, b = (open_store(p).descriptor("C64", SOAP().group).load() for p in (local, remote))
+    np.testing.assert_allclose(a["mean"].values, b["mean"].values, rtol=1e-6)
+    assert verify_store(remote, progress=False).ok
+    assert slurm.jobs() == []
     for key in (tmp_path / "jobs").glob(".dask-jobqueue.worker.key*"):  # run-time TLS keys: owner only
         assert key.stat().st_mode & 0o077 == 0
+
+
+def test_pipeline_inside_one_allocation(slurm, tmp_path):
+    """deploy/phstore-allocation.sbatch: scheduler, srun workers and the client in one job, TLS."""
+    source = write_trajectory(tmp_path / "data" / "run1.xyz", 4, n_side=4, seed=23)
+    pipeline = tmp_path / "tiny.yaml"
+    pipeline.write_text(yaml.safe_dump({
+        "vars": {"scheduler": ""}, "store": str(tmp_path / "s.zarr"), "scheduler": "{scheduler}",
+        "stages": [{"ingest": {"sources": [str(source)], "chunk_size": 2}}, {"featurize": {"descriptor": "ph"}},
+                   {"verify": {}}]}))
+    out = tmp_path / "allocation.out"
+    submit = subprocess.run(
+        ["sbatch", "--parsable", "--ntasks=2", "--ntasks-per-node=2", "--mem-per-cpu=1G", f"--output={out}",
+         "deploy/phstore-allocation.sbatch", str(pipeline)],
+        cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=60)
+    assert submit.returncode == 0, submit.stderr
+    job = submit.stdout.strip()
+    deadline = time.monotonic() + 300
+    while job in slurm.jobs():
+        assert time.monotonic() < deadline, out.read_text()[-3000:] if out.exists() else "no output"
+        time.sleep(1)
+    log = out.read_text()
+    assert "consistent (4 snapshots" in log, log[-3000:]
+    assert "Dask scheduler tls://" in log  # the client reached the scheduler over TLS
+    run_dir = ROOT / "phstore-jobs" / f"allocation-{job}"
+    assert (run_dir / "key.pem").stat().st_mode & 0o077 == 0
+    shutil.rmtree(run_dir)
+    status = open_store(tmp_path / "s.zarr").descriptor("C64", PH().group)["status"].values
+    assert (status == DONE).all()
