@@ -1,5 +1,7 @@
 """Cluster set-up: profiles under Dask config, job scripts, worker lifetimes, loopback and TLS."""
 
+import os
+
 import dask.config
 import pytest
 import yaml
@@ -75,3 +77,13 @@ def test_local_cluster_is_loopback_and_tls_keeps_strangers_out():
             Client(address, timeout=5)  # no certificates: no connection
         with pytest.raises(OSError):
             Client(address.replace("tls://", "tcp://"), timeout=3)  # nor in plain TCP
+
+
+def test_default_local_cluster_listens_on_loopback_only(client):
+    import psutil
+
+    assert client.scheduler.address.startswith("tcp://127.0.0.1:") and "//127.0.0.1:" in client.dashboard_link
+    pids = [os.getpid(), *client.run(os.getpid).values()]  # the scheduler lives in this process
+    for pid in pids:  # every socket a worker process listens on is bound to loopback
+        listening = [c.laddr.ip for c in psutil.Process(pid).net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        assert listening and all(ip == "127.0.0.1" for ip in listening), listening

@@ -99,7 +99,7 @@ def test_quick_pipeline_end_to_end(tmp_path):
     that skips every stage but the reports."""
     out = run("run", "pipelines/quick.yaml", "--set", f"out={tmp_path}")
     assert "predicted" in out and "RMSE" in out and "parity plot" in out
-    assert "Dask dashboard: http://127.0.0.1:" in out and "0 failed" in out
+    assert "dashboard http://127.0.0.1:" in out and "0 failed" in out
     table = out[out.index("phstore compare"):].splitlines()[3:7]
     assert sorted(line.split()[1] for line in table) == ["cnn", "ph-soap", "ridge", "soap-mlp"]
     assert "C216: " in out and "pending 0" in out and "pending 1" not in out  # info
