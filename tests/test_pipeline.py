@@ -95,9 +95,10 @@ def test_the_shipped_pipelines_parse():
 
 @pytest.mark.slow
 def test_quick_pipeline_end_to_end(tmp_path):
-    """The README's demo, `make demo`, as it ships (generated data, every stage), then a re-run
-    that skips every stage but the reports."""
-    out = run("run", "pipelines/quick.yaml", "--set", f"out={tmp_path}")
+    """The README's demo, `make demo`, as it ships (generated data, every stage; one melt-quench
+    run per density instead of two, to keep the suite short), then a re-run that skips every
+    stage but the reports."""
+    out = run("run", "pipelines/quick.yaml", "--set", f"out={tmp_path}", "--set", "runs=1")
     assert "predicted" in out and "RMSE" in out and "parity plot" in out
     assert "dashboard http://127.0.0.1:" in out and "0 failed" in out
     table = out[out.index("phstore compare"):].splitlines()[3:7]
@@ -113,5 +114,5 @@ def test_quick_pipeline_end_to_end(tmp_path):
         assert (tmp_path / "models" / kind / "parity.png").exists()
     assert (tmp_path / "models" / "ridge" / "parity-C512.png").exists()
     assert (tmp_path / "density-2.4.png").exists() and (tmp_path / "density-2.4.nc").exists()
-    again = run("run", "pipelines/quick.yaml", "--set", f"out={tmp_path}")
+    again = run("run", "pipelines/quick.yaml", "--set", f"out={tmp_path}", "--set", "runs=1")
     assert again.count("done, skipped") == 9
