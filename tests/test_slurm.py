@@ -98,3 +98,22 @@ def test_pipeline_inside_one_allocation(slurm, tmp_path):
     shutil.rmtree(run_dir)
     status = open_store(tmp_path / "s.zarr").descriptor("C64", PH().group)["status"].values
     assert (status == DONE).all()
+
+
+def test_workers_past_their_lifetime_hand_work_back(slurm, tmp_path):
+    """Jobs whose workers retire mid-run (a 10 s lifetime, as jobs nearing their walltime do)
+    are replaced by adaptive scaling; the run completes and the store verifies."""
+    path = tmp_path / "s.zarr"
+    ingest(path, [write_trajectory(tmp_path / "run1.xyz", 8, n_side=4, seed=5)], chunk_size=1, progress=False)
+    profile = slurm.profile(tmp_path / "jobs" / "slurm.yaml", walltime="00:01:00", **{"worker-extra-args": [
+        "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0", "--lifetime", "10s", "--lifetime-stagger", "1s"]})
+    proc = subprocess.run(
+        [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(path), "--cluster", "slurm",
+         "--profile", str(profile), "--min-jobs", "1", "--max-jobs", "2", "--quiet"],
+        cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((tmp_path / "jobs" / "logs").glob("dask-worker-*.err"))) >= 3  # retired jobs were replaced
+    assert (open_store(path).descriptor("C64", PH().group)["status"].values == DONE).all()
+    assert verify_store(path, progress=False).ok
+    assert slurm.jobs() == []
