@@ -107,7 +107,7 @@ def featurize_chunk(
 
 def pending_chunks(store: FeatureStore, collection: str, group: str, retry_failed: bool = False) -> list[int]:
     """Chunks of ``collection`` that hold at least one row still to compute."""
-    status = store.descriptor(collection, group)["status"].values
+    status = store.status(collection, group)
     todo = (status == PENDING) | (retry_failed & (status == FAILED))
     cs = store.chunk_size
     return sorted({int(i) // cs for i in np.flatnonzero(todo)})

@@ -140,7 +140,7 @@ def _featurize_done(args: argparse.Namespace) -> bool:
     for coll in args.collection or store.collections:
         if group not in store.descriptor_groups(coll):
             return False
-        if store.n_snapshots(coll) and bool(np.isin(store.descriptor(coll, group)["status"].values, unfinished).any()):
+        if store.n_snapshots(coll) and bool(np.isin(store.status(coll, group), unfinished).any()):
             return False
     return True
 
@@ -161,7 +161,7 @@ def _predict_done(args: argparse.Namespace) -> bool:
     group = prediction_group(load_model_dir(args.model))
     store = FeatureStore(args.store, mode="r")
     return group in store.descriptor_groups(args.collection) and not (
-        store.descriptor(args.collection, group)["status"].values == PENDING).any()
+        store.status(args.collection, group) == PENDING).any()
 
 
 DONE_CHECKS: dict[str, Callable[[argparse.Namespace], bool]] = {

@@ -186,7 +186,7 @@ def inverse_analysis(model_path: str | Path, store_path: str | Path, collection:
     store = FeatureStore(store_path, mode="r")
     if ph_group not in store.descriptor_groups(collection):
         raise ValueError(f"{collection} has no {ph_group} diagrams (the model's PH variant); featurize it first")
-    finished = np.flatnonzero(store.descriptor(collection, ph_group)["status"].values == DONE)
+    finished = np.flatnonzero(store.status(collection, ph_group) == DONE)
     rows = [int(r) for r in (finished[:25] if rows is None else rows)]
     missing = sorted(set(rows) - set(finished.tolist()))
     if missing:

@@ -107,7 +107,7 @@ def descriptor_map(store: FeatureStore, collection: str, descriptor: str, keys: 
     prov = provenance("map", params, ("scikit-learn",))
     group = f"map-{prov['key']}"
     n = store.n_snapshots(collection)
-    rows = np.flatnonzero(store.descriptor(collection, source)["status"].values == DONE)
+    rows = np.flatnonzero(store.status(collection, source) == DONE)
     if len(rows) < 5:
         raise ValueError(f"{collection} has {len(rows)} snapshots with finished {source} features; a map needs at least 5")
     X = read_features(store, [(collection, rows)], [(source, params.variable)])
@@ -116,7 +116,7 @@ def descriptor_map(store: FeatureStore, collection: str, descriptor: str, keys: 
     energy = store.read_rows(collection, FRAMES, slice(0, n), [TARGET])[TARGET][rows]
     names = methods(params.perplexities)
     reused = group in store.descriptor_groups(collection) and bool(
-        (store.descriptor(collection, group)["status"].values[rows] == DONE).all())
+        (store.status(collection, group)[rows] == DONE).all())
     if reused:
         coords = {m: store.read_rows(collection, group, slice(0, n), [m])[m][rows] for m in names}
     else:

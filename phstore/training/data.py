@@ -88,10 +88,11 @@ def feature_sources(store: FeatureStore, collections: Sequence[str], features: S
 Parts = Sequence[tuple[str, np.ndarray]]
 
 
-def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str, str]]) -> np.ndarray:
+def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str, str]],
+                  dtype: type = np.float64) -> np.ndarray:
     """The features of every part's rows, each source flattened per snapshot and concatenated
-    (float64); rows follow the order of ``parts``. Reads Zarr directly, one region per part,
-    into one array allocated once."""
+    (``dtype``: float64 for the Ridge fit, float32 for the networks); rows follow the order of
+    ``parts``. Reads Zarr directly, one region per part, into one array allocated once."""
     total = sum(len(rows) for _, rows in parts)
     out: np.ndarray | None = None
     start = 0
@@ -99,9 +100,11 @@ def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str
         if not len(rows):
             continue
         region = slice(int(rows.min()), int(rows.max()) + 1)
-        xs = [store.read_rows(coll, g, region, [v])[v][rows - region.start].reshape(len(rows), -1) for g, v in sources]
+        whole = len(rows) == region.stop - region.start and bool((np.diff(rows) > 0).all())  # no copy to pick rows
+        xs = [store.read_rows(coll, g, region, [v])[v][slice(None) if whole else rows - region.start].reshape(len(rows), -1)
+              for g, v in sources]
         if out is None:
-            out = np.empty((total, sum(x.shape[1] for x in xs)))
+            out = np.empty((total, sum(x.shape[1] for x in xs)), dtype=dtype)
         np.concatenate(xs, axis=1, out=out[start:start + len(rows)])
         start += len(rows)
     if out is None:
@@ -161,7 +164,7 @@ class TrainingData:
         parts, target, groups = [], [], []
         for coll, r, frames in zip(collections, rows, tables):
             for group in done_in:
-                r = r[store.descriptor(coll, group)["status"].values[r] == DONE]
+                r = r[store.status(coll, group)[r] == DONE]
             parts.append((coll, r))
             target.append(frames[TARGET][r].astype(float))
             groups += [f"{coll}/{t}" for t in frames["trajectory"][r].tolist()]

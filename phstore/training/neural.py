@@ -123,7 +123,7 @@ class ChunkStream:
         if key in self._cache:
             return self._cache[key]
         coll, rows = self.parts[key[0]][0], self.by_chunk[key][1]
-        x = torch.from_numpy(read_features(self.store, [(coll, rows)], self.sources).astype(np.float32)).to(self.device)
+        x = torch.from_numpy(read_features(self.store, [(coll, rows)], self.sources, np.float32)).to(self.device)
         if self._cached_bytes + x.nbytes <= self.cache_bytes:
             self._cache[key] = x
             self._cached_bytes += x.nbytes

@@ -70,7 +70,7 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     ok = np.ones(n, dtype=bool)
     if model.kind != "schnet":
         for group, _ in model_sources(model, store, collection):
-            ok &= store.descriptor(collection, group)["status"].values == DONE
+            ok &= store.status(collection, group) == DONE
     rows = np.flatnonzero(ok)
     values = np.full(n, np.nan)
     values[rows] = PREDICTORS[model.kind](model, store, collection, rows)
