@@ -136,19 +136,19 @@ def test_bad_frame_is_recorded_failed_rest_completes(tmp_path, client):
 
 
 def test_homcloud_hang_in_a_worker_fails_only_that_frame(tmp_path, client):
-    """A frame whose HomCloud call overruns the time limit (an elongated 216-atom cell: a 3×3×1
-    supercell of 1944 atoms, ~7 s here, against 0.7 s for the cubic ones) is failed as hung; the
-    worker and the other frames of its chunk carry on."""
+    """A frame whose HomCloud call overruns the time limit (a 216-atom cell stretched to aspect
+    8: an 8×8×1 supercell of 13,824 atoms, 9-11 s here, against 0.45 s for the cubic ones) is
+    failed as hung; the worker and the other frames of its chunk carry on."""
     frames = [carbon_frame(6, seed=i) for i in range(3)]
     side = frames[1].cell[0, 0]
-    frames[1].set_cell(np.diag(side * np.array([2 ** -0.5, 2 ** -0.5, 2.0])), scale_atoms=True)
+    frames[1].set_cell(np.diag(side * np.array([0.5, 0.5, 4.0])), scale_atoms=True)
     ase.io.write(tmp_path / "f.xyz", frames, format="extxyz")
     path = make_store(tmp_path / "s.zarr", tmp_path / "f.xyz", chunk_size=3)  # one task, one worker
     pids = client.run(os.getpid)
     report = featurize(path, PH(time_limit=3.0), client, progress=False)
     d = open_store(path).descriptor("C216", PH().group).load()
     assert d.status.values.tolist() == [DONE, FAILED, DONE]
-    assert "HomCloud hung (supercell (3, 3, 1))" in d.error.values[1] and not report.errors
+    assert "HomCloud hung (supercell (8, 8, 1))" in d.error.values[1] and not report.errors
     expected = PH().compute(frames[2]).values["histogram"]
     np.testing.assert_allclose(d.histogram.values[2], expected, atol=1e-6)
     assert client.run(os.getpid) == pids  # the child was killed, not the worker

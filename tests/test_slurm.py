@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import ase.io
 import numpy as np
 import pytest
 import yaml
@@ -16,7 +17,7 @@ from phstore.featurize import featurize
 from phstore.ingest import ingest
 from phstore.store import DONE
 from phstore.verify import verify_store
-from tests.helpers import ROOT, write_trajectory
+from tests.helpers import ROOT, carbon_frame, write_trajectory
 from tests.slurm import OneNodeSlurm, install
 
 pytestmark = pytest.mark.slurm
@@ -101,10 +102,15 @@ def test_pipeline_inside_one_allocation(slurm, tmp_path):
 
 
 def test_workers_past_their_lifetime_hand_work_back(slurm, tmp_path):
-    """Jobs whose workers retire mid-run (a 10 s lifetime, as jobs nearing their walltime do)
-    are replaced by adaptive scaling; the run completes and the store verifies."""
+    """Jobs whose workers retire mid-run (a 10 s lifetime, as jobs nearing their walltime do;
+    each frame here is a ~3 s HomCloud call on a 3×3×1 supercell) are replaced by adaptive
+    scaling; the run completes and the store verifies."""
+    frames = [carbon_frame(6, seed=i) for i in range(8)]
+    for atoms in frames:
+        atoms.set_cell(np.diag(atoms.cell[0, 0] * np.array([2 ** -0.5, 2 ** -0.5, 2.0])), scale_atoms=True)
+    ase.io.write(tmp_path / "run1.xyz", frames, format="extxyz")
     path = tmp_path / "s.zarr"
-    ingest(path, [write_trajectory(tmp_path / "run1.xyz", 8, n_side=4, seed=5)], chunk_size=1, progress=False)
+    ingest(path, [tmp_path / "run1.xyz"], chunk_size=1, progress=False)
     profile = slurm.profile(tmp_path / "jobs" / "slurm.yaml", walltime="00:01:00", **{"worker-extra-args": [
         "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0", "--lifetime", "10s", "--lifetime-stagger", "1s"]})
     proc = subprocess.run(
@@ -114,6 +120,6 @@ def test_workers_past_their_lifetime_hand_work_back(slurm, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((tmp_path / "jobs" / "logs").glob("dask-worker-*.err"))) >= 3  # retired jobs were replaced
-    assert (open_store(path).descriptor("C64", PH().group)["status"].values == DONE).all()
+    assert (open_store(path).descriptor("C216", PH().group)["status"].values == DONE).all()
     assert verify_store(path, progress=False).ok
     assert slurm.jobs() == []
