@@ -12,7 +12,6 @@ queue, account, job-script-prologue, worker-extra-args, ...). A *profile* is suc
 from __future__ import annotations
 
 import os
-import re
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Iterator
 import dask
 import dask.config
 import yaml
+from dask.utils import parse_timedelta
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
@@ -100,8 +100,8 @@ def profile(path: str | Path | None) -> Iterator[None]:
 def seconds(text: str) -> float:
     """``HH:MM:SS``, ``MM:SS``, ``D-HH:MM:SS`` (walltimes) or ``90m``/``2h``/``300s`` (Dask) → seconds."""
     text = str(text).strip()
-    if m := re.fullmatch(r"([\d.]+)\s*(s|m|min|h|d)?", text):
-        return float(m[1]) * {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, None: 1}[m[2]]
+    if ":" not in text:
+        return float(parse_timedelta(text))
     days, _, clock = text.rpartition("-")
     parts = [float(p) for p in clock.split(":")]
     return (float(days) if days else 0) * 86400 + sum(p * 60 ** i for i, p in enumerate(reversed(parts)))

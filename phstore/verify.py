@@ -39,40 +39,41 @@ class VerifyReport:
         return not self.problems
 
 
-def _chunks(arr: zarr.Array, n: int) -> Iterator[tuple[slice, np.ndarray]]:
-    """``(rows, values)`` of the first ``n`` rows of a snapshot array, one chunk at a time."""
+def _chunks(arr: zarr.Array, n: int, where: str, report: VerifyReport) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(rows, values)`` of the first ``n`` rows of a snapshot array, one chunk at a time; a
+    chunk that does not decode is reported and ends the scan of that array."""
     step = arr.chunks[0]
     for lo in range(0, n, step):
         rows = slice(lo, min(n, lo + step))
-        yield rows, arr[rows]
+        try:
+            values = arr[rows]
+        except Exception as exc:  # any decoding or I/O error is a problem to report, not a crash
+            report.problems.append(f"{where}: chunk unreadable: {type(exc).__name__}: {exc}")
+            return
+        report.chunks += 1
+        yield rows, values
 
 
-def _read_all(arr: zarr.Array, n: int, where: str, report: VerifyReport) -> np.ndarray | None:
-    """The first ``n`` rows of ``arr`` read chunk by chunk; ``None`` (and a problem) if one fails."""
-    parts = []
-    try:
-        for _, values in _chunks(arr, n):
-            parts.append(values)
-            report.chunks += 1
-    except Exception as exc:  # any decoding or I/O error is a problem to report, not a crash
-        report.problems.append(f"{where}: chunk unreadable: {type(exc).__name__}: {exc}")
-        return None
-    return np.concatenate(parts) if parts else arr[0:0]
+def _read_all(arr: zarr.Array, n: int, where: str, report: VerifyReport) -> np.ndarray:
+    """The first ``n`` rows of a small (one value per snapshot) array, read chunk by chunk."""
+    return np.concatenate([arr[0:0], *(values for _, values in _chunks(arr, n, where, report))])
 
 
 def _check_frames(group: zarr.Group, n: int, where: str, report: VerifyReport) -> None:
-    values = {}
     for name, arr in group.arrays():
         if arr.shape[0] < n:
             report.problems.append(f"{where}/{name}: {arr.shape[0]} rows, but {n} snapshots are committed")
-            continue
-        values[name] = _read_all(arr, n, f"{where}/{name}", report)
-    hashes = values.get("content_hash")
-    if hashes is not None and len(np.unique(hashes)) != len(hashes):
-        report.problems.append(f"{where}: {len(hashes) - len(np.unique(hashes))} duplicate snapshots (same content hash)")
-    energy = values.get(TARGET)
-    if energy is not None and not np.isfinite(energy).all():
-        report.problems.append(f"{where}: {int((~np.isfinite(energy)).sum())} snapshots without a finite energy")
+        elif name == "content_hash":
+            hashes = _read_all(arr, n, f"{where}/{name}", report)
+            if len(np.unique(hashes)) != len(hashes):
+                report.problems.append(f"{where}: {len(hashes) - len(np.unique(hashes))} duplicate snapshots (same content hash)")
+        elif name == TARGET:
+            energy = _read_all(arr, n, f"{where}/{name}", report)
+            if not np.isfinite(energy).all():
+                report.problems.append(f"{where}: {int((~np.isfinite(energy)).sum())} snapshots without a finite energy")
+        else:
+            for _ in _chunks(arr, n, f"{where}/{name}", report):
+                pass
 
 
 def _check_records(group: zarr.Group, status: np.ndarray, chunk_size: int, where: str, report: VerifyReport) -> None:
@@ -110,29 +111,28 @@ def _check_group(group: zarr.Group, name: str, n: int, chunk_size: int, where: s
                                f"but the group claims {name.rpartition('-')[2]} (record key {prov['key']})")
     arrays = dict(group.arrays())
     status = _read_all(arrays["status"], min(n, arrays["status"].shape[0]), f"{where}/status", report)
-    if status is None:
-        return
     status = np.concatenate([status, np.full(n - len(status), PENDING, dtype=status.dtype)])
     if not np.isin(status, (PENDING, DONE, FAILED)).all():
         report.problems.append(f"{where}: status codes other than pending/done/failed")
     pending = int((status == PENDING).sum())
     if pending and prov["descriptor"] in COMPLETE:
         report.problems.append(f"{where}: {pending} snapshots pending (run `phstore featurize` to finish them)")
-    done = status == DONE
     for var, arr in arrays.items():
         if var == "status" or arr.metadata.dimension_names[0] != SNAPSHOT:
             continue
-        values = _read_all(arr, min(n, arr.shape[0]), f"{where}/{var}", report)
-        if values is None:
-            continue
-        rows = done[:len(values)]
-        if var == "error":
-            errors = np.asarray(values, dtype=object)
-            if any(errors[rows]) or not all(errors[status[:len(values)] == FAILED]):
-                report.problems.append(f"{where}: error messages on done rows or failed rows without one")
-        elif values.dtype.kind == "f" and not np.isfinite(values[rows]).all():
-            bad = np.flatnonzero(~np.isfinite(values[rows]).reshape(int(rows.sum()), -1).all(axis=1))
-            report.problems.append(f"{where}/{var}: NaN or inf in done snapshots {np.flatnonzero(rows)[bad].tolist()[:10]}")
+        bad_errors, not_finite = False, []
+        for rows, values in _chunks(arr, min(n, arr.shape[0]), f"{where}/{var}", report):
+            done, failed = status[rows] == DONE, status[rows] == FAILED
+            if var == "error":
+                errors = np.asarray(values, dtype=object)
+                bad_errors |= any(errors[done]) or not all(errors[failed])
+            elif values.dtype.kind == "f":
+                finite = np.isfinite(values[done]).reshape(int(done.sum()), -1).all(axis=1)
+                not_finite += (rows.start + np.flatnonzero(done)[~finite]).tolist()
+        if bad_errors:
+            report.problems.append(f"{where}: error messages on done rows or failed rows without one")
+        if not_finite:
+            report.problems.append(f"{where}/{var}: NaN or inf in done snapshots {not_finite[:10]}")
     if RECORDS in dict(group.groups()):
         _check_records(group, status, chunk_size, where, report)
 
