@@ -127,7 +127,7 @@ def _check_group(group: zarr.Group, name: str, n: int, chunk_size: int, where: s
                 errors = np.asarray(values, dtype=object)
                 bad_errors |= any(errors[done]) or not all(errors[failed])
             elif values.dtype.kind == "f":
-                finite = np.isfinite(values[done]).reshape(int(done.sum()), -1).all(axis=1)
+                finite = np.isfinite(values[done]).all(axis=tuple(range(1, values.ndim)))
                 not_finite += (rows.start + np.flatnonzero(done)[~finite]).tolist()
         if bad_errors:
             report.problems.append(f"{where}: error messages on done rows or failed rows without one")

@@ -124,7 +124,7 @@ def test_bad_frame_is_recorded_failed_rest_completes(tmp_path, client):
     frames = [carbon_frame(4, seed=i) for i in range(5)]
     frames[2].set_cell(frames[2].cell.array + [[0, 0.7, 0], [0, 0, 0], [0, 0, 0]], scale_atoms=False)
     ase.io.write(tmp_path / "f.xyz", frames, format="extxyz")
-    path = make_store(tmp_path / "s.zarr", tmp_path / "f.xyz")
+    path = make_store(tmp_path / "s.zarr", tmp_path / "f.xyz", chunk_size=1)  # a chunk with no done row
     report = featurize(path, PH(), client, progress=False)
     assert report.computed == 4 and [(r, "triclinic" in e) for _, r, e in report.failures] == [(2, True)]
     d = open_store(path).descriptor("C64", PH().group).load()
