@@ -9,7 +9,9 @@ Layout (see ARCHITECTURE.md for the invariants)::
           records/c<chunk>          ragged per-chunk output (e.g. persistence diagrams)
 
 Every array that has a ``snapshot`` dimension is chunked along it by the store-wide
-``chunk_size``; a featurize task owns whole chunks, so no two tasks ever write one chunk.
+``chunk_size``; a featurize task owns whole chunks, so no two tasks ever write one chunk. The
+exception is the frames table's per-snapshot scalars (energy, density, keys), which only ingest
+writes: they are chunked by ``TABLE_ROWS``, so reading a whole column is a few chunk reads.
 A collection's attribute ``n_snapshots`` is the commit marker of ingest: rows past it (left by
 an interrupted append) are invisible and are overwritten by the next ingest.
 """
@@ -39,6 +41,7 @@ DEFAULT_CHUNK_SIZE = 32
 FRAMES = "frames"
 RECORDS = "records"
 LOCK = ".phstore-writer.lock"
+TABLE_ROWS = 4096  # snapshots per chunk of the frames table's 1-D columns
 
 # Status codes of a descriptor row.
 PENDING, DONE, FAILED = 0, 1, 2
@@ -358,7 +361,8 @@ class FeatureStore:
         n_new = frames.sizes[SNAPSHOT]
         if n_new == 0:
             return
-        chunks = {v: (self.chunk_size, *frames[v].shape[1:]) for v in frames.data_vars}
+        chunks = {v: (self.chunk_size, *frames[v].shape[1:]) if frames[v].ndim > 1 else (TABLE_ROWS,)
+                  for v in frames.data_vars}
         if collection not in self.collections:
             self._root.create_group(collection, attributes={**attrs, "n_snapshots": 0})
         n = self.n_snapshots(collection)

@@ -11,6 +11,8 @@ from phstore.descriptors import PH, PHParams
 from phstore.featurize import featurize
 from phstore.ingest import ingest
 from phstore.store import DONE
+from phstore.training import data
+from phstore.training.data import descriptor_group, read_features
 from phstore.training.modeldir import load_model_dir
 from phstore.training.ridge import RidgeConfig, train_ridge
 from phstore.training.split import Split
@@ -164,3 +166,16 @@ def test_collections_with_different_variants_are_refused(mixed, tmp_path, client
     key = PH(PHParams(bins=16)).provenance()["key"]
     with pytest.raises(ValueError, match="hold different descriptor variants"):
         train_ridge(mixed, ["C64", "C125"], tmp_path / "m", descriptor_keys=(key,))
+
+
+def test_features_read_block_by_block_equal_the_dataset(mixed, monkeypatch):
+    """Rows in any order, across collections, blocks and several sources, as float64 or float32."""
+    monkeypatch.setattr(data, "READ_CHUNKS", 1)  # blocks of one 4-row chunk
+    store = open_store(mixed)
+    group = descriptor_group(store, "C64", "ph", [PH().provenance()["key"]])
+    parts = [("C125", np.arange(6)), ("C64", np.array([5, 0, 4, 2])), ("C64", np.array([3]))]
+    expected = np.concatenate([store.descriptor(c, group)["histogram"].values[rows].reshape(len(rows), -1) for c, rows in parts])
+    for dtype in (np.float64, np.float32):
+        X = read_features(store, parts, [(group, "histogram"), (group, "histogram")], dtype)
+        assert X.dtype == dtype and X.shape == (11, 2 * 128 * 128)
+        np.testing.assert_array_equal(X, np.concatenate([expected, expected], axis=1).astype(dtype))

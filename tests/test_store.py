@@ -6,7 +6,7 @@ import pytest
 
 from phstore import open_store
 from phstore.ingest import ingest
-from phstore.store import FeatureStore, StoreError
+from phstore.store import FRAMES, TABLE_ROWS, FeatureStore, StoreError
 
 
 @pytest.fixture
@@ -35,6 +35,15 @@ def test_sel_is_lazy_and_reads_only_needed_chunks(store):
     reads = {k[1] for k in graph if isinstance(k, tuple) and "open_dataset-positions" in str(k[0])}
     assert reads == {2}  # only the chunk that holds it, of the three
     np.testing.assert_array_equal(pos.shape, (1, 64, 3))
+
+
+def test_frames_table_chunking(store):
+    """Per-atom and cell arrays are chunked like the descriptors; the 1-D columns by TABLE_ROWS."""
+    (coll,) = store.collections
+    arrays = dict(store.zarr_group(coll)[FRAMES].arrays())
+    assert {"positions", "cell", "energy_per_atom", "density", "trajectory"} <= set(arrays)
+    for name, arr in arrays.items():
+        assert arr.chunks[0] == (TABLE_ROWS if arr.ndim == 1 else 4), name
 
 
 def test_several_collections_need_a_choice(store, tmp_path):

@@ -88,24 +88,35 @@ def feature_sources(store: FeatureStore, collections: Sequence[str], features: S
 Parts = Sequence[tuple[str, np.ndarray]]
 
 
+#: Store chunks read at a time by :func:`read_features`: bounds its temporary copy.
+READ_CHUNKS = 8
+
+
 def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str, str]],
                   dtype: type = np.float64) -> np.ndarray:
     """The features of every part's rows, each source flattened per snapshot and concatenated
     (``dtype``: float64 for the Ridge fit, float32 for the networks); rows follow the order of
-    ``parts``. Reads Zarr directly, one region per part, into one array allocated once."""
+    ``parts``. Reads Zarr directly into one array allocated once, ``READ_CHUNKS`` store chunks
+    at a time, so besides the result only one block is in memory."""
     total = sum(len(rows) for _, rows in parts)
     out: np.ndarray | None = None
-    start = 0
+    start, step = 0, store.chunk_size * READ_CHUNKS
     for coll, rows in parts:
-        if not len(rows):
-            continue
-        region = slice(int(rows.min()), int(rows.max()) + 1)
-        whole = len(rows) == region.stop - region.start and bool((np.diff(rows) > 0).all())  # no copy to pick rows
-        xs = [store.read_rows(coll, g, region, [v])[v][slice(None) if whole else rows - region.start].reshape(len(rows), -1)
-              for g, v in sources]
-        if out is None:
-            out = np.empty((total, sum(x.shape[1] for x in xs)), dtype=dtype)
-        np.concatenate(xs, axis=1, out=out[start:start + len(rows)])
+        blocks = np.asarray(rows) // step
+        for block in np.unique(blocks):
+            pos = np.flatnonzero(blocks == block)
+            picked = rows[pos]
+            region = slice(int(picked.min()), int(picked.max()) + 1)
+            whole = len(pos) == region.stop - region.start and bool((np.diff(picked) > 0).all())  # no copy to pick rows
+            xs = [store.read_rows(coll, g, region, [v])[v][slice(None) if whole else picked - region.start].reshape(len(pos), -1)
+                  for g, v in sources]
+            if out is None:
+                out = np.empty((total, sum(x.shape[1] for x in xs)), dtype=dtype)
+            target = slice(start + pos[0], start + pos[-1] + 1) if pos[-1] - pos[0] + 1 == len(pos) else start + pos
+            col = 0
+            for x in xs:
+                out[target, col:col + x.shape[1]] = x
+                col += x.shape[1]
         start += len(rows)
     if out is None:
         raise ValueError("no snapshots to read features of")
