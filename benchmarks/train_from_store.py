@@ -139,12 +139,12 @@ def main() -> None:
         print(f"{'model':9s} {'from store':>12s} {'in memory':>12s} {'ratio':>6s}  (target ≥ 0.9×)")
 
         models = args.models.split(",")
-        pairs = []
-        hist64 = hist.astype(np.float64) if "ridge" in models else None
-        for r in range(args.rounds if "ridge" in models else 0):
-            spent = train_ridge(path, COLLECTION, work / f"ridge{r}").metrics["seconds"]
-            pairs.append((spent["read"] + spent["fit"], ridge_in_memory(hist64, y, data.train)))
-        if pairs:
+        if "ridge" in models:
+            pairs = []
+            hist64 = hist.astype(np.float64)
+            for r in range(args.rounds):
+                spent = train_ridge(path, COLLECTION, work / f"ridge{r}").metrics["seconds"]
+                pairs.append((spent["read"] + spent["fit"], ridge_in_memory(hist64, y, data.train)))
             s, m = np.median(pairs, axis=0)
             print(f"{'ridge':9s} {s:10.2f} s {m:10.2f} s {np.median([b / a for a, b in pairs]):5.2f}×  "
                   f"(read + fit of {len(data.train)} × {hist.shape[1]}; the fit alone: {spent['fit']:.2f} s)")
