@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from harness import make_store, phstore_run, started_cluster
+from harness import add_work_option, make_store, phstore_run, started_cluster, work_dir
 from featurize_ph import _warm
 from phstore import open_store
 from phstore.cluster import ClusterOptions
@@ -35,12 +34,12 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--chunk-size", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
+    add_work_option(ap)
     args = ap.parse_args()
     reason = install()
     if reason:
         raise SystemExit(f"cannot run SLURM here: {reason}")
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        work = Path(tmp)
+    with work_dir(args.work) as work, ExitStack() as stack:
         store = make_store(work, args.frames, args.chunk_size)
         n = open_store(store).n_snapshots("C216")
         print(f"{n} frames of 216 atoms, chunks of {args.chunk_size}")

@@ -14,14 +14,14 @@ processes at once, printed last.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from harness import bare_loop, compare, machine_scaling, make_store, phstore_run, report_bare, started_cluster
+from harness import (add_work_option, bare_loop, compare, machine_scaling, make_store, phstore_run, report_bare,
+                     started_cluster, work_dir)
 from phstore import open_store
 from phstore.compat import import_homcloud
 from phstore.descriptors import PH
@@ -54,12 +54,13 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bare", type=Path, help=argparse.SUPPRESS)  # internal: run the bare loop on a store
+    add_work_option(parser)
     args = parser.parse_args()
     if args.bare:
         report_bare(_bare(args.bare))
         return
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        store = make_store(Path(tmp), args.frames, args.chunk_size)
+    with work_dir(args.work) as work, ExitStack() as stack:
+        store = make_store(work, args.frames, args.chunk_size)
         n = open_store(store).n_snapshots("C216")
         print(f"frames: {n} x 216 atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}, {args.rounds} rounds")
         clients = {w: started_cluster(stack, w, _warm) for w in (1, 2)}

@@ -14,15 +14,14 @@ The SchNet model is untrained (0 epochs): the embedding costs the same as a trai
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from harness import (bare_loop, compare, make_store, phstore_run, report_bare, started_cluster,
-                     worker_peak_rss)
+from harness import (add_work_option, bare_loop, compare, make_store, phstore_run, report_bare, started_cluster,
+                     work_dir, worker_peak_rss)
 from phstore import open_store
 from phstore.descriptors import SOAP, Descriptor, SchNet
 from phstore.store import FeatureStore
@@ -84,13 +83,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])
     parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)  # internal: soap|schnet STORE [MODEL]
+    add_work_option(parser)
     args = parser.parse_args()
     if args.bare:
         kind, *paths = args.bare
         report_bare(_bare_soap(Path(paths[0])) if kind == "soap" else _bare_schnet(*map(Path, paths)))
         return
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        work = Path(tmp)
+    with work_dir(args.work) as work, ExitStack() as stack:
         clients = {w: started_cluster(stack, w, _warm) for w in (1, 2)}
         idle = {w: worker_peak_rss(c) for w, (c, _) in clients.items()}
         for w, (_, startup) in clients.items():

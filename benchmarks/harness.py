@@ -7,17 +7,19 @@ loop and the phstore runs back to back in rounds and report the median of per-ro
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from distributed import Client
@@ -29,15 +31,35 @@ from phstore.generate import GenerateConfig, MeltQuench, generate
 from phstore.ingest import ingest
 
 
+def add_work_option(parser: argparse.ArgumentParser) -> None:
+    """``--work DIR``: where generated frames and stores live (see ``work_dir``)."""
+    parser.add_argument("--work", type=Path, help="keep generated frames and stores in DIR and reuse them "
+                        "on later runs with the same sizes (default: a temporary directory)")
+
+
+@contextmanager
+def work_dir(path: Path | None) -> Iterator[Path]:
+    """``path`` (created, kept afterwards) or a temporary directory removed on exit."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
+
+
 def make_store(work: Path, n_frames: int, chunk_size: int, natoms: int = 216) -> Path:
     """About ``n_frames`` Tersoff melt-quench frames of ``natoms`` atoms at 2.4 g/cm³ in a store
-    (collection ``C<natoms>``)."""
+    (collection ``C<natoms>``); a store already made in ``work`` with the same sizes is reused."""
+    store = work / f"store{natoms}-{n_frames}x{chunk_size}.zarr"
+    if store.exists():
+        return store
     per_run = MeltQuench().scaled(0.2)
     runs = -(-n_frames // sum(per_run.frames))
     config = replace(GenerateConfig.demo(), densities=(2.4,), runs=runs, natoms=natoms, crystal=False)
-    generate(work / f"data{natoms}", config, progress=False)
-    store = work / f"store{natoms}.zarr"
-    ingest(store, [work / f"data{natoms}"], chunk_size=chunk_size, progress=False)
+    data = work / f"data{natoms}-{n_frames}"
+    generate(data, config, progress=False)
+    ingest(store, [data], chunk_size=chunk_size, progress=False)
     return store
 
 
@@ -75,7 +97,8 @@ def worker_peak_rss(client: Client) -> float:
 
 
 def phstore_run(store: Path, client: Client, descriptor: Descriptor, n_frames: int) -> float:
-    """Frames/s of ``featurize`` on a fresh copy of the store."""
+    """Frames/s of ``featurize`` on a fresh copy of the store; prints where the workers' time went
+    (the descriptor, the task's store reads and writes, and the rest: scheduling, idle workers)."""
     copy = store.parent / "store-run.zarr"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(store, copy)
@@ -83,6 +106,11 @@ def phstore_run(store: Path, client: Client, descriptor: Descriptor, n_frames: i
     report = featurize(copy, descriptor, client, progress=False)
     elapsed = time.perf_counter() - start
     assert report.computed == n_frames and not report.failures and not report.errors, report.failures[:3]
+    workers = len(client.scheduler_info()["workers"])
+    per_frame = {"descriptor": report.compute_seconds, "store I/O": report.task_seconds - report.compute_seconds,
+                 "outside tasks": elapsed * workers - report.task_seconds}
+    print(f"    {workers} worker(s), worker ms/frame: "
+          + ", ".join(f"{k} {1000 * v / n_frames:.1f}" for k, v in per_frame.items()))
     return n_frames / elapsed
 
 

@@ -23,13 +23,15 @@ from phstore.store import DONE, FAILED, PENDING, FeatureStore
 
 @dataclass
 class ChunkReport:
-    """What one task did: rows computed, rows that failed (with reasons), seconds spent."""
+    """What one task did: rows computed, rows that failed (with reasons), seconds spent in the
+    whole task and in the descriptor alone (the rest is store reads and writes)."""
 
     collection: str
     chunk: int
     computed: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
+    compute_seconds: float = 0.0
 
 
 @dataclass
@@ -49,6 +51,16 @@ class FeaturizeReport:
     def failures(self) -> list[tuple[str, int, str]]:
         return [(c.collection, row, reason) for c in self.chunks for row, reason in c.failed]
 
+    @property
+    def task_seconds(self) -> float:
+        """Seconds of all tasks together (worker time, store I/O included)."""
+        return sum(c.seconds for c in self.chunks)
+
+    @property
+    def compute_seconds(self) -> float:
+        """Seconds spent in the descriptor itself, all tasks together."""
+        return sum(c.compute_seconds for c in self.chunks)
+
 
 def featurize_chunk(
     store_path: str, collection: str, descriptor: Descriptor, chunk: int, retry_failed: bool = False
@@ -64,7 +76,7 @@ def featurize_chunk(
     cs = store.chunk_size
     rows = slice(chunk * cs, min(store.n_snapshots(collection), (chunk + 1) * cs))
     specs = descriptor.variables(int(store.collection_attrs(collection)["natoms"]))
-    current = store.read_rows(collection, group, rows, ["status", "error"])
+    current = store.read_rows(collection, group, rows, ["status"])
     todo = current["status"] == PENDING
     if retry_failed:
         todo |= current["status"] == FAILED
@@ -74,11 +86,14 @@ def featurize_chunk(
     idx = np.flatnonzero(todo)
     if todo.all():  # the usual case: nothing in the chunk to keep, so nothing to read
         n = rows.stop - rows.start
+        current["error"] = np.full(n, "", dtype=object)
         current.update({k: np.full((n, *v.shape), v.fill, dtype=v.dtype) for k, v in specs.items()})
     else:
-        current.update(store.read_rows(collection, group, rows, list(specs)))
+        current.update(store.read_rows(collection, group, rows, ["error", *specs]))
     atoms = store.atoms(collection, rows)
+    compute_start = time.perf_counter()
     results = descriptor.compute_batch([atoms[i] for i in idx])
+    report.compute_seconds = time.perf_counter() - compute_start
     new_records = []
     for i, res in zip(idx, results):
         if res.error is not None:
