@@ -66,12 +66,17 @@ _held: dict[Path, int] = {}  # writer locks this process holds, with their nesti
 
 @dataclass(frozen=True)
 class VariableSpec:
-    """One per-snapshot output array of a descriptor: ``(snapshot, *dims)`` of ``shape``."""
+    """One per-snapshot output array of a descriptor: ``(snapshot, *dims)`` of ``shape``.
+
+    ``compressed=False`` stores the chunks raw: for dense float output that barely compresses
+    (per-atom SOAP: zstd gains 1.12× and makes writes 2× and reads 3× slower).
+    """
 
     dims: tuple[str, ...]
     shape: tuple[int, ...]
     dtype: str
     fill: Any
+    compressed: bool = True
 
 
 def _open_root(path: Path, mode: str) -> zarr.Group:
@@ -425,9 +430,10 @@ class FeatureStore:
                 da.full((n, *spec.shape), spec.fill, dtype=spec.dtype, chunks=(cs, *spec.shape)),
             )
         template = xr.Dataset(data, attrs={"provenance": provenance})
+        raw = {name: {"compressors": None} for name, spec in variables.items() if not spec.compressed}
         template.to_zarr(
             str(self.path), group=f"{collection}/{group}", mode="w", zarr_format=3,
-            consolidated=False, compute=False, encoding={"error": {"chunks": (cs,)}},
+            consolidated=False, compute=False, encoding={"error": {"chunks": (cs,)}, **raw},
         )
 
     def _extend(self, group: str, n: int) -> None:

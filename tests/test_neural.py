@@ -76,6 +76,23 @@ def test_stream_reads_one_chunk_at_a_time_and_covers_every_row(store):
     assert 0 < len(small._cache) <= 2 and small._cached_bytes <= small.cache_bytes  # the rest is streamed
 
 
+@pytest.mark.parametrize("cache_chunks", [0, 1, 100], ids=["streamed", "partly-cached", "cached"])
+def test_standardized_stream_yields_zscores_of_the_stored_rows(store, cache_chunks):
+    s = open_store(store)
+    data = TrainingData.select(s, "C125", None, Split())
+    source = [(SOAP().group, "mean")]
+    raw = s.descriptor("C125", SOAP().group)["mean"].values[data.parts[0][1]].astype(np.float32)
+    mean, scale = torch.tensor(raw.mean(0)), torch.tensor(raw.std(0) + 1.0)
+    stream = ChunkStream(s, data.parts, source, cache_bytes=cache_chunks * 4 * 360 * s.chunk_size)
+    list(stream.batches(data.train, 3))  # fill the cache (as the statistics pass does) before standardising
+    stream.standardize(mean, scale)
+    for _ in range(2):  # chunks from the cache, the gathered tensor or the store
+        for pos, x in stream.batches(np.arange(len(raw)), 5, np.random.default_rng(0)):
+            np.testing.assert_allclose(x.numpy(), (raw[pos.numpy()] - mean.numpy()) / scale.numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(RuntimeError, match="already standardised"):
+        stream.standardize(mean, scale)
+
+
 @pytest.mark.parametrize("config", [NeuralConfig.cnn(epochs=3, batch_size=4), NeuralConfig.soap_mlp(epochs=30, batch_size=4),
                                     NeuralConfig.ph_soap(epochs=30, batch_size=4)], ids=["cnn", "soap-mlp", "ph-soap"])
 def test_training_writes_a_complete_model(store, tmp_path, config):

@@ -96,7 +96,8 @@ class ChunkStream:
     Chunks read are kept on the device up to ``cache_bytes``; once every chunk is there they
     become one tensor, so later epochs of a store that fits read no Zarr and copy one index per
     epoch to the device. A larger store is read again each epoch, holding no more than the
-    budget plus one chunk and one batch.
+    budget plus one chunk and one batch. After :meth:`standardize` rows come out z-scored,
+    computed once per chunk read (once in all for a cached store), not once per batch.
     """
 
     def __init__(self, store: FeatureStore, parts: Parts, sources: list[tuple[str, str]], device: str = "cpu",
@@ -115,6 +116,7 @@ class ChunkStream:
         self._cache: dict = {}
         self._cached_bytes = 0
         self._all = None  # every row, by position, once all chunks are cached
+        self._zscore = None  # (mean, scale) on the device once standardize() is called
 
     def _chunk(self, key: tuple[int, int]):
         """Features of every row of one (part, chunk), from the cache or the store."""
@@ -124,6 +126,8 @@ class ChunkStream:
             return self._cache[key]
         coll, rows = self.parts[key[0]][0], self.by_chunk[key][1]
         x = torch.from_numpy(read_features(self.store, [(coll, rows)], self.sources, np.float32)).to(self.device)
+        if self._zscore is not None:
+            x.sub_(self._zscore[0]).div_(self._zscore[1])
         if self._cached_bytes + x.nbytes <= self.cache_bytes:
             self._cache[key] = x
             self._cached_bytes += x.nbytes
@@ -139,6 +143,15 @@ class ChunkStream:
             for key, x in self._cache.items():
                 self._all[torch.from_numpy(self.by_chunk[key][0]).to(first.device)] = x
             self._cache = {}
+
+    def standardize(self, mean, scale) -> None:
+        """From now on yield ``(x - mean) / scale`` (float32 on the device); rows already cached
+        are standardised in place, once."""
+        if self._zscore is not None:
+            raise RuntimeError("the stream is already standardised")
+        self._zscore = mean.float().to(self.device), scale.float().to(self.device)
+        for x in [*self._cache.values(), *([self._all] if self._all is not None else [])]:
+            x.sub_(self._zscore[0]).div_(self._zscore[1])
 
     def batches(self, subset: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[tuple]:
         """``subset`` (positions) in batches of ``batch_size`` (the last may be smaller), filled
@@ -182,15 +195,15 @@ class ChunkStream:
         self._gather_cache()
 
 
-def _forward(net, stream: ChunkStream, subset: np.ndarray, mean, scale) -> np.ndarray:
-    """The network's (standardised) output for positions ``subset`` of the stream's rows."""
+def _forward(net, stream: ChunkStream, subset: np.ndarray) -> np.ndarray:
+    """The network's (standardised) output for positions ``subset`` of the (standardised) stream's rows."""
     import torch
 
     out = np.full(stream.n, np.nan)
     net.eval()
     with torch.no_grad():
         for pos, x in stream.batches(subset, 256):
-            out[pos.cpu().numpy()] = net((x - mean) / scale).squeeze(1).cpu().numpy()
+            out[pos.cpu().numpy()] = net(x).squeeze(1).cpu().numpy()
     return out
 
 
@@ -209,8 +222,9 @@ def predict_neural(model: ModelDir, store: FeatureStore, collection: str, rows: 
     mean, scale = state.pop("input_mean").float(), state.pop("input_scale").float()
     net.load_state_dict(state)
     stream = ChunkStream(store, [(collection, rows)], model_sources(model, store, collection))
+    stream.standardize(mean, scale)
     target = model.config["target"]
-    return _forward(net, stream, np.arange(len(rows)), mean, scale) * target["std"] + target["mean"]
+    return _forward(net, stream, np.arange(len(rows))) * target["std"] + target["mean"]
 
 
 def train_neural(
@@ -254,11 +268,11 @@ def train_neural(
                                  weight_decay=config.weight_decay)
                  if config.optimizer == "sgd" else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=0.5)
-    mean_t, scale_t = mean.float().to(device), scale.float().to(device)
+    stream.standardize(mean, scale)
     y = torch.tensor((data.target - y_mean) / y_std, dtype=torch.float32, device=device)
 
     def predict(subset: np.ndarray) -> np.ndarray:
-        return _forward(net, stream, subset, mean_t, scale_t) * y_std + y_mean
+        return _forward(net, stream, subset) * y_std + y_mean
 
     rng = np.random.default_rng(split.seed)
     history = []
@@ -266,19 +280,20 @@ def train_neural(
                       disable=not progress):
         started = time.perf_counter()
         net.train()
-        squared = torch.zeros((), device=device)  # the epoch's loss summed over snapshots (no sync per batch)
+        losses, sizes = [], []  # each batch's mean loss, kept on the device (no sync per batch)
         for pos, x in stream.batches(data.train, config.batch_size, rng):
             optimizer.zero_grad()
-            pred = net((x - mean_t) / scale_t).squeeze(1)
-            loss = torch.nn.functional.mse_loss(pred, y[pos])
+            loss = torch.nn.functional.mse_loss(net(x).squeeze(1), y[pos])
             loss.backward()
             optimizer.step()
-            squared += loss.detach() * len(pos)
+            losses.append(loss.detach())
+            sizes.append(len(pos))
+        squared = float(torch.stack(losses) @ torch.tensor(sizes, dtype=torch.float32, device=device))
         schedule.step()
         test = predict(data.test)[data.test]
         history.append({
             "epoch": epoch + 1,
-            "train_rmse_mev": float(np.sqrt(float(squared) / len(data.train)) * y_std * 1000),
+            "train_rmse_mev": float(np.sqrt(squared / len(data.train)) * y_std * 1000),
             "test_rmse_mev": regression_metrics(data.target[data.test], test)["rmse_mev"],
             "seconds": time.perf_counter() - started,
         })
