@@ -74,9 +74,8 @@ def featurize_chunk(
     store = FeatureStore(store_path, mode="a")
     group = descriptor.group
     cs = store.chunk_size
-    attrs = store.collection_attrs(collection)
-    rows = slice(chunk * cs, min(int(attrs.get("n_snapshots", 0)), (chunk + 1) * cs))
-    specs = descriptor.variables(int(attrs["natoms"]))
+    rows = slice(chunk * cs, min(store.n_snapshots(collection), (chunk + 1) * cs))
+    specs = descriptor.variables(int(store.collection_attrs(collection)["natoms"]))
     current = store.read_rows(collection, group, rows, ["status"])
     todo = current["status"] == PENDING
     if retry_failed:
