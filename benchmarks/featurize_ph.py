@@ -14,31 +14,30 @@ processes at once, printed last.
 from __future__ import annotations
 
 import argparse
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from harness import (add_work_option, bare_loop, compare, machine_scaling, make_store, phstore_run, report_bare,
-                     started_cluster, work_dir)
+                     started_cluster, timed_batches, work_dir)
 from phstore import open_store
 from phstore.compat import import_homcloud
 from phstore.descriptors import PH
 
 
-def _bare(store: Path) -> float:
+def _bare(store: Path, chunk_size: int) -> tuple[float, float]:
     hc = import_homcloud()
     frames = open_store(store).frames("C216").load()
-    positions, cells = frames.positions.values, frames.cell.values
-    hc.PDList.from_alpha_filtration(positions[0] % np.diag(cells[0]), periodicity=[(0, L) for L in np.diag(cells[0])])
-    start = time.perf_counter()
-    for pos, cell in zip(positions, cells):
-        L = np.diag(cell)
-        pd = hc.PDList.from_alpha_filtration(pos % L, periodicity=[(0, x) for x in L]).dth_diagram(1)
-        hist, _, _ = np.histogram2d(pd.births, pd.deaths, bins=128, range=[[0, 8], [0, 8]])
-        _ = hist / hist.sum()
-    return len(positions) / (time.perf_counter() - start)
+
+    def work(batch: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for pos, cell in batch:
+            L = np.diag(cell)
+            pd = hc.PDList.from_alpha_filtration(pos % L, periodicity=[(0, x) for x in L]).dth_diagram(1)
+            hist, _, _ = np.histogram2d(pd.births, pd.deaths, bins=128, range=[[0, 8], [0, 8]])
+            _ = hist / hist.sum()
+
+    return timed_batches(list(zip(frames.positions.values, frames.cell.values)), chunk_size, work)
 
 
 def _warm() -> None:
@@ -53,11 +52,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--chunk-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--bare", type=Path, help=argparse.SUPPRESS)  # internal: run the bare loop on a store
+    parser.add_argument("--bare", help=argparse.SUPPRESS)  # internal: run the bare loop on a store
     add_work_option(parser)
     args = parser.parse_args()
     if args.bare:
-        report_bare(_bare(args.bare))
+        report_bare(_bare(Path(args.bare), args.chunk_size))
         return
     with work_dir(args.work) as work, ExitStack() as stack:
         store = make_store(work, args.frames, args.chunk_size)
@@ -67,7 +66,7 @@ def main() -> None:
         for w, (_, startup) in clients.items():
             print(f"cluster of {w} worker(s): start + HomCloud warm-up {startup:.1f} s (not in the rates)")
         compare(
-            "ph", args.rounds, lambda: bare_loop(__file__, str(store))[0],
+            "ph", args.rounds, lambda: bare_loop(__file__, str(store), "--chunk-size", str(args.chunk_size))[0],
             {w: (lambda c=c: phstore_run(store, c, PH(), n)) for w, (c, _) in clients.items()},
             {1: 0.95, 2: 1.8},
         )

@@ -9,19 +9,19 @@ processes against the size of all per-atom output, which no process may hold who
 The SchNet model is untrained (0 epochs): the embedding costs the same as a trained one's.
 
     python benchmarks/featurize_soap_schnet.py [--frames 120] [--chunk-size 16] [--rounds 2] [--natoms 216 512]
+        [--descriptors soap schnet]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from harness import (add_work_option, bare_loop, compare, make_store, phstore_run, report_bare, started_cluster,
-                     work_dir, worker_peak_rss)
+                     timed_batches, work_dir, worker_peak_rss)
 from phstore import open_store
 from phstore.descriptors import SOAP, Descriptor, SchNet
 from phstore.store import FeatureStore
@@ -34,36 +34,38 @@ def _frames(store: Path):
     return s.atoms(coll, slice(0, s.n_snapshots(coll)))
 
 
-def _bare_soap(store: Path) -> float:
+def _bare_soap(store: Path, chunk_size: int) -> tuple[float, float]:
     from dscribe.descriptors import SOAP as DScribeSOAP
 
-    frames = _frames(store)
     soap = DScribeSOAP(species=["C"], r_cut=4.1, n_max=8, l_max=9, sigma=0.16, periodic=True)
-    soap.create(frames[0])
-    start = time.perf_counter()
-    for atoms in frames:
-        x = soap.create(atoms)
-        _ = x.astype(np.float32), x.mean(axis=0)
-    return len(frames) / (time.perf_counter() - start)
+
+    def work(batch: list) -> None:
+        for atoms in batch:
+            x = soap.create(atoms)
+            _ = x.astype(np.float32), x.mean(axis=0)
+
+    return timed_batches(_frames(store), chunk_size, work)
 
 
-def _bare_schnet(store: Path, model: Path, batch_size: int = 8) -> float:
+def _bare_schnet(store: Path, chunk_size: int, model: Path, batch_size: int = 8) -> tuple[float, float]:
     import torch
 
     from phstore.training.modeldir import load_model_dir
     from phstore.training.schnet import architecture_of, build_schnet, converter, embed
 
-    frames = _frames(store)
     model_dir = load_model_dir(model)
     net = build_schnet(architecture_of(model_dir))
     net.load_state_dict(model_dir.state_dict())
     convert = converter(architecture_of(model_dir))
-    start = time.perf_counter()
-    with torch.no_grad():
-        for lo in range(0, len(frames), batch_size):
-            x = embed(net, convert(frames[lo:lo + batch_size])).numpy()
-            _ = [e.mean(axis=0) for e in np.split(x, np.cumsum([len(a) for a in frames[lo:lo + batch_size]])[:-1])]
-    return len(frames) / (time.perf_counter() - start)
+
+    def work(batch: list) -> None:
+        with torch.no_grad():
+            for lo in range(0, len(batch), batch_size):
+                frames = batch[lo:lo + batch_size]
+                x = embed(net, convert(frames)).numpy()
+                _ = [e.mean(axis=0) for e in np.split(x, np.cumsum([len(a) for a in frames])[:-1])]
+
+    return timed_batches(_frames(store), chunk_size, work)
 
 
 def _warm() -> None:
@@ -82,12 +84,14 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])
+    parser.add_argument("--descriptors", nargs="+", choices=["soap", "schnet"], default=["soap", "schnet"])
     parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)  # internal: soap|schnet STORE [MODEL]
     add_work_option(parser)
     args = parser.parse_args()
     if args.bare:
-        kind, *paths = args.bare
-        report_bare(_bare_soap(Path(paths[0])) if kind == "soap" else _bare_schnet(*map(Path, paths)))
+        kind, store, *model = args.bare
+        report_bare(_bare_soap(Path(store), args.chunk_size) if kind == "soap"
+                    else _bare_schnet(Path(store), args.chunk_size, Path(model[0])))
         return
     with work_dir(args.work) as work, ExitStack() as stack:
         clients = {w: started_cluster(stack, w, _warm) for w in (1, 2)}
@@ -97,21 +101,22 @@ def main() -> None:
         for natoms in args.natoms:
             store = make_store(work, args.frames, args.chunk_size, natoms)
             n = open_store(store).n_snapshots(f"C{natoms}")
-            model = work / f"schnet{natoms}"
-            train_schnet(store, f"C{natoms}", model, training=SchNetTraining(epochs=0), progress=False)
-            cases: list[tuple[str, Descriptor, tuple[str, ...]]] = [
-                ("soap", SOAP(), ("soap", str(store))),
-                ("schnet", SchNet.from_model(model), ("schnet", str(store), str(model))),
-            ]
+            cases: list[tuple[str, Descriptor, tuple[str, ...]]] = []
+            if "soap" in args.descriptors:
+                cases.append(("soap", SOAP(), ("soap", str(store))))
+            if "schnet" in args.descriptors:
+                model = work / f"schnet{natoms}"
+                train_schnet(store, f"C{natoms}", model, training=SchNetTraining(epochs=0), progress=False)
+                cases.append(("schnet", SchNet.from_model(model), ("schnet", str(store), str(model))))
             print(f"\nframes: {n} x {natoms} atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}")
             for name, descriptor, bare_args in cases:
                 per_atom = n * natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4 / 2**20
                 bare_rss = []
 
-                def bare() -> float:
-                    rate, rss = bare_loop(__file__, *bare_args)
+                def bare() -> tuple[float, float]:
+                    timing, rss = bare_loop(__file__, *bare_args, "--chunk-size", str(args.chunk_size))
                     bare_rss.append(rss)
-                    return rate
+                    return timing
 
                 compare(
                     f"{name} {natoms} atoms", args.rounds, bare,

@@ -124,9 +124,13 @@ class FeatureStore:
 
     def zarr_group(self, collection: str) -> zarr.Group:
         """The raw Zarr group of ``collection`` (also for checks that read every chunk: ``verify``)."""
-        if collection not in self.collections:
+        try:  # looked up directly: listing every collection costs a Zarr read per collection
+            group = self._root[collection]
+        except KeyError:
+            group = None
+        if "/" in collection or not isinstance(group, zarr.Group):
             raise KeyError(f"no collection {collection!r} in {self.path}; collections: {self.collections}")
-        return self._root[collection]
+        return group
 
     def n_snapshots(self, collection: str) -> int:
         """Committed snapshot count of a collection."""

@@ -63,6 +63,8 @@ def test_info_and_errors_say_what_to_do(store, tmp_path):
         open_store(tmp_path / "nothing.zarr")
     with pytest.raises(KeyError, match="collections: \\['C64'\\]"):
         store.frames("C999")
+    with pytest.raises(KeyError, match="no collection 'C64/frames'"):  # a group inside a collection is not one
+        store.frames(f"C64/{FRAMES}")
     with pytest.raises(StoreError, match="read-only"):
         store.add_rejected([])
     assert FeatureStore(store.path, mode="a").chunk_size == 4

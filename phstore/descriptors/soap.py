@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
 
 from phstore.descriptors.base import Descriptor, FrameResult
 from phstore.store import VariableSpec
@@ -71,7 +72,8 @@ class SOAP(Descriptor):
         }
 
     def compute(self, atoms: Atoms) -> FrameResult:
-        unknown = sorted(set(atoms.get_chemical_symbols()) - set(self.params.species))
+        known = {atomic_numbers[s] for s in self.params.species}
+        unknown = sorted(chemical_symbols[z] for z in set(np.unique(atoms.numbers).tolist()) - known)
         if unknown:
             return FrameResult.failed(
                 f"species {unknown} not in the SOAP species {list(self.params.species)}; "

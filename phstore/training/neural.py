@@ -202,8 +202,9 @@ def _forward(net, stream: ChunkStream, subset: np.ndarray) -> np.ndarray:
     out = np.full(stream.n, np.nan)
     net.eval()
     with torch.no_grad():
-        for pos, x in stream.batches(subset, 256):
-            out[pos.cpu().numpy()] = net(x).squeeze(1).cpu().numpy()
+        batches = [(pos, net(x).squeeze(1)) for pos, x in stream.batches(subset, 256)]
+    if batches:  # one copy from the device, not one per batch
+        out[torch.cat([p for p, _ in batches]).cpu().numpy()] = torch.cat([y for _, y in batches]).cpu().numpy()
     return out
 
 
