@@ -1,0 +1,90 @@
+"""Is dscribe's SOAP slower inside a Dask worker than in a plain process? (issue 3's open question)
+
+On a lent 16-core machine the worker's descriptor time ran 5–25 % above the bare loop's, while on
+a 2-vCPU VM the two match. This runs the same store chunks, interleaved, four ways and prints the
+fewest and the median ms per frame of each (noise only adds time, so compare the minima):
+
+* ``worker task``: ``featurize_chunk`` on a LocalCluster worker, its descriptor time only;
+* ``worker bare``: the bare dscribe loop on that worker;
+* ``process bare``: the bare loop in a fresh spawned process (no Dask in it);
+* ``process task``: ``featurize_chunk`` in that process.
+
+    python benchmarks/soap_in_worker.py [--frames 480] [--chunk-size 32] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from harness import add_work_option, make_store, started_cluster, work_dir
+from phstore.descriptors import SOAP
+from phstore.descriptors.soap import dscribe_soap
+from phstore.featurize import featurize_chunk
+from phstore.store import FeatureStore
+
+
+def _fresh_copy(store: Path, name: str) -> tuple[Path, str]:
+    """A copy of ``store`` with an empty SOAP group (every row pending); (path, collection)."""
+    copy = store.parent / name
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(store, copy)
+    s = FeatureStore(copy, mode="a")
+    collection = s.collections[0]
+    d = SOAP()
+    s.ensure_descriptor(collection, d.group, d.provenance(), d.variables(int(s.collection_attrs(collection)["natoms"])))
+    return copy, collection
+
+
+def task(store: str, collection: str, chunk: int) -> float:
+    """ms per frame of the descriptor inside one ``featurize_chunk``."""
+    report = featurize_chunk(store, collection, SOAP(), chunk)
+    return 1000 * report.compute_seconds / report.computed
+
+
+def bare(store: str, collection: str, chunk: int) -> float:
+    """ms per frame of the bare dscribe loop (float32 copy and atom-mean, as phstore) on one chunk."""
+    s = FeatureStore(store)
+    frames = s.atoms(collection, slice(chunk * s.chunk_size, (chunk + 1) * s.chunk_size))
+    soap = dscribe_soap(SOAP().params)
+    start = time.perf_counter()
+    for atoms in frames:
+        x = soap.create(atoms)
+        _ = x.astype(np.float32), x.mean(axis=0)
+    return 1000 * (time.perf_counter() - start) / len(frames)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=480)
+    parser.add_argument("--chunk-size", type=int, default=32)
+    add_work_option(parser)
+    args = parser.parse_args()
+    with work_dir(args.work) as work, ExitStack() as stack:
+        store = make_store(work, args.frames, args.chunk_size)
+        on_worker, collection = _fresh_copy(store, "worker.zarr")
+        in_process, _ = _fresh_copy(store, "process.zarr")
+        for copy in (on_worker, in_process):
+            stack.callback(shutil.rmtree, copy, True)
+        client, _ = started_cluster(stack, 1, lambda: bare(str(store), collection, 0))
+        pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(1))
+        pool.apply(bare, (str(store), collection, 0))
+        times: dict[str, list[float]] = {"worker task": [], "worker bare": [], "process bare": [], "process task": []}
+        for chunk in range(-(-FeatureStore(store).n_snapshots(collection) // args.chunk_size)):
+            times["worker task"].append(client.submit(task, str(on_worker), collection, chunk, pure=False).result())
+            times["worker bare"].append(client.submit(bare, str(store), collection, chunk, pure=False).result())
+            times["process bare"].append(pool.apply(bare, (str(store), collection, chunk)))
+            times["process task"].append(pool.apply(task, (str(in_process), collection, chunk)))
+        print(f"{len(times['worker task'])} chunks of {args.chunk_size} frames of 216 atoms, interleaved; ms per frame:")
+        for label, t in times.items():
+            print(f"  {label:13s} min {min(t):6.1f}  median {np.median(t):6.1f}")
+
+
+if __name__ == "__main__":
+    main()
