@@ -73,7 +73,7 @@ class SOAP(Descriptor):
 
     def compute(self, atoms: Atoms) -> FrameResult:
         known = {atomic_numbers[s] for s in self.params.species}
-        unknown = sorted(chemical_symbols[z] for z in set(np.unique(atoms.numbers).tolist()) - known)
+        unknown = sorted(chemical_symbols[z] for z in set(atoms.numbers.tolist()) - known)
         if unknown:
             return FrameResult.failed(
                 f"species {unknown} not in the SOAP species {list(self.params.species)}; "
