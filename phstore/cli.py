@@ -340,6 +340,13 @@ def cmd_analyze_inverse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_worker_env(args: argparse.Namespace) -> int:
+    from phstore.cluster import worker_exports
+
+    print("\n".join(worker_exports()))
+    return 0
+
+
 def cmd_cluster_job_script(args: argparse.Namespace) -> int:
     from phstore.cluster import ClusterError, job_script
 
@@ -500,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = clusters.add_parser("job-script", help="print the job script each worker job would be submitted with")
     add_cluster_options(c)
     c.set_defaults(func=cmd_cluster_job_script)
+    c = clusters.add_parser("worker-env", help="print what phstore starts workers with (phstore.cluster.worker-env: glibc "
+                            "malloc settings; worker-config: Dask settings) as shell exports, for workers you start yourself")
+    c.set_defaults(func=cmd_cluster_worker_env)
 
     p = sub.add_parser("verify", help="read the whole store back and check it; exit 1 on any problem")
     p.add_argument("--store", required=True)

@@ -101,9 +101,11 @@ class IsolatedRunner:
 
     def _start(self) -> None:
         self._stderr = tempfile.TemporaryFile()
-        # Dask's nanny sets MALLOC_TRIM_THRESHOLD_ for its workers; in the child it only slows
-        # HomCloud's many small allocations (measured ~20 %), so the child runs without it.
-        env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+        from phstore.cluster import worker_env  # not at the top: the child imports this module
+
+        # phstore's malloc settings even under workers started elsewhere: Dask's own
+        # MALLOC_TRIM_THRESHOLD_ slows HomCloud's many small allocations (measured ~20 %).
+        env = os.environ | worker_env()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "phstore.isolation", *self.preload],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from distributed import Client
 
-from phstore.cluster import ClusterError, ClusterOptions, connect, job_script, profile, seconds
+from phstore.cluster import ClusterError, ClusterOptions, connect, job_script, profile, seconds, worker_config, worker_env, worker_exports
 from tests.helpers import ROOT, run
 
 DEPLOY = ROOT / "deploy"
@@ -42,7 +42,7 @@ def test_job_script_of_the_shipped_profiles(tmp_path):
         assert script.startswith("#!/usr/bin/env bash")
         assert "--nthreads 1 --memory-limit" in script and f"--nworkers {config['cores']}" in script
         assert "--protocol tls://" in script and "--tls-key" in script
-        for line in config["job-script-prologue"]:
+        for line in [*config["job-script-prologue"], *worker_exports()]:
             assert line in script
         args = config["worker-extra-args"]
         assert seconds(args[args.index("--lifetime") + 1]) < seconds(config["walltime"])
@@ -87,3 +87,55 @@ def test_default_local_cluster_listens_on_loopback_only(client):
     for pid in pids:  # every socket a worker process listens on is bound to loopback
         listening = [c.laddr.ip for c in psutil.Process(pid).net_connections("inet") if c.status == psutil.CONN_LISTEN]
         assert listening and all(ip == "127.0.0.1" for ip in listening), listening
+
+
+def test_workers_start_with_phstore_settings(client):
+    """Workers run with phstore.cluster.worker-config (fewer background wake-ups) and are spawned
+    with phstore.cluster.worker-env, so a SOAP frame in a worker no longer faults its buffers in
+    again (Dask's own setting: ~800 page faults per 216-atom frame); a null in the config drops
+    an entry."""
+    import platform
+    import resource
+
+    from ase.build import bulk
+
+    from phstore.descriptors import SOAP
+
+    config = worker_config()
+    assert config["distributed.worker.profile.interval"] == "100ms" and config["distributed.worker.daemon"] is False
+    assert all(c == config for c in client.run(lambda: {k: dask.config.get(k) for k in config}).values())
+    env = worker_env()
+    assert env["MALLOC_MMAP_MAX_"] == "0"
+    assert all(e == env for e in client.run(lambda: {k: os.environ.get(k) for k in env}).values())
+
+    def soap_faults() -> list[int]:
+        atoms = bulk("C", "diamond", a=3.567, cubic=True).repeat(3)
+        atoms.rattle(0.1, seed=0)
+        faults = []
+        for _ in range(12):  # the first calls grow the heap to its working size
+            before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+            SOAP().compute(atoms)
+            faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+        return faults
+
+    if platform.libc_ver()[0] == "glibc":
+        faults = client.submit(soap_faults, pure=False).result()
+        assert sorted(faults[1:])[5] < 100, faults  # the median; ~800 with Dask's MALLOC_TRIM_THRESHOLD_
+    with dask.config.set({"phstore.cluster.worker-env.MALLOC_ARENA_MAX": None,
+                          "phstore.cluster.worker-config.distributed.admin.tick.interval": None}):
+        assert "MALLOC_ARENA_MAX" not in worker_env() and "MALLOC_MMAP_MAX_" in worker_env()
+        assert "distributed.admin.tick.interval" not in worker_config()
+        assert "export DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL=100ms" in worker_exports()
+
+
+def test_descriptor_children_keep_freed_memory_under_any_worker(monkeypatch):
+    """An isolated HomCloud child gets phstore's malloc settings even where its parent has Dask's
+    (workers phstore did not start)."""
+    from phstore.isolation import IsolatedRunner
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    runner = IsolatedRunner()
+    try:
+        assert {k: runner.call("os:getenv", k) for k in worker_env()} == worker_env()
+    finally:
+        runner.close()
