@@ -2,8 +2,9 @@
 
 For each size, Tersoff melt-quench frames are generated (LAMMPS) into a store. Per descriptor,
 a bare loop (dscribe / schnetpack called directly on the stored frames, one single-threaded
-process) is compared with phstore on 1 and 2 Dask workers (store reads, per-atom and atom-mean
-writes). Target (issue 3): ≥ 0.95× the bare loop per core. Memory: the peak RSS of the worker
+process with glibc's default malloc, as a user's own script) is compared with phstore on 1 and 2
+Dask workers (store reads, per-atom and atom-mean writes), started for that descriptor only: a
+SOAP worker never loads torch, as in a real SOAP run. Target (issue 3): ≥ 0.95× the bare loop per core. Memory: the peak RSS of the worker
 processes against the size of all per-atom output, which no process may hold whole.
 
 The SchNet model is untrained (0 epochs): the embedding costs the same as a trained one's.
@@ -77,14 +78,27 @@ def _bare_schnet(store: Path, chunk_size: int, model: Path, batch_size: int = 8)
     return timed_batches(_frames(store), chunk_size, work)
 
 
-def _warm() -> None:
-    """Import dscribe and torch/schnetpack in this worker before timing."""
+def _warm_soap() -> None:
+    """Import dscribe in this worker and build the SOAP object before timing."""
     from ase.build import bulk
 
+    SOAP().compute(bulk("C", "diamond", a=3.567, cubic=True).repeat(2))
+
+
+def _warm_schnet() -> None:
+    """Import torch and schnetpack in this worker before timing."""
     import phstore.compat
 
-    SOAP().compute(bulk("C", "diamond", a=3.567, cubic=True).repeat(2))
     phstore.compat.import_schnetpack()
+
+
+def _case(name: str, store: Path, natoms: int, work: Path) -> tuple[Descriptor, tuple[str, ...]]:
+    """The descriptor ``name`` for ``store`` and the arguments of its ``--bare`` run."""
+    if name == "soap":
+        return SOAP(), ("soap", str(store))
+    model = work / f"schnet{natoms}"
+    train_schnet(store, f"C{natoms}", model, training=SchNetTraining(epochs=0), progress=False)
+    return SchNet.from_model(model), ("schnet", str(store), str(model))
 
 
 def main() -> None:
@@ -102,41 +116,38 @@ def main() -> None:
         report_bare(_bare_soap(Path(store), args.chunk_size) if kind == "soap"
                     else _bare_schnet(Path(store), args.chunk_size, Path(model[0])))
         return
-    with work_dir(args.work) as work, ExitStack() as stack:
-        clients = {w: started_cluster(stack, w, _warm) for w in (1, 2)}
-        idle = {w: worker_peak_rss(c) for w, (c, _) in clients.items()}
-        for w, (_, startup) in clients.items():
-            print(f"cluster of {w} worker(s): start + warm-up {startup:.1f} s, worker RSS {idle[w]:.0f} MiB")
-        for natoms in args.natoms:
-            store = make_store(work, args.frames, args.chunk_size, natoms)
-            n = open_store(store).n_snapshots(f"C{natoms}")
-            cases: list[tuple[str, Descriptor, tuple[str, ...]]] = []
-            if "soap" in args.descriptors:
-                cases.append(("soap", SOAP(), ("soap", str(store))))
-            if "schnet" in args.descriptors:
-                model = work / f"schnet{natoms}"
-                train_schnet(store, f"C{natoms}", model, training=SchNetTraining(epochs=0), progress=False)
-                cases.append(("schnet", SchNet.from_model(model), ("schnet", str(store), str(model))))
-            print(f"\nframes: {n} x {natoms} atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}")
-            for name, descriptor, bare_args in cases:
-                per_atom = n * natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4 / 2**20
-                bare_rss = []
+    with work_dir(args.work) as work:
+        stores = {natoms: make_store(work, args.frames, args.chunk_size, natoms) for natoms in args.natoms}
+        for name in args.descriptors:
+            with ExitStack() as stack:  # workers warmed for this descriptor only: SOAP's never load torch
+                clients = {w: started_cluster(stack, w, _warm_soap if name == "soap" else _warm_schnet)
+                           for w in (1, 2)}
+                idle = {w: worker_peak_rss(c) for w, (c, _) in clients.items()}
+                print()
+                for w, (_, startup) in clients.items():
+                    print(f"{name}: cluster of {w} worker(s): start + warm-up {startup:.1f} s, "
+                          f"worker RSS {idle[w]:.0f} MiB")
+                for natoms, store in stores.items():
+                    n = open_store(store).n_snapshots(f"C{natoms}")
+                    descriptor, bare_args = _case(name, store, natoms, work)
+                    print(f"{name}, frames: {n} x {natoms} atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}")
+                    per_atom = n * natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4 / 2**20
+                    bare_rss = []
 
-                def bare() -> tuple[float, float]:
-                    timing, rss = bare_loop(__file__, *bare_args, "--chunk-size", str(args.chunk_size))
-                    bare_rss.append(rss)
-                    return timing
+                    def bare() -> tuple[float, float]:
+                        timing, rss = bare_loop(__file__, *bare_args, "--chunk-size", str(args.chunk_size))
+                        bare_rss.append(rss)
+                        return timing
 
-                compare(
-                    f"{name} {natoms} atoms", args.rounds, bare,
-                    {w: (lambda c=c, d=descriptor: phstore_run(store, c, d, n)) for w, (c, _) in clients.items()},
-                    {1: 0.95, 2: 1.9},
-                )
-                peak = {w: worker_peak_rss(c) for w, (c, _) in clients.items()}
-                print(f"{name} {natoms} atoms: per-atom output of all frames {per_atom:.0f} MiB; "
-                      f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
-                      f"bare loop peak RSS {max(bare_rss):.0f} MiB")
-
+                    compare(
+                        f"{name} {natoms} atoms", args.rounds, bare,
+                        {w: (lambda c=c, d=descriptor: phstore_run(store, c, d, n)) for w, (c, _) in clients.items()},
+                        {1: 0.95, 2: 1.9},
+                    )
+                    peak = {w: worker_peak_rss(c) for w, (c, _) in clients.items()}
+                    print(f"{name} {natoms} atoms: per-atom output of all frames {per_atom:.0f} MiB; "
+                          f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
+                          f"bare loop peak RSS {max(bare_rss):.0f} MiB")
 
 if __name__ == "__main__":
     main()
