@@ -91,9 +91,19 @@ def bare_loop(script: str, *args: str) -> tuple[tuple[float, float], float]:
     return (float(rate), float(best)), float(rss)
 
 
+def peak_rss() -> float:
+    """This process's peak resident memory, MiB. On Linux ``VmHWM``: ``ru_maxrss`` of a process
+    started by fork and exec also counts its parent's peak before the fork (a benchmark's client
+    with a GiB of frames made every worker and bare loop look that big)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
 def report_bare(timing: tuple[float, float]) -> None:
     """The last line a ``--bare`` run prints: :func:`timed_batches`'s figures and the peak RSS (MiB)."""
-    print(*timing, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(*timing, peak_rss())
 
 
 def started_cluster(stack: ExitStack, workers: int, warm: Callable[[], None],
@@ -110,7 +120,7 @@ def started_cluster(stack: ExitStack, workers: int, warm: Callable[[], None],
 
 def worker_peak_rss(client: Client) -> float:
     """Largest peak RSS (MiB) of the cluster's worker processes."""
-    rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    rss = client.run(peak_rss)
     return max(rss.values())
 
 

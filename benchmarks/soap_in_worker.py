@@ -9,7 +9,7 @@ fewest and the median ms per frame of each (noise only adds time, so compare the
 * ``process bare``: the bare loop in a fresh spawned process (no Dask in it);
 * ``process task``: ``featurize_chunk`` in that process.
 
-    python benchmarks/soap_in_worker.py [--frames 480] [--chunk-size 32] [--work DIR]
+    python benchmarks/soap_in_worker.py [--frames 480] [--chunk-size 32] [--natoms 216] [--work DIR]
 """
 
 from __future__ import annotations
@@ -61,10 +61,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=480)
     parser.add_argument("--chunk-size", type=int, default=32)
+    parser.add_argument("--natoms", type=int, default=216)
     add_work_option(parser)
     args = parser.parse_args()
     with work_dir(args.work) as work, ExitStack() as stack:
-        store = make_store(work, args.frames, args.chunk_size)
+        store = make_store(work, args.frames, args.chunk_size, args.natoms)
         on_worker, collection = _fresh_copy(store, "worker.zarr")
         in_process, _ = _fresh_copy(store, "process.zarr")
         for copy in (on_worker, in_process):
@@ -78,7 +79,7 @@ def main() -> None:
             times["worker bare"].append(client.submit(bare, str(store), collection, chunk, pure=False).result())
             times["process bare"].append(pool.apply(bare, (str(store), collection, chunk)))
             times["process task"].append(pool.apply(task, (str(in_process), collection, chunk)))
-        print(f"{len(times['worker task'])} chunks of {args.chunk_size} frames of 216 atoms, interleaved; ms per frame:")
+        print(f"{len(times['worker task'])} chunks of {args.chunk_size} frames of {args.natoms} atoms, interleaved; ms per frame:")
         for label, t in times.items():
             print(f"  {label:13s} min {min(t):6.1f}  median {np.median(t):6.1f}")
 
