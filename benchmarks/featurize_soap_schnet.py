@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 from ase import Atoms
+from distributed import Client
 
 from harness import (add_work_option, bare_loop, compare, make_store, phstore_run, report_bare, started_cluster,
                      timed_batches, work_dir, worker_peak_rss)
@@ -92,6 +93,9 @@ def _warm_schnet() -> None:
     phstore.compat.import_schnetpack()
 
 
+_WARM = {"soap": _warm_soap, "schnet": _warm_schnet}
+
+
 def _case(name: str, store: Path, natoms: int, work: Path) -> tuple[Descriptor, tuple[str, ...]]:
     """The descriptor ``name`` for ``store`` and the arguments of its ``--bare`` run."""
     if name == "soap":
@@ -101,13 +105,34 @@ def _case(name: str, store: Path, natoms: int, work: Path) -> tuple[Descriptor, 
     return SchNet.from_model(model), ("schnet", str(store), str(model))
 
 
+def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int, Client], args) -> None:
+    """Print ``name``'s throughput against the bare loop and the memory figures at ``natoms``."""
+    n = open_store(store).n_snapshots(f"C{natoms}")
+    descriptor, bare_args = _case(name, store, natoms, work)
+    print(f"{name}, frames: {n} x {natoms} atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}")
+    per_atom = n * natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4 / 2**20
+    bare_rss = []
+
+    def bare() -> tuple[float, float]:
+        timing, rss = bare_loop(__file__, *bare_args, "--chunk-size", str(args.chunk_size))
+        bare_rss.append(rss)
+        return timing
+
+    runs = {w: (lambda c=c: phstore_run(store, c, descriptor, n)) for w, c in clients.items()}
+    compare(f"{name} {natoms} atoms", args.rounds, bare, runs, {1: 0.95, 2: 1.9})
+    peak = {w: worker_peak_rss(c) for w, c in clients.items()}
+    print(f"{name} {natoms} atoms: per-atom output of all frames {per_atom:.0f} MiB; "
+          f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
+          f"bare loop peak RSS {max(bare_rss):.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=120, help="frames per size (rounded up to whole runs)")
     parser.add_argument("--chunk-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])
-    parser.add_argument("--descriptors", nargs="+", choices=["soap", "schnet"], default=["soap", "schnet"])
+    parser.add_argument("--descriptors", nargs="+", choices=list(_WARM), default=list(_WARM))
     parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)  # internal: soap|schnet STORE [MODEL]
     add_work_option(parser)
     args = parser.parse_args()
@@ -120,34 +145,14 @@ def main() -> None:
         stores = {natoms: make_store(work, args.frames, args.chunk_size, natoms) for natoms in args.natoms}
         for name in args.descriptors:
             with ExitStack() as stack:  # workers warmed for this descriptor only: SOAP's never load torch
-                clients = {w: started_cluster(stack, w, _warm_soap if name == "soap" else _warm_schnet)
-                           for w in (1, 2)}
-                idle = {w: worker_peak_rss(c) for w, (c, _) in clients.items()}
+                started = {w: started_cluster(stack, w, _WARM[name]) for w in (1, 2)}
                 print()
-                for w, (_, startup) in clients.items():
+                for w, (client, startup) in started.items():
                     print(f"{name}: cluster of {w} worker(s): start + warm-up {startup:.1f} s, "
-                          f"worker RSS {idle[w]:.0f} MiB")
+                          f"worker RSS {worker_peak_rss(client):.0f} MiB")
                 for natoms, store in stores.items():
-                    n = open_store(store).n_snapshots(f"C{natoms}")
-                    descriptor, bare_args = _case(name, store, natoms, work)
-                    print(f"{name}, frames: {n} x {natoms} atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}")
-                    per_atom = n * natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4 / 2**20
-                    bare_rss = []
+                    _measure(name, natoms, store, work, {w: c for w, (c, _) in started.items()}, args)
 
-                    def bare() -> tuple[float, float]:
-                        timing, rss = bare_loop(__file__, *bare_args, "--chunk-size", str(args.chunk_size))
-                        bare_rss.append(rss)
-                        return timing
-
-                    compare(
-                        f"{name} {natoms} atoms", args.rounds, bare,
-                        {w: (lambda c=c, d=descriptor: phstore_run(store, c, d, n)) for w, (c, _) in clients.items()},
-                        {1: 0.95, 2: 1.9},
-                    )
-                    peak = {w: worker_peak_rss(c) for w, (c, _) in clients.items()}
-                    print(f"{name} {natoms} atoms: per-atom output of all frames {per_atom:.0f} MiB; "
-                          f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
-                          f"bare loop peak RSS {max(bare_rss):.0f} MiB")
 
 if __name__ == "__main__":
     main()

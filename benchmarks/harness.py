@@ -83,8 +83,8 @@ def bare_loop(script: str, *args: str) -> tuple[tuple[float, float], float]:
     glibc's default malloc, as a user's own script runs (a LocalCluster leaks its workers' malloc
     settings into this process's environment): its last line must be what :func:`report_bare`
     prints; returns ((frames/s, best ms/frame), peak RSS MiB)."""
-    dask_env = {"MALLOC_TRIM_THRESHOLD_", *worker_env()}
-    env = {k: v for k, v in os.environ.items() if k not in dask_env} | {"OMP_NUM_THREADS": "1"}
+    malloc = {"MALLOC_TRIM_THRESHOLD_", *worker_env()}  # Dask's own setting, then phstore's
+    env = {k: v for k, v in os.environ.items() if k not in malloc} | {"OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, script, "--bare", *args], env=env, check=True,
                          capture_output=True, text=True)
     rate, best, rss = out.stdout.split()[-3:]

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from distributed import Client
 
-from phstore.cluster import ClusterError, ClusterOptions, connect, job_script, profile, seconds, worker_config, worker_env, worker_exports
+from phstore.cluster import (ClusterError, ClusterOptions, connect, job_script, profile, seconds, worker_config,
+                             worker_env, worker_exports)
 from tests.helpers import ROOT, run
 
 DEPLOY = ROOT / "deploy"
