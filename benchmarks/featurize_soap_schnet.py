@@ -58,9 +58,12 @@ def _bare_soap(store: Path, chunk_size: int) -> tuple[float, float]:
     return timed_batches(_frames(store), chunk_size, bare_soap)
 
 
-def _bare_schnet(store: Path, chunk_size: int, model: Path, batch_size: int = 8) -> tuple[float, float]:
+def _bare_schnet(store: Path, chunk_size: int, model: Path) -> tuple[float, float]:
+    """schnetpack's SchNet built from the model directory, run on the same forward passes as
+    phstore's descriptor (its ``batch_atoms``), with the atom-means phstore stores."""
     import torch
 
+    from phstore.descriptors.schnet import atom_batches
     from phstore.training.modeldir import load_model_dir
     from phstore.training.schnet import architecture_of, build_schnet, converter, embed
 
@@ -68,11 +71,12 @@ def _bare_schnet(store: Path, chunk_size: int, model: Path, batch_size: int = 8)
     net = build_schnet(architecture_of(model_dir))
     net.load_state_dict(model_dir.state_dict())
     convert = converter(architecture_of(model_dir))
+    batch_atoms = SchNet.from_model(model).batch_atoms
 
     def work(batch: list) -> None:
         with torch.no_grad():
-            for lo in range(0, len(batch), batch_size):
-                frames = batch[lo:lo + batch_size]
+            for group in atom_batches([len(a) for a in batch], batch_atoms):
+                frames = [batch[i] for i in group]
                 x = embed(net, convert(frames)).numpy()
                 _ = [e.mean(axis=0) for e in np.split(x, np.cumsum([len(a) for a in frames])[:-1])]
 

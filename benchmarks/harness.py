@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from distributed import Client
 
-from phstore.cluster import ClusterOptions, connect, worker_env
+from phstore.cluster import ClusterOptions, connect
 from phstore.descriptors import Descriptor
 from phstore.featurize import featurize
 from phstore.generate import GenerateConfig, MeltQuench, generate
@@ -80,11 +80,10 @@ def timed_batches(frames: Sequence, size: int, work: Callable[[Sequence], object
 
 def bare_loop(script: str, *args: str) -> tuple[tuple[float, float], float]:
     """Run ``script --bare ARGS`` in a fresh single-threaded process (as Dask workers are) with
-    glibc's default malloc, as a user's own script runs (a LocalCluster leaks its workers' malloc
-    settings into this process's environment): its last line must be what :func:`report_bare`
-    prints; returns ((frames/s, best ms/frame), peak RSS MiB)."""
-    malloc = {"MALLOC_TRIM_THRESHOLD_", *worker_env()}  # Dask's own setting, then phstore's
-    env = {k: v for k, v in os.environ.items() if k not in malloc} | {"OMP_NUM_THREADS": "1"}
+    this process's environment, as a user's own script runs (glibc's default malloc unless the
+    shell sets otherwise): its last line must be what :func:`report_bare` prints; returns
+    ((frames/s, best ms/frame), peak RSS MiB)."""
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, script, "--bare", *args], env=env, check=True,
                          capture_output=True, text=True)
     rate, best, rss = out.stdout.split()[-3:]

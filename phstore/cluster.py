@@ -37,7 +37,7 @@ dask.config.update_defaults({"phstore": {"cluster": {
     "tls": None,          # None: on for batch systems, off for the local cluster
     "start-timeout": 1800,  # seconds to wait for the first worker of a batch cluster
     # what the workers phstore starts run with (see worker_env, worker_config); a null drops an entry
-    "worker-env": {"MALLOC_ARENA_MAX": 1, "MALLOC_MMAP_MAX_": 0, "MALLOC_TRIM_THRESHOLD_": 1 << 30},
+    "worker-env": {"MALLOC_ARENA_MAX": 1, "MALLOC_MMAP_THRESHOLD_": 32 << 20, "MALLOC_TRIM_THRESHOLD_": 1 << 30},
     "worker-config": {"distributed": {
         "worker": {"daemon": False,  # workers start descriptor children with subprocess
                    "profile": {"interval": "100ms"}, "memory": {"monitor-interval": "500ms"}},
@@ -80,13 +80,15 @@ def worker_env() -> dict[str, str]:
     """Environment variables phstore starts worker processes with (``phstore.cluster.worker-env``).
 
     Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand freed
-    memory back to the kernel at once; a descriptor then faults its per-frame buffers in again
-    on every frame (SOAP of 216 atoms: ~1,000 page faults and 3 ms of system time per 20 ms
-    frame; SchNet: ~30,000 faults, half of its time). The defaults keep freed memory in one
-    arena, served without ``mmap``: SchNet embeds 1.8x faster, and a worker's resident memory
-    stays at its peak, which is higher (SchNet of 512 atoms: 1.7-2.0 GiB instead of 1.0; SOAP
-    unchanged). glibc reads these at process start, so they must be in the environment the
-    worker is spawned with; other C libraries ignore them.
+    memory back to the kernel at once and serve every block over 128 KiB with a fresh ``mmap``;
+    a descriptor then faults its per-frame buffers in again on every frame (SOAP of 216 atoms:
+    ~1,000 page faults and 3 ms of system time per 20 ms frame; SchNet: ~30,000 faults, half of
+    its time). The defaults keep freed memory in one arena and serve blocks up to 32 MiB (glibc's
+    largest threshold) from it: no faults per frame, and the memory a worker keeps is its peak
+    working set, which SchNet's pass size bounds (:class:`~phstore.descriptors.SchNet`'s
+    ``batch_atoms``); larger blocks still come and go with ``mmap``. glibc reads these at
+    process start, so they must be in the environment the worker is spawned with; other C
+    libraries ignore them.
     """
     return {k: str(v) for k, v in dask.config.get("phstore.cluster.worker-env").items() if v is not None}
 
@@ -207,16 +209,44 @@ def jobqueue_cluster(options: ClusterOptions, kind: str):
     return cls(**kwargs)
 
 
-def local_cluster(options: ClusterOptions) -> LocalCluster:
+@contextmanager
+def local_cluster(options: ClusterOptions) -> Iterator[LocalCluster]:
     """A LocalCluster on loopback (dashboard too): one single-threaded worker process per core,
-    started with :func:`worker_env` and :func:`worker_config`."""
+    started with :func:`worker_env` and :func:`worker_config`, closed on exit.
+
+    Dask's nannies put the workers' environment (``OMP_NUM_THREADS=1``, the malloc settings)
+    into this process's ``os.environ`` before they spawn; the values this process had are put
+    back once the workers are up and again on exit, so that work here (a pipeline's training
+    stage: torch would otherwise start with one thread) keeps them.
+    """
+    own = dict(os.environ)
+    leaked = None  # until the cluster is up: whatever differs from ``own``
     environ = dask.config.get("distributed.nanny.pre-spawn-environ") | worker_env()
-    with dask.config.set(worker_config() | {"distributed.nanny.pre-spawn-environ": environ}):
-        return LocalCluster(
-            n_workers=options.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-            host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit="auto",
-            security=Security.temporary() if options.get("tls") else None,
-        )
+    try:
+        with dask.config.set(worker_config() | {"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(
+                n_workers=options.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit="auto",
+                security=Security.temporary() if options.get("tls") else None,
+            )
+        leaked = _restore_environ(own)
+        with cluster:
+            yield cluster
+    finally:
+        _restore_environ(own, leaked)  # a nanny that restarted a worker set them again
+
+
+def _restore_environ(own: dict[str, str], keys: set[str] | None = None) -> set[str]:
+    """Give ``keys`` of ``os.environ`` (default: all that differ from ``own``) their values in
+    ``own`` back, unsetting those it lacks; returns the keys."""
+    if keys is None:
+        keys = {k for k in {*own, *os.environ} if own.get(k) != os.environ.get(k)}
+    for key in keys:
+        if key in own:
+            os.environ[key] = own[key]
+        else:
+            os.environ.pop(key, None)
+    return keys
 
 
 def scale(cluster, options: ClusterOptions) -> None:

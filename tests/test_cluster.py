@@ -80,6 +80,19 @@ def test_local_cluster_is_loopback_and_tls_keeps_strangers_out():
             Client(address.replace("tls://", "tcp://"), timeout=3)  # nor in plain TCP
 
 
+def test_local_cluster_leaves_this_process_environment_as_it_was(monkeypatch):
+    """The nannies set the workers' variables in this process to spawn them; they are put back,
+    so torch imported here later (a pipeline's training stage) is not held to one thread."""
+    for key in ("OMP_NUM_THREADS", "MALLOC_ARENA_MAX"):
+        monkeypatch.delenv(key, raising=False)
+    own = dict(os.environ)
+    with connect(ClusterOptions(workers=1)) as client:
+        workers = client.run(lambda: (os.environ.get("OMP_NUM_THREADS"), os.environ.get("MALLOC_ARENA_MAX")))
+        assert dict(os.environ) == own
+    assert dict(os.environ) == own
+    assert list(workers.values()) == [("1", worker_env()["MALLOC_ARENA_MAX"])]
+
+
 def test_default_local_cluster_listens_on_loopback_only(client):
     import psutil
 
@@ -106,7 +119,7 @@ def test_workers_start_with_phstore_settings(client):
     assert config["distributed.worker.profile.interval"] == "100ms" and config["distributed.worker.daemon"] is False
     assert all(c == config for c in client.run(lambda: {k: dask.config.get(k) for k in config}).values())
     env = worker_env()
-    assert env["MALLOC_MMAP_MAX_"] == "0"
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
     assert all(e == env for e in client.run(lambda: {k: os.environ.get(k) for k in env}).values())
 
     def soap_faults() -> list[int]:
@@ -124,7 +137,7 @@ def test_workers_start_with_phstore_settings(client):
         assert sorted(faults[1:])[5] < 100, faults  # the median; ~800 with Dask's MALLOC_TRIM_THRESHOLD_
     with dask.config.set({"phstore.cluster.worker-env.MALLOC_ARENA_MAX": None,
                           "phstore.cluster.worker-config.distributed.admin.tick.interval": None}):
-        assert "MALLOC_ARENA_MAX" not in worker_env() and "MALLOC_MMAP_MAX_" in worker_env()
+        assert "MALLOC_ARENA_MAX" not in worker_env() and "MALLOC_MMAP_THRESHOLD_" in worker_env()
         assert "distributed.admin.tick.interval" not in worker_config()
         assert "export DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL=100ms" in worker_exports()
 

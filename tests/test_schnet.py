@@ -8,6 +8,7 @@ import torch
 
 from phstore.compat import import_schnetpack
 from phstore.descriptors import SchNet
+from phstore.descriptors.schnet import atom_batches
 from phstore.ingest import ingest
 from phstore.training.modeldir import ModelDirError, load_model_dir
 from phstore.training.schnet import SchNetArchitecture, SchNetTraining, train_schnet
@@ -56,10 +57,16 @@ def test_embedding_equals_schnetpack_run_directly(schnet_model):
 
 def test_batched_embeddings_equal_single_frames(schnet_model):
     frames = [carbon_frame(4, density=d, seed=i) for i, d in enumerate((2.0, 2.4, 3.0))]
-    schnet = SchNet.from_model(schnet_model)
+    schnet = SchNet.from_model(schnet_model, batch_atoms=128)  # passes of two frames and of one
     batched = schnet.compute_batch(frames)
     for atoms, res in zip(frames, batched):
         np.testing.assert_allclose(res.values["per_atom"], schnet.compute(atoms).values["per_atom"], rtol=1e-5, atol=1e-6)
+
+
+def test_forward_passes_hold_at_most_batch_atoms():
+    assert atom_batches([64, 64, 64, 512, 64, 216, 216], 192) == [[0, 1, 2], [3], [4], [5], [6]]
+    assert atom_batches([216] * 5, 512) == [[0, 1], [2, 3], [4]]
+    assert atom_batches([], 512) == []
 
 
 def test_the_key_follows_the_weights(schnet_model, tmp_path):
