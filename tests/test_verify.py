@@ -54,6 +54,10 @@ def _garbage_chunk(path):
     (path / GROUP / "histogram" / "c" / "0" / "0" / "0").write_bytes(b"not zstd at all")
 
 
+def _garbage_status(path):
+    (path / GROUP / "status" / "c" / "1").write_bytes(b"not zstd at all")
+
+
 def _lost_chunk(path):
     (path / GROUP / "histogram" / "c" / "1" / "0" / "0").unlink()  # reads back as NaN fill
 
@@ -79,6 +83,7 @@ def _duplicate_frame(path):
 
 @pytest.mark.parametrize("damage,message", [
     (_garbage_chunk, "histogram: chunk unreadable"),
+    (_garbage_status, "status: chunk unreadable"),
     (_lost_chunk, "histogram: NaN or inf in done snapshots [2, 3]"),
     (_tampered_provenance, "provenance record hashes to"),
     (_pending_row, "1 snapshots pending"),
@@ -91,6 +96,7 @@ def test_damage_is_found(finished, tmp_path, damage, message):
     damage(path)
     report = verify_store(path, progress=False)
     assert any(message in p for p in report.problems), report.problems
+    assert (damage is _pending_row) == any("pending" in p for p in report.problems), report.problems
     if damage is _garbage_chunk:  # the command says so too, and fails
         out = cli_verify(path)
         assert out.returncode == 1 and message in out.stderr
