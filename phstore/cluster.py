@@ -88,7 +88,9 @@ def worker_env() -> dict[str, str]:
     working set, which SchNet's pass size bounds (:class:`~phstore.descriptors.SchNet`'s
     ``batch_atoms``); larger blocks still come and go with ``mmap``. glibc reads these at
     process start, so they must be in the environment the worker is spawned with; other C
-    libraries ignore them.
+    libraries ignore them. For a LocalCluster a variable already set in this process's
+    environment wins (Dask's nannies read ``os.environ`` first): unset it, or set the value
+    in the config, to change it.
     """
     return {k: str(v) for k, v in dask.config.get("phstore.cluster.worker-env").items() if v is not None}
 
