@@ -60,9 +60,9 @@ def _bare_soap(store: Path, chunk_size: int) -> tuple[float, float]:
     return timed_batches(_frames(store), chunk_size, bare_soap)
 
 
-def _bare_schnet(store: Path, chunk_size: int, model: Path) -> tuple[float, float]:
+def _bare_schnet(store: Path, chunk_size: int, model: Path, batch_atoms: int) -> tuple[float, float]:
     """schnetpack's SchNet built from the model directory, run on the same forward passes as
-    phstore's descriptor (its ``batch_atoms``), with the atom-means phstore stores."""
+    phstore's descriptor (``batch_atoms`` atoms each), with the atom-means phstore stores."""
     import torch
 
     from phstore.descriptors.schnet import atom_batches
@@ -73,7 +73,6 @@ def _bare_schnet(store: Path, chunk_size: int, model: Path) -> tuple[float, floa
     net = build_schnet(architecture_of(model_dir))
     net.load_state_dict(model_dir.state_dict())
     convert = converter(architecture_of(model_dir))
-    batch_atoms = SchNet.from_model(model).batch_atoms
 
     def work(batch: list) -> None:
         with torch.no_grad():
@@ -108,7 +107,8 @@ def _case(name: str, store: Path, natoms: int, work: Path) -> tuple[Descriptor, 
         return SOAP(), ("soap", str(store))
     model = work / f"schnet{natoms}"
     train_schnet(store, f"C{natoms}", model, training=SchNetTraining(epochs=0), progress=False)
-    return SchNet.from_model(model), ("schnet", str(store), str(model))
+    schnet = SchNet.from_model(model)
+    return schnet, ("schnet", str(store), str(model), str(schnet.batch_atoms))
 
 
 def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int, Client], args) -> None:
@@ -139,13 +139,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])
     parser.add_argument("--descriptors", nargs="+", choices=list(_WARM), default=list(_WARM))
-    parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)  # internal: soap|schnet STORE [MODEL]
+    parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)  # internal: soap STORE | schnet STORE MODEL BATCH_ATOMS
     add_work_option(parser)
     args = parser.parse_args()
     if args.bare:
-        kind, store, *model = args.bare
+        kind, store, *schnet = args.bare
         report_bare(_bare_soap(Path(store), args.chunk_size) if kind == "soap"
-                    else _bare_schnet(Path(store), args.chunk_size, Path(model[0])))
+                    else _bare_schnet(Path(store), args.chunk_size, Path(schnet[0]), int(schnet[1])))
         return
     with work_dir(args.work) as work:
         stores = {natoms: make_store(work, args.frames, args.chunk_size, natoms) for natoms in args.natoms}

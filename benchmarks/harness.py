@@ -4,10 +4,11 @@ timed phstore runs, bare loops in fresh processes, worker memory.
 phstore on ``w`` workers is measured against ``w`` bare loops run side by side, so that the
 ratio is per core and what the machine loses running ``w`` processes at once counts on both
 sides. This VM's speed drifts by tens of per cent within minutes (so did a 16-core GPU
-machine's), so the benchmarks measure the bare loops and the phstore runs back to back in rounds and report the
-median of per-round ratios, and also the ratio of their best chunks: the bare loop times its
-frames in batches of the store's chunk size, phstore's tasks time themselves, and the fewest ms
-per frame of any batch is the figure noise touches least (it only adds time).
+machine's), so the benchmarks measure the bare loops and the phstore runs back to back in
+rounds and report the median of per-round ratios, and also the ratio of their best chunks: the
+bare loop times its frames in batches of the store's chunk size, phstore's tasks time
+themselves, and the fewest ms per frame of any batch is the figure noise touches least (it only
+adds time).
 """
 
 from __future__ import annotations
