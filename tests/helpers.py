@@ -26,6 +26,14 @@ def run(*args: str) -> str:
     return out.stdout
 
 
+def assert_float32_of(stored: np.ndarray, exact: np.ndarray) -> None:
+    """``stored`` is float32 and equals the float64 ``exact`` within float32 rounding (half a
+    float32 spacing, relative) plus 1e-10 absolute: dscribe's float64 output moves by ~1e-11
+    with the number of BLAS threads (Dask workers run one, a test process several)."""
+    assert stored.dtype == np.float32
+    np.testing.assert_allclose(stored, exact, rtol=2.0**-24, atol=1e-10)
+
+
 def carbon_frame(n_side: int = 4, density: float = 2.4, jitter: float = 0.35, seed: int = 0) -> Atoms:
     """A disordered periodic carbon cell: a simple-cubic lattice of n_side³ atoms, jittered (Å),
     with a made-up energy (eV) that depends on the structure."""

@@ -17,6 +17,7 @@ from phstore.ingest import ingest
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, IsolatedRunner
 from phstore.store import DONE, FAILED
 from phstore.verify import verify_store
+from tests.helpers import assert_float32_of
 
 pytestmark = pytest.mark.real_data
 DISORDERED = "aC_wang2024nep_test_disordered.extxyz"
@@ -171,7 +172,7 @@ def test_stored_soap_equals_dscribe_on_real_frames(disordered):
         ds = store.descriptor(coll, SOAP().group).load()
         for i, atoms in enumerate(store.atoms(coll, slice(0, store.n_snapshots(coll)))):
             expected = soap.create(atoms)
-            np.testing.assert_array_equal(ds["per_atom"].values[i], expected.astype(np.float32))
+            assert_float32_of(ds["per_atom"].values[i], expected)
             np.testing.assert_allclose(ds["mean"].values[i], expected.mean(axis=0), rtol=1e-6, atol=1e-7)
 
 

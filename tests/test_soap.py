@@ -8,7 +8,7 @@ from phstore import open_store
 from phstore.descriptors import PH, SOAP, SOAPParams
 from phstore.featurize import featurize
 from phstore.ingest import ingest
-from tests.helpers import write_trajectory
+from tests.helpers import assert_float32_of, write_trajectory
 
 
 def direct(atoms, **kw):
@@ -40,10 +40,10 @@ def test_stored_soap_equals_dscribe(store):
     atoms = store.atoms("C64", slice(0, 9))
     for i, a in enumerate(atoms):
         expected = direct(a)
-        np.testing.assert_array_equal(ds["per_atom"].values[i], expected.astype(np.float32))
+        assert_float32_of(ds["per_atom"].values[i], expected)
         np.testing.assert_allclose(ds["mean"].values[i], expected.mean(axis=0), rtol=1e-6, atol=1e-7)
     small = store.descriptor("C64", SOAP(SOAPParams(n_max=4, l_max=4)).group).load()
-    np.testing.assert_array_equal(small["per_atom"].values[3], direct(atoms[3], n_max=4, l_max=4).astype(np.float32))
+    assert_float32_of(small["per_atom"].values[3], direct(atoms[3], n_max=4, l_max=4))
 
 
 def test_per_atom_array_is_chunked_by_snapshots_and_stored_raw(store):
