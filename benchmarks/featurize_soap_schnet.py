@@ -3,16 +3,16 @@
 For each size, Tersoff melt-quench frames are generated (LAMMPS) into a store. Per descriptor,
 a bare loop (dscribe / schnetpack called directly on the stored frames, one single-threaded
 process with glibc's default malloc, as a user's own script) is compared with phstore on 1 and 2
-Dask workers (store reads, per-atom and atom-mean writes), started for that descriptor only: a
-SOAP worker never loads torch, as in a real SOAP run. phstore on 2 workers is compared with two
-bare loops side by side. Target (issue 3): ≥ 0.95× the bare loops per core. Memory: the peak
-RSS of the worker processes against the size of all per-atom output, which no process may hold
-whole.
+(``--workers``) Dask workers (store reads, per-atom and atom-mean writes), started for that
+descriptor only: a SOAP worker never loads torch, as in a real SOAP run. phstore on w workers is
+compared with w bare loops side by side. Target (issue 3): ≥ 0.95× the bare loops per core.
+Memory: the peak RSS of the worker processes against the size of all per-atom output, which no
+process may hold whole.
 
 The SchNet model is untrained (0 epochs): the embedding costs the same as a trained one's.
 
     python benchmarks/featurize_soap_schnet.py [--frames 120] [--chunk-size 16] [--rounds 2] [--natoms 216 512]
-        [--descriptors soap schnet]
+        [--descriptors soap schnet] [--workers 1 2]
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int,
         return timing
 
     runs = {w: (lambda c=c: phstore_run(store, c, descriptor, n)) for w, c in clients.items()}
-    compare(f"{name} {natoms} atoms", args.rounds, bare, runs, {1: 0.95, 2: 0.95})
+    compare(f"{name} {natoms} atoms", args.rounds, bare, runs, {w: 0.95 for w in clients})
     peak = {w: worker_peak_rss(c) for w, c in clients.items()}
     print(f"{name} {natoms} atoms: per-atom output of all frames {per_atom:.0f} MiB; "
           f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])
     parser.add_argument("--descriptors", nargs="+", choices=list(_WARM), default=list(_WARM))
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="cluster sizes to compare "
+                        "(each with as many bare loops side by side)")
     parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)  # internal: soap STORE | schnet STORE MODEL BATCH_ATOMS
     add_work_option(parser)
     args = parser.parse_args()
@@ -151,7 +153,7 @@ def main() -> None:
         stores = {natoms: make_store(work, args.frames, args.chunk_size, natoms) for natoms in args.natoms}
         for name in args.descriptors:
             with ExitStack() as stack:  # workers warmed for this descriptor only: SOAP's never load torch
-                started = {w: started_cluster(stack, w, _WARM[name]) for w in (1, 2)}
+                started = {w: started_cluster(stack, w, _WARM[name]) for w in sorted(set(args.workers))}
                 print()
                 for w, (client, startup) in started.items():
                     print(f"{name}: cluster of {w} worker(s): start + warm-up {startup:.1f} s, "

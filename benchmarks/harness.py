@@ -68,24 +68,26 @@ def make_store(work: Path, n_frames: int, chunk_size: int, natoms: int = 216) ->
     return store
 
 
-def timed_batches(frames: Sequence, size: int, work: Callable[[Sequence], object]) -> tuple[float, float]:
+def timed_batches(frames: Sequence, size: int, work: Callable[[Sequence], object]) -> tuple[float, float, float]:
     """Run ``work`` (warmed up on the first frame) on ``frames`` in batches of ``size``, as
-    phstore's tasks take store chunks: (frames/s over all, fewest ms per frame of any batch)."""
+    phstore's tasks take store chunks: (frames/s over all, fewest ms per frame of any batch,
+    CPU ms per frame of this process)."""
     work(frames[:1])
-    best, start = np.inf, time.perf_counter()
+    best, start, cpu = np.inf, time.perf_counter(), time.process_time()
     for lo in range(0, len(frames), size):
         t = time.perf_counter()
         work(frames[lo:lo + size])
         best = min(best, (time.perf_counter() - t) / len(frames[lo:lo + size]))
-    return len(frames) / (time.perf_counter() - start), 1000 * best
+    return len(frames) / (time.perf_counter() - start), 1000 * best, 1000 * (time.process_time() - cpu) / len(frames)
 
 
 def bare_loop(script: str, *args: str, copies: int = 1) -> tuple[tuple[float, float], float]:
     """Run ``copies`` processes of ``script --bare ARGS`` side by side, each fresh and
     single-threaded (as Dask workers are) with this process's environment, as a user's own
     script runs (glibc's default malloc unless the shell sets otherwise). The last line of each
-    must be what :func:`report_bare` prints; returns ((frames/s of all together, best ms/frame
-    of any), largest peak RSS MiB)."""
+    must be what :func:`report_bare` prints. Prints their mean wall and CPU ms per frame (CPU
+    below wall: the loops waited for the machine); returns ((frames/s of all together, best
+    ms/frame of any), largest peak RSS MiB)."""
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, script, "--bare", *args], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(copies)]
@@ -94,8 +96,9 @@ def bare_loop(script: str, *args: str, copies: int = 1) -> tuple[tuple[float, fl
         out, err = proc.communicate()
         if proc.returncode:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
-        reports.append([float(v) for v in out.split()[-3:]])
-    rates, bests, rss = zip(*reports)
+        reports.append([float(v) for v in out.split()[-4:]])
+    rates, bests, cpus, rss = zip(*reports)
+    print(f"    {copies} bare loop(s), ms/frame: wall {np.mean([1000 / r for r in rates]):.1f}, CPU {np.mean(cpus):.1f}")
     return (sum(rates), min(bests)), max(rss)
 
 
@@ -109,7 +112,7 @@ def peak_rss() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def report_bare(timing: tuple[float, float]) -> None:
+def report_bare(timing: tuple[float, float, float]) -> None:
     """The last line a ``--bare`` run prints: :func:`timed_batches`'s figures and the peak RSS (MiB)."""
     print(*timing, peak_rss())
 
@@ -135,7 +138,8 @@ def worker_peak_rss(client: Client) -> float:
 def phstore_run(store: Path, client: Client, descriptor: Descriptor, n_frames: int) -> tuple[float, float]:
     """``featurize`` on a fresh copy of the store: (frames/s, fewest ms per frame of any task plus
     the workers' mean time per frame outside tasks). Prints where the workers' time went (the
-    descriptor, the tasks' store reads and writes, the rest: scheduling, idle workers)."""
+    descriptor, wall and its threads' CPU time; the tasks' store reads and writes; the rest:
+    scheduling, idle workers)."""
     copy = store.parent / "store-run.zarr"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(store, copy)
@@ -144,7 +148,8 @@ def phstore_run(store: Path, client: Client, descriptor: Descriptor, n_frames: i
     elapsed = time.perf_counter() - start
     assert report.computed == n_frames and not report.failures and not report.errors, report.failures[:3]
     workers = len(client.scheduler_info()["workers"])
-    per_frame = {"descriptor": report.compute_seconds, "store I/O": report.task_seconds - report.compute_seconds,
+    per_frame = {"descriptor": report.compute_seconds, "descriptor on CPU": report.compute_cpu_seconds,
+                 "store I/O": report.task_seconds - report.compute_seconds,
                  "outside tasks": elapsed * workers - report.task_seconds}
     print(f"    {workers} worker(s), worker ms/frame: "
           + ", ".join(f"{k} {1000 * v / n_frames:.1f}" for k, v in per_frame.items()))
@@ -160,7 +165,7 @@ def compare(label: str, rounds: int, bare: Callable[[int], tuple[float, float]],
     as a median against ``targets[w]``, and the same for the best chunks, which a noisy machine
     touches least (noise only adds time). Cores slow each other down (shared caches and memory
     bandwidth, turbo, a VM's vCPUs) for both sides alike; how much, the bare loops show: their
-    rate side by side against one loop's is printed as the machine's scaling."""
+    rate side by side against the fewest loops' is printed as the machine's scaling."""
     rows = []
     for _ in range(rounds):
         rows.append({w: (bare(w), run()) for w, run in runs.items()})
@@ -174,6 +179,8 @@ def compare(label: str, rounds: int, bare: Callable[[int], tuple[float, float]],
         bare_best, best = (min(row[w][i][1] for row in rows) for i in (0, 1))
         print(f"{label}, best chunk on {w} worker(s): {best:.1f} ms/frame (task + time outside tasks) vs the bare "
               f"loops' {bare_best:.1f}: {bare_best / best:.3f}x per core ({'meets' if bare_best / best >= target else 'MISSES'} {target}x)")
-    for w in sorted(targets)[1:]:
-        scaling = float(np.median([row[w][0][0] / row[1][0][0] for row in rows]))
-        print(f"this machine: {w} bare loops side by side run {scaling:.2f}x as fast as one ({scaling / w:.2f}x per core)")
+    one, *more = sorted(targets)
+    for w in more:
+        scaling = float(np.median([row[w][0][0] / row[one][0][0] for row in rows]))
+        print(f"this machine: {w} bare loops side by side run {scaling:.2f}x as fast as {one} "
+              f"({scaling * one / w:.2f}x per core)")

@@ -24,7 +24,9 @@ from phstore.store import DONE, FAILED, PENDING, FeatureStore
 @dataclass
 class ChunkReport:
     """What one task did: rows computed, rows that failed (with reasons), seconds spent in the
-    whole task and in the descriptor alone (the rest is store reads and writes)."""
+    whole task and in the descriptor alone (the rest is store reads and writes), and the CPU
+    seconds of the task's thread in the descriptor (below ``compute_seconds`` when the thread
+    waited: for the CPU, the GIL, or a descriptor's child process such as PH's)."""
 
     collection: str
     chunk: int
@@ -32,6 +34,7 @@ class ChunkReport:
     failed: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
     compute_seconds: float = 0.0
+    compute_cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -60,6 +63,11 @@ class FeaturizeReport:
     def compute_seconds(self) -> float:
         """Seconds spent in the descriptor itself, all tasks together."""
         return sum(c.compute_seconds for c in self.chunks)
+
+    @property
+    def compute_cpu_seconds(self) -> float:
+        """CPU seconds of the tasks' threads in the descriptor, all tasks together."""
+        return sum(c.compute_cpu_seconds for c in self.chunks)
 
 
 def featurize_chunk(
@@ -91,9 +99,10 @@ def featurize_chunk(
     else:
         current.update(store.read_rows(collection, group, rows, ["error", *specs]))
     atoms = store.atoms(collection, rows)
-    compute_start = time.perf_counter()
+    compute_start, cpu_start = time.perf_counter(), time.thread_time()
     results = descriptor.compute_batch([atoms[i] for i in idx])
     report.compute_seconds = time.perf_counter() - compute_start
+    report.compute_cpu_seconds = time.thread_time() - cpu_start
     new_records = []
     for i, res in zip(idx, results):
         if res.error is not None:
