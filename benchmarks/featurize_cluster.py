@@ -6,7 +6,7 @@ a LocalCluster of 1 and 2 workers and on 1 and 2 single-core SLURM jobs (``--clu
 TLS on, as the SLURM profile does by default). Each cluster is started and warmed before timing;
 the time from asking for SLURM workers to having them warm is printed separately.
 
-    python benchmarks/featurize_cluster.py [--frames 60] [--chunk-size 4] [--rounds 2]
+    python benchmarks/featurize_cluster.py [--frames 64] [--chunk-size 4] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tests.slurm import OneNodeSlurm, install  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--frames", type=int, default=64)
     ap.add_argument("--chunk-size", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
     add_work_option(ap)

@@ -11,7 +11,7 @@ process may hold whole.
 
 The SchNet model is untrained (0 epochs): the embedding costs the same as a trained one's.
 
-    python benchmarks/featurize_soap_schnet.py [--frames 120] [--chunk-size 16] [--rounds 2] [--natoms 216 512]
+    python benchmarks/featurize_soap_schnet.py [--frames 128] [--chunk-size 16] [--rounds 2] [--natoms 216 512]
         [--descriptors soap schnet] [--workers 1 2]
 """
 
@@ -134,7 +134,7 @@ def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=120, help="frames per size (rounded up to whole runs)")
+    parser.add_argument("--frames", type=int, default=128, help="frames per size")
     parser.add_argument("--chunk-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])

@@ -23,9 +23,11 @@ import tempfile
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import ase.io
 import numpy as np
 from distributed import Client
 
@@ -34,6 +36,7 @@ from phstore.descriptors import Descriptor
 from phstore.featurize import featurize
 from phstore.generate import GenerateConfig, MeltQuench, generate
 from phstore.ingest import ingest
+from phstore.store import FeatureStore
 
 
 def add_work_option(parser: argparse.ArgumentParser) -> None:
@@ -54,17 +57,19 @@ def work_dir(path: Path | None) -> Iterator[Path]:
 
 
 def make_store(work: Path, n_frames: int, chunk_size: int, natoms: int = 216) -> Path:
-    """About ``n_frames`` Tersoff melt-quench frames of ``natoms`` atoms at 2.4 g/cm³ in a store
-    (collection ``C<natoms>``); a store already made in ``work`` with the same sizes is reused."""
+    """``n_frames`` Tersoff melt-quench frames of ``natoms`` atoms at 2.4 g/cm³ (the first of
+    whole generated runs, as one trajectory) in a store (collection ``C<natoms>``); a store
+    already made in ``work`` with the same sizes is reused."""
     store = work / f"store{natoms}-{n_frames}x{chunk_size}.zarr"
     if store.exists():
         return store
     per_run = MeltQuench().scaled(0.2)
     runs = -(-n_frames // sum(per_run.frames))
     config = replace(GenerateConfig.demo(), densities=(2.4,), runs=runs, natoms=natoms, crystal=False)
-    data = work / f"data{natoms}-{n_frames}"
-    generate(data, config, progress=False)
-    ingest(store, [data], chunk_size=chunk_size, progress=False)
+    files = generate(work / f"data{natoms}-{runs}runs", config, progress=False)
+    frames = work / f"frames{natoms}-{n_frames}.xyz"
+    ase.io.write(frames, list(islice((a for f in files for a in ase.io.iread(f)), n_frames)), format="extxyz")
+    ingest(store, [frames], chunk_size=chunk_size, progress=False)
     return store
 
 
@@ -153,6 +158,10 @@ def phstore_run(store: Path, client: Client, descriptor: Descriptor, n_frames: i
                  "outside tasks": elapsed * workers - report.task_seconds}
     print(f"    {workers} worker(s), worker ms/frame: "
           + ", ".join(f"{k} {1000 * v / n_frames:.1f}" for k, v in per_frame.items()))
+    chunk_size = FeatureStore(copy).chunk_size
+    if n_frames % (chunk_size * workers):
+        print(f"    ({n_frames} frames in chunks of {chunk_size} do not split evenly over {workers} worker(s): "
+              "workers idle at the end count as time outside tasks; take --frames a multiple of both)")
     best = min(c.seconds / (c.computed + len(c.failed)) for c in report.chunks if c.computed + len(c.failed))
     return n_frames / elapsed, 1000 * (best + per_frame["outside tasks"] / n_frames)
 
