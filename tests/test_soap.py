@@ -46,6 +46,14 @@ def test_stored_soap_equals_dscribe(store):
     assert_float32_of(small["per_atom"].values[3], direct(atoms[3], n_max=4, l_max=4))
 
 
+def test_values_are_the_same_bits_in_this_process_as_in_the_workers(store):
+    """The workers run one BLAS thread, this process as many as there are cores; dscribe's
+    radial basis is built with one thread in both, so serial values equal the stored ones."""
+    ds = store.descriptor("C64", SOAP().group).load()
+    for i, atoms in enumerate(store.atoms("C64", slice(0, 3))):
+        np.testing.assert_array_equal(SOAP().compute(atoms).values["per_atom"], ds["per_atom"].values[i])
+
+
 def test_per_atom_array_is_chunked_by_snapshots_and_stored_raw(store):
     import zarr
 

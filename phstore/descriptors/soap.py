@@ -42,13 +42,20 @@ class SOAPParams:
 
 @lru_cache(maxsize=4)
 def dscribe_soap(params: SOAPParams):
-    """The dscribe ``SOAP`` object for ``params`` (periodic, float64), built once per process."""
-    from dscribe.descriptors import SOAP as DScribeSOAP
+    """The dscribe ``SOAP`` object for ``params`` (periodic, float64), built once per process.
 
-    return DScribeSOAP(
-        species=list(params.species), r_cut=params.r_cut, n_max=params.n_max, l_max=params.l_max,
-        sigma=params.sigma, rbf=params.rbf, periodic=True, dtype="float64",
-    )
+    Built with one BLAS thread: the last bits of dscribe's radial basis (a linear-algebra step)
+    depend on the thread count, and moved the output by ~1e-11. With one thread, as in every Dask
+    worker, the values are the same bits in any process.
+    """
+    from dscribe.descriptors import SOAP as DScribeSOAP
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return DScribeSOAP(
+            species=list(params.species), r_cut=params.r_cut, n_max=params.n_max, l_max=params.l_max,
+            sigma=params.sigma, rbf=params.rbf, periodic=True, dtype="float64",
+        )
 
 
 class SOAP(Descriptor):
