@@ -46,6 +46,9 @@ def main() -> None:
         slurm = OneNodeSlurm(cpus=4).start()
         stack.callback(slurm.stop)
         os.environ["SLURM_CONF"] = str(slurm.conf)
+        # jobs inherit this environment: their workers unpickle the warm-up from featurize_ph
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent),
+                                                                 os.environ.get("PYTHONPATH")]))
         profile = slurm.profile(work / "jobs" / "slurm.yaml")
         setups = {"local 1 worker": (1, None), "local 2 workers": (2, None),
                   "slurm 1 job": (1, ClusterOptions(kind="slurm", profile=profile, jobs=1)),

@@ -148,11 +148,11 @@ def phstore_run(store: Path, client: Client, descriptor: Descriptor, n_frames: i
     copy = store.parent / "store-run.zarr"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(store, copy)
+    workers = len(client.scheduler_info()["workers"])  # before: batch-job workers may leave after the run
     start = time.perf_counter()
     report = featurize(copy, descriptor, client, progress=False)
     elapsed = time.perf_counter() - start
     assert report.computed == n_frames and not report.failures and not report.errors, report.failures[:3]
-    workers = len(client.scheduler_info()["workers"])
     per_frame = {"descriptor": report.compute_seconds, "descriptor on CPU": report.compute_cpu_seconds,
                  "store I/O": report.task_seconds - report.compute_seconds,
                  "outside tasks": elapsed * workers - report.task_seconds}
