@@ -26,7 +26,7 @@ from phstore.compat import import_homcloud
 from phstore.descriptors import PH
 
 
-def _bare(store: Path, chunk_size: int) -> tuple[float, float]:
+def _bare(store: Path, chunk_size: int) -> tuple[float, float, float]:
     hc = import_homcloud()
     frames = open_store(store).frames("C216").load()
 

@@ -56,11 +56,11 @@ def bare_soap(frames: Sequence[Atoms]) -> None:
         _ = x.astype(np.float32), x.mean(axis=0)
 
 
-def _bare_soap(store: Path, chunk_size: int) -> tuple[float, float]:
+def _bare_soap(store: Path, chunk_size: int) -> tuple[float, float, float]:
     return timed_batches(_frames(store), chunk_size, bare_soap)
 
 
-def _bare_schnet(store: Path, chunk_size: int, model: Path, batch_atoms: int) -> tuple[float, float]:
+def _bare_schnet(store: Path, chunk_size: int, model: Path, batch_atoms: int) -> tuple[float, float, float]:
     """schnetpack's SchNet built from the model directory, run on the same forward passes as
     phstore's descriptor (``batch_atoms`` atoms each), with the atom-means phstore stores."""
     import torch
