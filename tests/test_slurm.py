@@ -104,8 +104,9 @@ def test_pipeline_inside_one_allocation(slurm, tmp_path):
 def test_workers_past_their_lifetime_hand_work_back(slurm, tmp_path):
     """Jobs whose workers retire mid-run (a 10 s lifetime, as jobs nearing their walltime do;
     each frame here is a ~3 s HomCloud call on a 3×3×1 supercell) are replaced by adaptive
-    scaling; the run completes and the store verifies."""
-    frames = [carbon_frame(6, seed=i) for i in range(8)]
+    scaling; the run completes and the store verifies. 16 frames keep two jobs busy well past
+    one lifetime (with 8, a quick run once finished before any worker retired)."""
+    frames = [carbon_frame(6, seed=i) for i in range(16)]
     for atoms in frames:
         atoms.set_cell(np.diag(atoms.cell[0, 0] * np.array([2 ** -0.5, 2 ** -0.5, 2.0])), scale_atoms=True)
     ase.io.write(tmp_path / "run1.xyz", frames, format="extxyz")
