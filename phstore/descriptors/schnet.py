@@ -92,7 +92,7 @@ class SchNet(Descriptor):
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
         f = self.params.n_atom_basis
         return {
-            "per_atom": VariableSpec(("atom", "feature"), (natoms, f), "float32", np.nan, compressed=False),
+            "per_atom": VariableSpec(("atom", "feature"), (natoms, f), "float32", np.nan, dense=True),
             "mean": VariableSpec(("feature",), (f,), "float32", np.nan),
         }
 

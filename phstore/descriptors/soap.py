@@ -74,7 +74,7 @@ class SOAP(Descriptor):
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
         f = self.n_features
         return {
-            "per_atom": VariableSpec(("atom", "feature"), (natoms, f), "float32", np.nan, compressed=False),
+            "per_atom": VariableSpec(("atom", "feature"), (natoms, f), "float32", np.nan, dense=True),
             "mean": VariableSpec(("feature",), (f,), "float32", np.nan),
         }
 
