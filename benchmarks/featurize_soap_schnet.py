@@ -2,12 +2,12 @@
 
 For each size, Tersoff melt-quench frames are generated (LAMMPS) into a store. Per descriptor,
 a bare loop (dscribe / schnetpack called directly on the stored frames, one single-threaded
-process with glibc's default malloc, as a user's own script) is compared with phstore on 1 and 2
-(``--workers``) Dask workers (store reads, per-atom and atom-mean writes), started for that
-descriptor only: a SOAP worker never loads torch, as in a real SOAP run. phstore on w workers is
-compared with w bare loops side by side. Target (issue 3): ≥ 0.95× the bare loops per core.
-Memory: the peak RSS of the worker processes against the size of all per-atom output, which no
-process may hold whole.
+process with the workers' malloc settings, so that only phstore's own work differs) is compared
+with phstore on 1 and 2 (``--workers``) Dask workers (store reads, per-atom and atom-mean
+writes), started for that descriptor only: a SOAP worker never loads torch, as in a real SOAP
+run. phstore on w workers is compared with w bare loops side by side. Target (issue 3): ≥ 0.95×
+the bare loops per core. Memory: the peak RSS of the worker processes against the size of all
+per-atom output, which no process may hold whole.
 
 The SchNet model is untrained (0 epochs): the embedding costs the same as a trained one's.
 
@@ -18,6 +18,8 @@ The SchNet model is untrained (0 epochs): the embedding costs the same as a trai
 from __future__ import annotations
 
 import argparse
+import tempfile
+import time
 from contextlib import ExitStack
 from functools import lru_cache
 from pathlib import Path
@@ -111,12 +113,30 @@ def _case(name: str, store: Path, natoms: int, work: Path) -> tuple[Descriptor, 
     return schnet, ("schnet", str(store), str(model), str(schnet.batch_atoms))
 
 
+def plain_write_ms(client: Client, directory: Path, frame_bytes: int, chunk_size: int, n_frames: int) -> float:
+    """ms per frame that writing ``n_frames`` raw per-atom outputs of ``frame_bytes``, one new
+    plain file per chunk, takes on a worker: what any program that keeps the per-atom output
+    pays on this machine (part of phstore's "store I/O"). As much as a run writes, because this
+    VM's page cache took 2 ms per 10 MB at first and 19 ms once a few tens of MB were written."""
+
+    def write() -> float:
+        data = np.random.default_rng(0).bytes(frame_bytes * chunk_size)
+        chunks = -(-n_frames // chunk_size)
+        with tempfile.TemporaryDirectory(dir=directory) as tmp:
+            start = time.perf_counter()
+            for i in range(chunks):
+                (Path(tmp) / str(i)).write_bytes(data)
+            return 1000 * (time.perf_counter() - start) / (chunks * chunk_size)
+
+    return float(np.median(list(client.run(write).values())))
+
+
 def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int, Client], args) -> None:
     """Print ``name``'s throughput against the bare loop and the memory figures at ``natoms``."""
     n = open_store(store).n_snapshots(f"C{natoms}")
     descriptor, bare_args = _case(name, store, natoms, work)
     print(f"{name}, frames: {n} x {natoms} atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}")
-    per_atom = n * natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4 / 2**20
+    frame_bytes = natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4
     bare_rss = []
 
     def bare(copies: int) -> tuple[float, float]:
@@ -126,8 +146,11 @@ def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int,
 
     runs = {w: (lambda c=c: phstore_run(store, c, descriptor, n)) for w, c in clients.items()}
     compare(f"{name} {natoms} atoms", args.rounds, bare, runs, {w: 0.95 for w in clients})
+    write = plain_write_ms(clients[max(clients)], work, frame_bytes, args.chunk_size, n)
+    print(f"{name} {natoms} atoms: writing the raw per-atom output, a new plain file per chunk, takes "
+          f"{write:.2f} ms/frame on a worker (part of phstore's store I/O)")
     peak = {w: worker_peak_rss(c) for w, c in clients.items()}
-    print(f"{name} {natoms} atoms: per-atom output of all frames {per_atom:.0f} MiB; "
+    print(f"{name} {natoms} atoms: per-atom output of all frames {n * frame_bytes / 2**20:.0f} MiB; "
           f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
           f"bare loop peak RSS {max(bare_rss):.0f} MiB")
 

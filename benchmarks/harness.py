@@ -31,7 +31,7 @@ import ase.io
 import numpy as np
 from distributed import Client
 
-from phstore.cluster import ClusterOptions, connect
+from phstore.cluster import ClusterOptions, connect, worker_env
 from phstore.descriptors import Descriptor
 from phstore.featurize import featurize
 from phstore.generate import GenerateConfig, MeltQuench, generate
@@ -88,12 +88,15 @@ def timed_batches(frames: Sequence, size: int, work: Callable[[Sequence], object
 
 def bare_loop(script: str, *args: str, copies: int = 1) -> tuple[tuple[float, float], float]:
     """Run ``copies`` processes of ``script --bare ARGS`` side by side, each fresh and
-    single-threaded (as Dask workers are) with this process's environment, as a user's own
-    script runs (glibc's default malloc unless the shell sets otherwise). The last line of each
-    must be what :func:`report_bare` prints. Prints their mean wall and CPU ms per frame (CPU
-    below wall: the loops waited for the machine); returns ((frames/s of all together, best
+    single-threaded, in the environment phstore's workers get (:func:`worker_env` under this
+    process's environment, as for local workers), so that the ratio measures phstore's own work.
+    With glibc's default malloc a bare dscribe loop faulted in ~820 pages per 216-atom frame or
+    none, depending on its heap's history (14.5 or 12.8 ms per frame), and the slow case made
+    phstore look faster than the loop. The last line of each must be what :func:`report_bare`
+    prints. Prints their mean wall and CPU ms per frame (CPU below wall: the loops waited for
+    the machine); returns ((frames/s of all together, best
     ms/frame of any), largest peak RSS MiB)."""
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    env = worker_env() | os.environ | {"OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, script, "--bare", *args], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(copies)]
     reports = []
