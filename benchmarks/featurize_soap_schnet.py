@@ -11,7 +11,7 @@ per-atom output, which no process may hold whole.
 
 The SchNet model is untrained (0 epochs): the embedding costs the same as a trained one's.
 
-    python benchmarks/featurize_soap_schnet.py [--frames 128] [--chunk-size 16] [--rounds 2] [--natoms 216 512]
+    python benchmarks/featurize_soap_schnet.py [--frames 128] [--chunk-size 32] [--rounds 2] [--natoms 216 512]
         [--descriptors soap schnet] [--workers 1 2]
 """
 
@@ -33,7 +33,7 @@ from harness import (add_work_option, bare_loop, compare, make_store, phstore_ru
                      timed_batches, work_dir, worker_peak_rss)
 from phstore import open_store
 from phstore.descriptors import SOAP, Descriptor, SchNet
-from phstore.store import FeatureStore
+from phstore.store import DEFAULT_CHUNK_SIZE, FeatureStore
 from phstore.training.schnet import SchNetTraining, train_schnet
 
 
@@ -158,7 +158,7 @@ def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=128, help="frames per size")
-    parser.add_argument("--chunk-size", type=int, default=16)
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="frames per store chunk: one task")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])
     parser.add_argument("--descriptors", nargs="+", choices=list(_WARM), default=list(_WARM))
