@@ -94,8 +94,8 @@ def bare_loop(script: str, *args: str, copies: int = 1) -> tuple[tuple[float, fl
     none, depending on its heap's history (14.5 or 12.8 ms per frame), and the slow case made
     phstore look faster than the loop. The last line of each must be what :func:`report_bare`
     prints. Prints their mean wall and CPU ms per frame (CPU below wall: the loops waited for
-    the machine); returns ((frames/s of all together, best
-    ms/frame of any), largest peak RSS MiB)."""
+    the machine); returns ((frames/s of all together, best ms/frame of any), largest peak RSS
+    MiB)."""
     env = worker_env() | os.environ | {"OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, script, "--bare", *args], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(copies)]
