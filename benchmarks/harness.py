@@ -177,10 +177,20 @@ def compare(label: str, rounds: int, bare: Callable[[int], tuple[float, float]],
     as a median against ``targets[w]``, and the same for the best chunks, which a noisy machine
     touches least (noise only adds time). Cores slow each other down (shared caches and memory
     bandwidth, turbo, a VM's vCPUs) for both sides alike; how much, the bare loops show: their
-    rate side by side against the fewest loops' is printed as the machine's scaling."""
+    rate side by side against the fewest loops' is printed as the machine's scaling. Odd rounds
+    run phstore first, so that a machine speeding up or slowing down steadily (a few per cent
+    over minutes on this VM) favours neither side."""
     rows = []
-    for _ in range(rounds):
-        rows.append({w: (bare(w), run()) for w, run in runs.items()})
+    for i in range(rounds):
+        rows.append({})
+        for w, run in runs.items():
+            if i % 2:
+                r = run()
+                b = bare(w)
+            else:
+                b = bare(w)
+                r = run()
+            rows[-1][w] = (b, r)
         print(f"  {label} round: " + "; ".join(
             f"{w} bare loop(s) {b[0]:6.2f}, phstore on {w} worker(s) {r[0]:6.2f} frames/s -> {r[0] / b[0]:4.2f}x"
             for w, (b, r) in rows[-1].items()))
