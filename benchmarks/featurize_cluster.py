@@ -60,7 +60,7 @@ def main() -> None:
                 print(f"{label}: {workers} worker(s) warm {startup:5.1f} s after asking"
                       + (f" ({client.scheduler.address.split(':')[0]})" if options else ""))
                 for _ in range(args.rounds):
-                    rates[label].append(phstore_run(store, client, PH(), n)[0])
+                    rates[label].append(phstore_run(store, client, PH(), n)[0].rate)
         base = float(np.median(rates["local 1 worker"]))
         for label, r in rates.items():
             m = float(np.median(r))

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import (add_work_option, bare_loop, compare, make_store, phstore_run, report_bare,
-                     started_cluster, timed_batches, work_dir)
+from harness import (BareLoops, add_bare_options, add_sequential_option, add_work_option, compare, make_store,
+                     phstore_run, serve_bare, side_by_side, started_cluster, work_dir)
 from phstore import open_store
 from phstore.compat import import_homcloud
 from phstore.descriptors import PH
 
 
-def _bare(store: Path, chunk_size: int) -> tuple[float, float, float]:
+def _bare(store: Path, chunk_size: int, limit: int | None) -> None:
     hc = import_homcloud()
     frames = open_store(store).frames("C216").load()
 
@@ -37,7 +37,7 @@ def _bare(store: Path, chunk_size: int) -> tuple[float, float, float]:
             hist, _, _ = np.histogram2d(pd.births, pd.deaths, bins=128, range=[[0, 8], [0, 8]])
             _ = hist / hist.sum()
 
-    return timed_batches(list(zip(frames.positions.values, frames.cell.values)), chunk_size, work)
+    serve_bare(list(zip(frames.positions.values, frames.cell.values)), chunk_size, work, limit)
 
 
 def _warm() -> None:
@@ -52,11 +52,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=96)
     parser.add_argument("--chunk-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--bare", help=argparse.SUPPRESS)  # internal: run the bare loop on a store
+    add_sequential_option(parser)
     add_work_option(parser)
+    add_bare_options(parser)  # --bare STORE
     args = parser.parse_args()
     if args.bare:
-        report_bare(_bare(Path(args.bare), args.chunk_size))
+        _bare(Path(args.bare[0]), args.chunk_size, args.bare_limit)
         return
     with work_dir(args.work) as work, ExitStack() as stack:
         store = make_store(work, args.frames, args.chunk_size)
@@ -67,9 +68,9 @@ def main() -> None:
             print(f"cluster of {w} worker(s): start + HomCloud warm-up {startup:.1f} s (not in the rates)")
         compare(
             "ph", args.rounds,
-            lambda copies: bare_loop(__file__, str(store), "--chunk-size", str(args.chunk_size), copies=copies)[0],
+            lambda copies, limit: BareLoops(__file__, [str(store), "--chunk-size", str(args.chunk_size)], copies, limit),
             {w: (lambda c=c: phstore_run(store, c, PH(), n)) for w, (c, _) in clients.items()},
-            {1: 0.95, 2: 0.9},
+            {1: 0.95, 2: 0.9}, side_by_side(args, list(clients)), n,
         )
 
 

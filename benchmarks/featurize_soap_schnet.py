@@ -5,14 +5,15 @@ a bare loop (dscribe / schnetpack called directly on the stored frames, one sing
 process with the workers' malloc settings, so that only phstore's own work differs) is compared
 with phstore on 1 and 2 (``--workers``) Dask workers (store reads, per-atom and atom-mean
 writes), started for that descriptor only: a SOAP worker never loads torch, as in a real SOAP
-run. phstore on w workers is compared with w bare loops side by side. Target (issue 3): ≥ 0.95×
+run. phstore on w workers is compared with w bare loops side by side, run at the same time as
+phstore where the machine has 2w cores (see ``harness.compare``). Target (issue 3): ≥ 0.95×
 the bare loops per core. Memory: the peak RSS of the worker processes against the size of all
 per-atom output, which no process may hold whole.
 
 The SchNet model is untrained (0 epochs): the embedding costs the same as a trained one's.
 
     python benchmarks/featurize_soap_schnet.py [--frames 128] [--chunk-size 32] [--rounds 2] [--natoms 216 512]
-        [--descriptors soap schnet] [--workers 1 2]
+        [--descriptors soap schnet] [--workers 1 2] [--sequential] [--work DIR]
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import numpy as np
 from ase import Atoms
 from distributed import Client
 
-from harness import (add_work_option, bare_loop, compare, make_store, phstore_run, report_bare, started_cluster,
-                     timed_batches, work_dir, worker_peak_rss)
+from harness import (BareLoops, add_bare_options, add_sequential_option, add_work_option, compare, make_store,
+                     phstore_run, serve_bare, side_by_side, started_cluster, work_dir, worker_peak_rss)
 from phstore import open_store
 from phstore.descriptors import SOAP, Descriptor, SchNet
 from phstore.store import DEFAULT_CHUNK_SIZE, FeatureStore
@@ -58,11 +59,11 @@ def bare_soap(frames: Sequence[Atoms]) -> None:
         _ = x.astype(np.float32), x.mean(axis=0)
 
 
-def _bare_soap(store: Path, chunk_size: int) -> tuple[float, float, float]:
-    return timed_batches(_frames(store), chunk_size, bare_soap)
+def _bare_soap(store: Path, chunk_size: int, limit: int | None) -> None:
+    serve_bare(_frames(store), chunk_size, bare_soap, limit)
 
 
-def _bare_schnet(store: Path, chunk_size: int, model: Path, batch_atoms: int) -> tuple[float, float, float]:
+def _bare_schnet(store: Path, chunk_size: int, limit: int | None, model: Path, batch_atoms: int) -> None:
     """schnetpack's SchNet built from the model directory, run on the same forward passes as
     phstore's descriptor (``batch_atoms`` atoms each), with the atom-means phstore stores."""
     import torch
@@ -83,7 +84,7 @@ def _bare_schnet(store: Path, chunk_size: int, model: Path, batch_atoms: int) ->
                 x = embed(net, convert(frames)).numpy()
                 _ = [e.mean(axis=0) for e in np.split(x, np.cumsum([len(a) for a in frames])[:-1])]
 
-    return timed_batches(_frames(store), chunk_size, work)
+    serve_bare(_frames(store), chunk_size, work, limit)
 
 
 def _warm_soap() -> None:
@@ -137,22 +138,23 @@ def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int,
     descriptor, bare_args = _case(name, store, natoms, work)
     print(f"{name}, frames: {n} x {natoms} atoms (Tersoff a-C, 2.4 g/cm3), chunk size {args.chunk_size}")
     frame_bytes = natoms * descriptor.variables(natoms)["per_atom"].shape[1] * 4
-    bare_rss = []
+    started_loops = []
 
-    def bare(copies: int) -> tuple[float, float]:
-        timing, rss = bare_loop(__file__, *bare_args, "--chunk-size", str(args.chunk_size), copies=copies)
-        bare_rss.append(rss)
-        return timing
+    def loops(copies: int, limit: int | None) -> BareLoops:
+        bare = BareLoops(__file__, [*bare_args, "--chunk-size", str(args.chunk_size)], copies, limit)
+        started_loops.append(bare)
+        return bare
 
     runs = {w: (lambda c=c: phstore_run(store, c, descriptor, n)) for w, c in clients.items()}
-    compare(f"{name} {natoms} atoms", args.rounds, bare, runs, {w: 0.95 for w in clients})
+    compare(f"{name} {natoms} atoms", args.rounds, loops, runs, {w: 0.95 for w in clients},
+            side_by_side(args, list(clients)), n)
     write = plain_write_ms(clients[max(clients)], work, frame_bytes, args.chunk_size, n)
     print(f"{name} {natoms} atoms: writing the raw per-atom output, a new plain file per chunk, takes "
           f"{write:.2f} ms/frame on a worker (part of phstore's store I/O)")
     peak = {w: worker_peak_rss(c) for w, c in clients.items()}
     print(f"{name} {natoms} atoms: per-atom output of all frames {n * frame_bytes / 2**20:.0f} MiB; "
           f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
-          f"bare loop peak RSS {max(bare_rss):.0f} MiB")
+          f"bare loop peak RSS {max(b.peak_rss for b in started_loops):.0f} MiB")
 
 
 def main() -> None:
@@ -163,14 +165,18 @@ def main() -> None:
     parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])
     parser.add_argument("--descriptors", nargs="+", choices=list(_WARM), default=list(_WARM))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="cluster sizes to compare "
-                        "(each with as many bare loops side by side)")
-    parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)  # internal: soap STORE | schnet STORE MODEL BATCH_ATOMS
+                        "(each with as many bare loops side by side; at the same time as phstore when the "
+                        "machine has 2 cores per worker of the largest)")
+    add_sequential_option(parser)
     add_work_option(parser)
+    add_bare_options(parser)  # --bare soap STORE | schnet STORE MODEL BATCH_ATOMS
     args = parser.parse_args()
     if args.bare:
         kind, store, *schnet = args.bare
-        report_bare(_bare_soap(Path(store), args.chunk_size) if kind == "soap"
-                    else _bare_schnet(Path(store), args.chunk_size, Path(schnet[0]), int(schnet[1])))
+        if kind == "soap":
+            _bare_soap(Path(store), args.chunk_size, args.bare_limit)
+        else:
+            _bare_schnet(Path(store), args.chunk_size, args.bare_limit, Path(schnet[0]), int(schnet[1]))
         return
     with work_dir(args.work) as work:
         stores = {natoms: make_store(work, args.frames, args.chunk_size, natoms) for natoms in args.natoms}

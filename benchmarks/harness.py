@@ -3,26 +3,29 @@ timed phstore runs, bare loops in fresh processes, worker memory.
 
 phstore on ``w`` workers is measured against ``w`` bare loops run side by side, so that the
 ratio is per core and what the machine loses running ``w`` processes at once counts on both
-sides. This VM's speed drifts by tens of per cent within minutes (so did a 16-core GPU
-machine's), so the benchmarks measure the bare loops and the phstore runs back to back in
-rounds and report the median of per-round ratios, and also the ratio of their best chunks: the
-bare loop times its frames in batches of the store's chunk size, phstore's tasks time
-themselves, and the fewest ms per frame of any batch is the figure noise touches least (it only
-adds time).
+sides. Machines drift: this VM by a few per cent over minutes, a lent 16-core GPU machine by
+50 % between two 30-second runs. So where there are cores for both, the bare loops run at the
+same time as phstore and only their frames within phstore's run count (:func:`compare`);
+elsewhere the two run back to back in rounds of alternating order. Either way the benchmarks
+report the median of per-round ratios, and also the ratio of their best chunks: the bare loop
+times its frames in batches of the store's chunk size, phstore's tasks time themselves, and the
+fewest ms per frame of any batch is the figure noise touches least (it only adds time).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -73,41 +76,122 @@ def make_store(work: Path, n_frames: int, chunk_size: int, natoms: int = 216) ->
     return store
 
 
-def timed_batches(frames: Sequence, size: int, work: Callable[[Sequence], object]) -> tuple[float, float, float]:
-    """Run ``work`` (warmed up on the first frame) on ``frames`` in batches of ``size``, as
-    phstore's tasks take store chunks: (frames/s over all, fewest ms per frame of any batch,
-    CPU ms per frame of this process)."""
+def add_bare_options(parser: argparse.ArgumentParser) -> None:
+    """The hidden options of a benchmark's own ``--bare`` processes (see :class:`BareLoops`)."""
+    parser.add_argument("--bare", nargs="+", help=argparse.SUPPRESS)  # internal: what the bare loop runs on
+    parser.add_argument("--bare-limit", type=int, help=argparse.SUPPRESS)  # internal: frames, then stop
+
+
+def add_sequential_option(parser: argparse.ArgumentParser) -> None:
+    """``--sequential``: run the bare loops and phstore one after the other (see :func:`compare`)."""
+    parser.add_argument("--sequential", action="store_true", help="run the bare loops and phstore one after "
+                        "the other, alternating the order by round (default: at the same time, side by side, "
+                        "when the machine has two cores per worker, so that both see the same machine speed)")
+
+
+def side_by_side(args: argparse.Namespace, workers: Sequence[int]) -> bool:
+    """Whether :func:`compare` runs the bare loops beside phstore: not ``--sequential``, and the
+    machine has a core for every worker and every bare loop."""
+    return not args.sequential and 2 * max(workers) <= (os.cpu_count() or 1)
+
+
+def serve_bare(frames: Sequence, size: int, work: Callable[[Sequence], object], limit: int | None) -> None:
+    """The body of a ``--bare`` process (one of :class:`BareLoops`): ``work`` (warmed up on the
+    first frame) on ``frames`` in batches of ``size``, as phstore's tasks take store chunks,
+    cycling through the frames until ``limit`` frames are done or standard input closes. Prints
+    ``ready`` once warm, then one JSON line: every batch's (start, end, frames) on
+    ``time.monotonic``'s clock (one clock for all processes of a Linux machine), CPU ms per frame
+    and peak RSS MiB."""
     work(frames[:1])
-    best, start, cpu = np.inf, time.perf_counter(), time.process_time()
-    for lo in range(0, len(frames), size):
-        t = time.perf_counter()
-        work(frames[lo:lo + size])
-        best = min(best, (time.perf_counter() - t) / len(frames[lo:lo + size]))
-    return len(frames) / (time.perf_counter() - start), 1000 * best, 1000 * (time.process_time() - cpu) / len(frames)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print("ready", flush=True)
+    batches, done, cpu = [], 0, time.process_time()
+    while not stop.is_set() and (limit is None or done < limit):
+        lo = done % len(frames)
+        batch = frames[lo:lo + (size if limit is None else min(size, limit - done))]
+        start = time.monotonic()
+        work(batch)
+        batches.append((start, time.monotonic(), len(batch)))
+        done += len(batch)
+    print(json.dumps({"batches": batches, "cpu_ms": 1000 * (time.process_time() - cpu) / max(done, 1),
+                      "rss": peak_rss()}))
 
 
-def bare_loop(script: str, *args: str, copies: int = 1) -> tuple[tuple[float, float], float]:
-    """Run ``copies`` processes of ``script --bare ARGS`` side by side, each fresh and
-    single-threaded, in the environment phstore's workers get (:func:`worker_env` under this
-    process's environment, as for local workers), so that the ratio measures phstore's own work.
-    With glibc's default malloc a bare dscribe loop faulted in ~820 pages per 216-atom frame or
-    none, depending on its heap's history (14.5 or 12.8 ms per frame), and the slow case made
-    phstore look faster than the loop. The last line of each must be what :func:`report_bare`
-    prints. Prints their mean wall and CPU ms per frame (CPU below wall: the loops waited for
-    the machine); returns ((frames/s of all together, best ms/frame of any), largest peak RSS
-    MiB)."""
-    env = worker_env() | os.environ | {"OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, script, "--bare", *args], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(copies)]
-    reports = []
-    for proc in procs:
-        out, err = proc.communicate()
-        if proc.returncode:
-            raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
-        reports.append([float(v) for v in out.split()[-4:]])
-    rates, bests, cpus, rss = zip(*reports)
-    print(f"    {copies} bare loop(s), ms/frame: wall {np.mean([1000 / r for r in rates]):.1f}, CPU {np.mean(cpus):.1f}")
-    return (sum(rates), min(bests)), max(rss)
+@dataclass
+class Timing:
+    """A measured run: frames/s, and the fewest ms per frame of any chunk (phstore) or batch
+    (bare loops), the figure that noise touches least (it only adds time)."""
+
+    rate: float
+    best_ms: float
+
+
+class BareLoops:
+    """``copies`` processes of ``script --bare ARGS`` (each runs :func:`serve_bare`) side by
+    side, fresh and single-threaded, in the environment phstore's workers get
+    (:func:`worker_env` under this process's environment, as local workers get it), so that only
+    phstore's own work differs. With glibc's default malloc a bare dscribe loop faulted in ~820
+    pages per 216-atom frame or none, depending on its heap's history (14.5 or 12.8 ms per
+    frame), and the slow case made phstore look faster than the loop.
+
+    ``with BareLoops(...) as loops:`` returns once every copy is warm; :meth:`stop` ends them and
+    counts their frames in a window. With ``limit`` each copy stops by itself after that many
+    frames. ``peak_rss``: the largest peak RSS (MiB) of the copies, once stopped.
+    """
+
+    def __init__(self, script: str, args: Sequence[str], copies: int, limit: int | None = None) -> None:
+        self.script, self.args, self.copies, self.limit = script, list(args), copies, limit
+
+    def __enter__(self) -> "BareLoops":
+        env = worker_env() | os.environ | {"OMP_NUM_THREADS": "1"}
+        limit = [] if self.limit is None else ["--bare-limit", str(self.limit)]
+        self.procs = [subprocess.Popen([sys.executable, self.script, "--bare", *self.args, *limit], env=env,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                      for _ in range(self.copies)]
+        for proc in self.procs:
+            while (line := proc.stdout.readline()) and line.strip() != "ready":
+                pass
+            if not line:
+                self._failed(proc)
+        return self
+
+    def _failed(self, proc: subprocess.Popen) -> None:
+        """Raise for a copy that ended without its report (its standard error went to ours)."""
+        raise subprocess.CalledProcessError(proc.wait(), proc.args)
+
+    def stop(self, window: tuple[float, float] | None = None) -> Timing:
+        """End the loops (with ``limit``: wait for them) and time what they did in ``window``
+        (``time.monotonic`` start and end; default: each copy's own first to last batch). A
+        batch cut by the window counts in proportion to the time inside it. Prints their mean
+        wall and CPU ms per frame (CPU below wall: the loops waited for the machine)."""
+        rates, bests, cpus, rss = [], [], [], []
+        for proc in self.procs:
+            if self.limit is None:
+                proc.stdin.close()
+            out = proc.stdout.read()
+            if proc.wait():
+                self._failed(proc)
+            report = json.loads(out.splitlines()[-1])
+            batches = np.array(report["batches"])
+            t0, t1 = window or (batches[0, 0], batches[-1, 1])
+            inside = np.clip(np.minimum(batches[:, 1], t1) - np.maximum(batches[:, 0], t0), 0, None)
+            rates.append(float((batches[:, 2] * inside / (batches[:, 1] - batches[:, 0])).sum() / (t1 - t0)))
+            whole = batches[(batches[:, 0] >= t0) & (batches[:, 1] <= t1)]
+            bests.append(1000 * float(np.min((whole[:, 1] - whole[:, 0]) / whole[:, 2])) if len(whole) else np.nan)
+            cpus.append(report["cpu_ms"])
+            rss.append(report["rss"])
+        print(f"    {self.copies} bare loop(s), ms/frame: wall {np.mean([1000 / r for r in rates]):.1f}, "
+              f"CPU {np.mean(cpus):.1f}")
+        self.peak_rss = max(rss)
+        return Timing(sum(rates), float(np.nanmin(bests)))
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.stdin.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def peak_rss() -> float:
@@ -118,11 +202,6 @@ def peak_rss() -> float:
     if status.exists():
         return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
-
-
-def report_bare(timing: tuple[float, float, float]) -> None:
-    """The last line a ``--bare`` run prints: :func:`timed_batches`'s figures and the peak RSS (MiB)."""
-    print(*timing, peak_rss())
 
 
 def started_cluster(stack: ExitStack, workers: int, warm: Callable[[], None],
@@ -143,18 +222,21 @@ def worker_peak_rss(client: Client) -> float:
     return max(rss.values())
 
 
-def phstore_run(store: Path, client: Client, descriptor: Descriptor, n_frames: int) -> tuple[float, float]:
-    """``featurize`` on a fresh copy of the store: (frames/s, fewest ms per frame of any task plus
-    the workers' mean time per frame outside tasks). Prints where the workers' time went (the
+def phstore_run(store: Path, client: Client, descriptor: Descriptor,
+                n_frames: int) -> tuple[Timing, tuple[float, float]]:
+    """``featurize`` on a fresh copy of the store: its timing (frames/s; the fewest ms per frame
+    of any task plus the workers' mean time per frame outside tasks) and its window (start and end
+    on ``time.monotonic``'s clock). Prints where the workers' time went (the
     descriptor, wall and its threads' CPU time; the tasks' store reads and writes; the rest:
     scheduling, idle workers)."""
     copy = store.parent / "store-run.zarr"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(store, copy)
     workers = len(client.scheduler_info()["workers"])  # before: batch-job workers may leave after the run
-    start = time.perf_counter()
+    start = time.monotonic()
     report = featurize(copy, descriptor, client, progress=False)
-    elapsed = time.perf_counter() - start
+    end = time.monotonic()
+    elapsed = end - start
     assert report.computed == n_frames and not report.failures and not report.errors, report.failures[:3]
     per_frame = {"descriptor": report.compute_seconds, "descriptor on CPU": report.compute_cpu_seconds,
                  "store I/O": report.task_seconds - report.compute_seconds,
@@ -166,43 +248,57 @@ def phstore_run(store: Path, client: Client, descriptor: Descriptor, n_frames: i
         print(f"    ({n_frames} frames in chunks of {chunk_size} do not split evenly over {workers} worker(s): "
               "workers idle at the end count as time outside tasks; take --frames a multiple of both)")
     best = min(c.seconds / (c.computed + len(c.failed)) for c in report.chunks if c.computed + len(c.failed))
-    return n_frames / elapsed, 1000 * (best + per_frame["outside tasks"] / n_frames)
+    return Timing(n_frames / elapsed, 1000 * (best + per_frame["outside tasks"] / n_frames)), (start, end)
 
 
-def compare(label: str, rounds: int, bare: Callable[[int], tuple[float, float]],
-            runs: dict[int, Callable[[], tuple[float, float]]], targets: dict[int, float]) -> None:
-    """Per round and number of workers ``w``: ``bare(w)`` (``w`` bare loops side by side), then
-    ``runs[w]()`` (phstore on ``w`` workers), each giving frames/s and best ms/frame. Prints
-    phstore's rate against the bare loops' (per core, as both use ``w`` cores) per round and
-    as a median against ``targets[w]``, and the same for the best chunks, which a noisy machine
-    touches least (noise only adds time). Cores slow each other down (shared caches and memory
-    bandwidth, turbo, a VM's vCPUs) for both sides alike; how much, the bare loops show: their
-    rate side by side against the fewest loops' is printed as the machine's scaling. Odd rounds
-    run phstore first, so that a machine speeding up or slowing down steadily (a few per cent
-    over minutes on this VM) favours neither side."""
+def compare(label: str, rounds: int, loops: Callable[[int, int | None], BareLoops],
+            runs: dict[int, Callable[[], tuple[Timing, tuple[float, float]]]], targets: dict[int, float],
+            together: bool, frames: int) -> None:
+    """Per round and number of workers ``w``: ``loops(w, limit)`` (``w`` bare loops side by side)
+    and ``runs[w]()`` (phstore on ``w`` workers, with its window). Prints phstore's rate against
+    the bare loops' (per core, as both use ``w`` cores) per round and as a median against
+    ``targets[w]``, and the same for the best chunks. ``together`` (see :func:`side_by_side`):
+    the loops cycle through the frames while phstore runs, and what they did in phstore's window
+    counts, so both sides see the same machine (a 16-core GPU machine's speed changed by 50 %
+    from one 30-second run to the next; this VM's by a few per cent over minutes). Otherwise
+    each of the ``w`` loops does ``frames`` frames before or after phstore's run, odd rounds
+    phstore first, so that a steady drift favours neither side. Cores slow each other down
+    (shared caches and memory bandwidth, turbo, a VM's vCPUs) for both sides alike; how much,
+    the bare loops show: their rate side by side against the fewest loops' is printed as the
+    machine's scaling."""
+    print(f"{label}: bare loops and phstore " + ("at the same time, side by side" if together
+                                                  else "one after the other"))
+
+    def alone(w: int) -> Timing:
+        with loops(w, frames) as bare:
+            return bare.stop()
+
     rows = []
     for i in range(rounds):
         rows.append({})
         for w, run in runs.items():
-            if i % 2:
-                r = run()
-                b = bare(w)
+            if together:
+                with loops(w, None) as bare:
+                    r, window = run()
+                    b = bare.stop(window)
+            elif i % 2:
+                r, b = run()[0], alone(w)
             else:
-                b = bare(w)
-                r = run()
+                b = alone(w)
+                r = run()[0]
             rows[-1][w] = (b, r)
         print(f"  {label} round: " + "; ".join(
-            f"{w} bare loop(s) {b[0]:6.2f}, phstore on {w} worker(s) {r[0]:6.2f} frames/s -> {r[0] / b[0]:4.2f}x"
+            f"{w} bare loop(s) {b.rate:6.2f}, phstore on {w} worker(s) {r.rate:6.2f} frames/s -> {r.rate / b.rate:4.2f}x"
             for w, (b, r) in rows[-1].items()))
     for w, target in targets.items():
-        ratio = float(np.median([row[w][1][0] / row[w][0][0] for row in rows]))
+        ratio = float(np.median([row[w][1].rate / row[w][0].rate for row in rows]))
         print(f"{label}, phstore on {w} worker(s): median {ratio:.3f}x the rate of {w} bare loop(s) side by side "
               f"({'meets' if ratio >= target else 'MISSES'} the {target}x target per core)")
-        bare_best, best = (min(row[w][i][1] for row in rows) for i in (0, 1))
+        bare_best, best = (np.nanmin([row[w][i].best_ms for row in rows]) for i in (0, 1))
         print(f"{label}, best chunk on {w} worker(s): {best:.1f} ms/frame (task + time outside tasks) vs the bare "
               f"loops' {bare_best:.1f}: {bare_best / best:.3f}x per core ({'meets' if bare_best / best >= target else 'MISSES'} {target}x)")
     one, *more = sorted(targets)
     for w in more:
-        scaling = float(np.median([row[w][0][0] / row[one][0][0] for row in rows]))
+        scaling = float(np.median([row[w][0].rate / row[one][0].rate for row in rows]))
         print(f"this machine: {w} bare loops side by side run {scaling:.2f}x as fast as {one} "
               f"({scaling * one / w:.2f}x per core)")
