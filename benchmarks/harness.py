@@ -4,7 +4,7 @@ timed phstore runs, bare loops in fresh processes, worker memory.
 phstore on ``w`` workers is measured against ``w`` bare loops run side by side, so that the
 ratio is per core and what the machine loses running ``w`` processes at once counts on both
 sides. Machines drift: this VM by a few per cent over minutes, a lent 16-core GPU machine by
-50 % between two 30-second runs. So where there are cores for both, the bare loops run at the
+50 % between runs a minute apart. So where there are cores for both, the bare loops run at the
 same time as phstore and only their frames within phstore's run count (:func:`compare`);
 elsewhere the two run back to back in rounds of alternating order. Either way the benchmarks
 report the median of per-round ratios, and also the ratio of their best chunks: the bare loop
@@ -260,7 +260,7 @@ def compare(label: str, rounds: int, loops: Callable[[int, int | None], BareLoop
     ``targets[w]``, and the same for the best chunks. ``together`` (see :func:`side_by_side`):
     the loops cycle through the frames while phstore runs, and what they did in phstore's window
     counts, so both sides see the same machine (a 16-core GPU machine's speed changed by 50 %
-    from one 30-second run to the next; this VM's by a few per cent over minutes). Otherwise
+    between runs a minute apart; this VM's by a few per cent over minutes). Otherwise
     each of the ``w`` loops does ``frames`` frames before or after phstore's run, odd rounds
     phstore first, so that a steady drift favours neither side. Cores slow each other down
     (shared caches and memory bandwidth, turbo, a VM's vCPUs) for both sides alike; how much,
