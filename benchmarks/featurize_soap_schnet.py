@@ -118,7 +118,8 @@ def plain_write_ms(client: Client, directory: Path, frame_bytes: int, chunk_size
     """ms per frame that writing ``n_frames`` raw per-atom outputs of ``frame_bytes``, one new
     plain file per chunk, takes on a worker: what any program that keeps the per-atom output
     pays on this machine (part of phstore's "store I/O"). As much as a run writes, because this
-    VM's page cache took 2 ms per 10 MB at first and 19 ms once a few tens of MB were written."""
+    VM's ext4 charged the writer 2-3 ms of CPU per 10 MB while the pages only sat in the cache and
+    ~20 ms once their writeback ran."""
 
     def write() -> float:
         data = np.random.default_rng(0).bytes(frame_bytes * chunk_size)
