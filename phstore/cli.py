@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from phstore.descriptors import PH, REGISTRY, SOAP, Descriptor, PHParams, SchNet, SOAPParams
+from phstore.descriptors.ph import ENGINES
 from phstore.training.neural import NeuralConfig
 from phstore.training.ridge import RidgeConfig
 from phstore.training.schnet import SchNetArchitecture, SchNetTraining
@@ -63,7 +64,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def make_descriptor(args: argparse.Namespace) -> Descriptor:
     """The descriptor that ``featurize``'s options describe."""
     if args.descriptor == "ph":
-        return PH(PHParams(min_side=args.min_side), time_limit=args.time_limit)
+        return PH(PHParams(engine=args.engine, min_persistence=args.min_persistence, truncate=args.truncate,
+                           min_side=args.min_side), time_limit=args.time_limit)
     if args.descriptor == "soap":
         return SOAP(SOAPParams(species=tuple(args.species), r_cut=args.r_cut, n_max=args.n_max,
                                l_max=args.l_max, sigma=args.sigma, rbf=args.rbf))
@@ -415,8 +417,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="compute failed snapshots again")
     p.add_argument("--quiet", action="store_true")
     ph = p.add_argument_group("ph options")
-    ph.add_argument("--time-limit", type=float, default=120.0, help="seconds per HomCloud call before the frame is failed")
-    ph.add_argument("--min-side", type=float, default=PHParams.min_side, help="replicate cells until every side is ≥ this, Å (default %(default)s)")
+    ph.add_argument("--engine", choices=ENGINES, default=PHParams.engine,
+                    help="native: phstore's periodic alpha engine, any cell as it is; homcloud: HomCloud in a child "
+                    "process, orthorhombic cells replicated into near-cubes (default %(default)s)")
+    ph.add_argument("--time-limit", type=float, default=120.0, help="seconds per frame before it is failed (default %(default)s)")
+    ph.add_argument("--min-persistence", type=float, default=PHParams.min_persistence,
+                    help="leave pairs with death - birth at or below this out of the histogram, Å² (default %(default)s)")
+    ph.add_argument("--no-truncate", dest="truncate", action="store_false",
+                    help="native engine: compute the whole filtration, not only up to the histogram's upper bound "
+                    "(pairs that die above it get their death instead of inf; slower at low density)")
+    ph.add_argument("--min-side", type=float, default=PHParams.min_side,
+                    help="replicate cells until every cell height is ≥ this, Å (default %(default)s: the cell as it is)")
     soap = p.add_argument_group("soap options (defaults: the seed paper's)")
     soap.add_argument("--species", nargs="+", default=list(SOAPParams.species), help="chemical symbols (default %(default)s)")
     soap.add_argument("--r-cut", type=float, default=SOAPParams.r_cut, help="cutoff radius, Å (default %(default)s)")

@@ -70,8 +70,8 @@ class DescriptorCase:
     periodic_tol: float
 
 
-def _triclinic(atoms: Atoms) -> Atoms:
-    atoms.set_cell(atoms.cell.array + [[0, 0.5, 0], [0, 0, 0], [0, 0, 0]], scale_atoms=False)
+def _duplicated_atom(atoms: Atoms) -> Atoms:
+    atoms.positions[1] = atoms.positions[0]
     return atoms
 
 
@@ -82,7 +82,7 @@ def _oxygen(atoms: Atoms) -> Atoms:
 
 #: Every descriptor must pass the contract suite: adding one means adding an entry here.
 DESCRIPTOR_CASES = {
-    "ph": DescriptorCase(lambda r: PH(time_limit=60), _triclinic, "triclinic", 1e-6, 0.04),
+    "ph": DescriptorCase(lambda r: PH(time_limit=60), _duplicated_atom, "duplicated atom", 1e-6, 0.04),
     "soap": DescriptorCase(lambda r: SOAP(), _oxygen, "not in the SOAP species", 1e-5, 1e-5),
     "schnet": DescriptorCase(lambda r: SchNet.from_model(r.getfixturevalue("schnet_model")), _oxygen,
                              "not in the SchNet training data", 1e-5, 1e-5),

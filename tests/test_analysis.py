@@ -11,7 +11,7 @@ from phstore.analysis.inverse import selected_pairs, stable_volume_atoms
 from phstore.analysis.maps import MapParams, descriptor_map, embed, roughness
 from phstore.analysis.ridge_map import coefficient_grid
 from phstore.descriptors import PH, SOAP
-from phstore.descriptors.ph import persistence_diagrams
+from phstore.ph.homcloud import persistence_diagrams
 from phstore.featurize import featurize
 from phstore.ingest import ingest
 from phstore.store import FeatureStore

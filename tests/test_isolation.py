@@ -53,7 +53,7 @@ def test_real_homcloud_failures_are_contained():
     """Real HomCloud on elongated boxes (longest side ≥ 2× shortest): it aborts the process on
     this 5×5×15 box and never returns on this 10×10×20 one (seeds measured to do so)."""
     r = IsolatedRunner(preload=("homcloud.interface",), time_limit=60)
-    fn = "phstore.descriptors.ph:persistence_diagrams"
+    fn = "phstore.ph.homcloud:persistence_diagrams"
     try:
         with pytest.raises(ChildCrashed, match="SIGABRT.*overflow_error"):
             r.call(fn, *_random_points([5, 5, 15], 0), (1,))

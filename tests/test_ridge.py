@@ -21,7 +21,7 @@ from tests.helpers import carbon_frame
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, client):
-    """Twelve 125-atom frames at three densities (two trajectories each) and one triclinic
+    """Twelve 125-atom frames at three densities (two trajectories each) and one duplicated-atom
     frame, whose PH fails, with PH features."""
     tmp = tmp_path_factory.mktemp("ridge")
     (tmp / "data").mkdir()
@@ -29,7 +29,7 @@ def store(tmp_path_factory, client):
         frames = [carbon_frame(5, density=density, jitter=0.2 + 0.05 * i, seed=10 * run + i) for i in range(2)]
         ase.io.write(tmp / "data" / f"run{run}.xyz", frames)
     bad = carbon_frame(5, seed=99)
-    bad.set_cell(bad.cell.array + [[0, 0.5, 0], [0, 0, 0], [0, 0, 0]], scale_atoms=False)
+    bad.positions[1] = bad.positions[0]
     ase.io.write(tmp / "data" / "run9.xyz", [bad])
     ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False)
     report = featurize(tmp / "s.zarr", PH(), client, progress=False)
@@ -80,7 +80,7 @@ def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_p
 
     model = train_ridge(store, "C125", tmp_path / "m", descriptor_keys=(PH().provenance()["key"],))
     report = predict(model.path, store, "C125")
-    assert report.predicted == 12 and report.failed == 1  # the triclinic frame has no features
+    assert report.predicted == 12 and report.failed == 1  # the duplicated-atom frame has no features
     ds = open_store(store).sel("C125")
     stored = ds["prediction_energy_per_atom"].values
     assert ds["prediction_energy_per_atom"].chunks is not None

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from phstore import open_store
-from phstore.descriptors import PH, SOAP
+from phstore.descriptors import PH, SOAP, PHParams
 from phstore.featurize import featurize
 from phstore.ingest import ingest
 from phstore.store import DONE
@@ -103,7 +103,7 @@ def test_pipeline_inside_one_allocation(slurm, tmp_path):
 
 def test_workers_past_their_lifetime_hand_work_back(slurm, tmp_path):
     """Jobs whose workers retire mid-run (a 10 s lifetime, as jobs nearing their walltime do;
-    each frame here is a ~3 s HomCloud call on a 3×3×1 supercell) are replaced by adaptive
+    each frame here is a ~3 s call of the homcloud engine on a 3×3×1 supercell) are replaced by adaptive
     scaling; the run completes and the store verifies. 16 frames keep two jobs busy well past
     one lifetime (with 8, a quick run once finished before any worker retired)."""
     frames = [carbon_frame(6, seed=i) for i in range(16)]
@@ -116,11 +116,11 @@ def test_workers_past_their_lifetime_hand_work_back(slurm, tmp_path):
         "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0", "--lifetime", "10s", "--lifetime-stagger", "1s"]})
     proc = subprocess.run(
         [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(path), "--cluster", "slurm",
-         "--profile", str(profile), "--min-jobs", "1", "--max-jobs", "2", "--quiet"],
+         "--profile", str(profile), "--min-jobs", "1", "--max-jobs", "2", "--engine", "homcloud", "--quiet"],
         cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((tmp_path / "jobs" / "logs").glob("dask-worker-*.err"))) >= 3  # retired jobs were replaced
-    assert (open_store(path).descriptor("C216", PH().group)["status"].values == DONE).all()
+    assert (open_store(path).descriptor("C216", PH(PHParams(engine="homcloud")).group)["status"].values == DONE).all()
     assert verify_store(path, progress=False).ok
     assert slurm.jobs() == []

@@ -6,8 +6,11 @@ whose Ridge coefficient is above ``high`` (or below ``low``) are taken; each pai
 are the high- and low-energy local structures. Their bond lengths and angles are then compared.
 
 Stable volumes need the diagram's boundary map, which the stored diagrams do not keep, so each
-worker recomputes the diagram of the snapshot on the same supercell (stored per snapshot) with
-``save_boundary_map=True``; pairs are matched by birth and death (equal up to rounding). HomCloud runs in
+worker recomputes the diagram of the snapshot with HomCloud, on the stored supercell grown into a
+near-cube HomCloud accepts (:data:`HOMCLOUD_SIDE`), with ``save_boundary_map=True``; pairs are
+matched by birth and death (equal up to rounding, whichever engine computed the stored diagram).
+HomCloud needs orthorhombic cells, so the pairs of a triclinic snapshot are recorded as failed.
+HomCloud runs in
 an isolated child (:mod:`phstore.isolation`) with a time limit per pair; a pair that fails or
 overruns is recorded with its reason and the analysis goes on.
 """
@@ -21,16 +24,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from phstore.analysis.ridge_map import CoefficientGrid, coefficient_grid
-from phstore.descriptors.ph import orthorhombic_lengths, replicate
 from phstore.isolation import ChildFailure, runner_for
+from phstore.ph.homcloud import PRELOAD, orthorhombic_lengths, replicate, supercell
 from phstore.store import DONE, FRAMES, FeatureStore
 from phstore.training.data import TARGET
 from phstore.training.modeldir import load_model_dir
 
 HIGH, LOW = "high", "low"
+#: HomCloud recomputes each diagram on a near-cube with sides at least this long, Å: the cell as
+#: the native engine takes it is often too small or elongated for HomCloud. Pairs in the
+#: histogram's range are local rings, the same in the cover as in the cell.
+HOMCLOUD_SIDE = 10.0
 #: Per-atom tags in the store and in exported files.
 TAGS = ("none", HIGH, LOW, "both")
-_PRELOAD = ("homcloud.interface",)
 _DIAGRAMS: dict[str, Any] = {}  # in the isolated child: the last snapshot's H1 pairs and their (birth, death)
 
 
@@ -94,12 +100,19 @@ def snapshot_volumes(store_path: str, collection: str, ph_group: str, row: int, 
     records, _ = store.records(collection, ph_group, row // chunk)
     diagram = records[records[:, 0] == row % chunk][:, 1:]
     atoms = store.atoms(collection, slice(row, row + 1))[0]
-    factor = tuple(int(f) for f in store.read_rows(collection, ph_group, slice(row, row + 1), ["supercell"])["supercell"][0])
+    stored = np.asarray(store.read_rows(collection, ph_group, slice(row, row + 1), ["supercell"])["supercell"][0])
     lengths = orthorhombic_lengths(atoms.cell.array)
-    points = replicate(atoms.positions, lengths, factor)
-    runner = runner_for(_PRELOAD, time_limit)
+    factor, points = (1, 1, 1), None
+    if lengths is not None:  # the stored diagram's supercell, grown into a near-cube HomCloud accepts
+        factor = tuple(int(f) for f in stored * np.array(supercell(lengths * stored, HOMCLOUD_SIDE)))
+        points = replicate(atoms.positions, lengths, factor)
+    runner = runner_for(PRELOAD, time_limit)
     out = []
     for side, birth, death in selected_pairs(diagram, grid, high, low):
+        if points is None:
+            out.append(PairVolume(row, side, birth, death, None, "triclinic cell: HomCloud's stable volumes need "
+                                  "an orthorhombic box"))
+            continue
         try:
             found = runner.call("phstore.analysis.inverse:stable_volume_atoms", f"{collection}/{row}", points,
                                 lengths * np.array(factor), len(atoms), birth, death, noise)

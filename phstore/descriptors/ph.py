@@ -1,16 +1,23 @@
-"""Persistent homology of the periodic alpha filtration (HomCloud) and its normalised histogram.
+"""Persistent homology of the periodic alpha filtration and its normalised histogram.
 
-Seed paper §2.2: first-homology persistence diagram of the periodic alpha filtration, turned
-into a 128×128 histogram on [0, 8]×[0, 8] (birth × death, HomCloud's default *squared radius*
-units, Å²) and normalised to a probability distribution. Diagrams of degree 0, 1 and 2 are
-kept losslessly (essential pairs with death = +inf).
+Seed paper §2.2: first-homology persistence diagram of the periodic alpha filtration of each
+cell as it is, turned into a 128×128 histogram on [0, 8]×[0, 8] (birth × death, HomCloud's
+*squared radius* units, Å²) and normalised to a probability distribution. Diagrams of degree 0,
+1 and 2 are kept losslessly in the group's records.
 
-HomCloud's periodic alpha shape takes an orthorhombic box and fails on boxes that are too small
-("Points are too few ... 1-sheet covering is not allowed", or an abort) or elongated (aborts or
-hangs when the longest side is at least twice the shortest). :func:`supercell` replicates a cell
-into a near-cube with every side at least ``min_side``; a "too few points" error or an abort
-grows the near-cube and retries, up to ``max_atoms``. The factor used is stored per snapshot. Every HomCloud call
-runs in an isolated child with a time limit (:mod:`phstore.isolation`).
+Two engines compute the diagrams:
+
+- ``native`` (default): phstore's own engine (:mod:`phstore.ph`), in the worker process, for
+  any periodic cell as it is (triclinic, hexagonal, a few atoms). With ``truncate`` the
+  filtration stops at the histogram's upper bound: every pair that dies at or below it is exact,
+  and classes still alive there are stored with ``death = inf`` like essential ones.
+- ``homcloud``: HomCloud in an isolated child (:mod:`phstore.isolation`), for cross-checks and
+  the inverse analysis. It takes orthorhombic boxes only, replicated into near-cubes it accepts
+  (:func:`phstore.ph.homcloud.supercell`); "too few points" or an abort grows the near-cube and
+  retries, up to ``max_atoms``.
+
+The replication factor (``supercell``) and whether the frame was degenerate and computed with a
+seeded jitter (``jittered``) are stored per snapshot.
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ from ase import Atoms
 
 from phstore.descriptors.base import Descriptor, FrameResult
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, runner_for
+from phstore.ph import Deadline, PeriodicAlphaError, periodic_alpha_diagram
+from phstore.ph import homcloud
 from phstore.store import VariableSpec
 
-_TOO_FEW = "Points are too few"
-_PRELOAD = ("homcloud.interface",)
+ENGINES = ("native", "homcloud")
+#: Atoms closer than this (Å) make a frame fail: a duplicated atom, not a structure.
+MIN_DISTANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -35,90 +45,54 @@ class PHParams:
 
     Attributes
     ----------
+    engine: ``"native"`` (:mod:`phstore.ph`, any cell) or ``"homcloud"`` (orthorhombic cells).
     degrees: homology degrees whose diagrams are stored.
     histogram_degree: degree of the histogrammed diagram (the paper's first homology).
     bins: histogram bins per axis.
     range: ``(low, high)`` of birth and death axes, Å² (squared radii).
-    min_side: replicate the cell until every side is at least this long, Å. HomCloud raises
-        or aborts on cells below about 8-10 Å; 10 Å leaves the paper's 216-atom cells as they are.
-    max_atoms: give up growing the supercell beyond this many atoms.
+    min_persistence: pairs with ``death - birth`` at or below this, Å², are left out of the
+        histogram. On perfect crystals the filtration is degenerate and such pairs come and go
+        (HomCloud: from call to call; native: with the seeded jitter); amorphous frames have none.
+    truncate: native engine: compute the filtration up to ``range[1]`` only (exact for every
+        pair that dies at or below it; 2-3× faster at low density).
+    min_side: replicate the cell along its lattice vectors until every cell height is at least
+        this, Å (0: the cell as it is, the paper's definition). The homcloud engine also
+        replicates elongated boxes into near-cubes, as HomCloud needs.
+    max_atoms: homcloud engine: give up growing the supercell beyond this many atoms.
     """
 
+    engine: str = "native"
     degrees: tuple[int, ...] = (0, 1, 2)
     histogram_degree: int = 1
     bins: int = 128
     range: tuple[float, float] = (0.0, 8.0)
-    min_side: float = 10.0
+    min_persistence: float = 1e-5
+    truncate: bool = True
+    min_side: float = 0.0
     max_atoms: int = 4096
 
 
-def orthorhombic_lengths(cell: np.ndarray, tol: float = 1e-6) -> np.ndarray | None:
-    """Box lengths (Å) of a diagonal cell matrix, or None if the cell is not orthorhombic."""
-    cell = np.asarray(cell, dtype=float)
-    lengths = np.diag(cell).copy()
-    if np.any(np.abs(cell - np.diag(lengths)) > tol * max(1.0, float(np.abs(lengths).max()))):
-        return None
-    return lengths
-
-
-def supercell(lengths: np.ndarray, min_side: float = 0.0) -> tuple[int, int, int]:
-    """Replication factors that make the box a near-cube (longest / shortest side < 2).
-
-    Each side is repeated ``ceil(T / L_i)`` times with ``T = max(min_side, max L_i)``, so every
-    replicated side lies in ``[T, 2T)``.
-    """
-    target = max(float(min_side), float(np.max(lengths)))
-    return tuple(max(1, math.ceil(target / L - 1e-9)) for L in lengths)  # type: ignore[return-value]
-
-
-def grow(lengths: np.ndarray, factor: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The next near-cubic supercell: every side longer than the current shortest one.
-
-    Growing one axis alone would make an elongated box, which HomCloud aborts on.
-    """
-    return supercell(lengths, float(np.min(np.asarray(factor) * lengths)) * (1 + 1e-6))
-
-
-def replicate(positions: np.ndarray, lengths: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
-    """Positions wrapped into the box and tiled ``factor`` times (orthorhombic box)."""
-    wrapped = np.mod(positions, lengths)
-    wrapped[wrapped >= lengths] = 0.0  # -1e-17 % L == L
-    shifts = np.stack(np.meshgrid(*[np.arange(n) for n in factor], indexing="ij"), -1).reshape(-1, 3)
-    return (wrapped[None, :, :] + (shifts * lengths)[:, None, :]).reshape(-1, 3)
-
-
-def persistence_diagrams(points: np.ndarray, box: np.ndarray, degrees: tuple[int, ...]) -> np.ndarray:
-    """Rows ``(degree, birth, death)`` (Å², squared radii) of the periodic alpha filtration.
-
-    Runs HomCloud in the current process: call it through :class:`PH` (isolated) unless the
-    points are known to be safe. Essential pairs have ``death = +inf``.
-    """
-    from phstore.compat import import_homcloud
-
-    hc = import_homcloud()
-    pdlist = hc.PDList.from_alpha_filtration(
-        points, periodicity=[(0.0, float(L)) for L in box], save_boundary_map=False, save_suppl_info=False
-    )
-    rows = []
-    for degree in degrees:
-        pd = pdlist.dth_diagram(degree)
-        births = np.concatenate([pd.births, pd.essential_births])
-        deaths = np.concatenate([pd.deaths, np.full(len(pd.essential_births), np.inf)])
-        rows.append(np.column_stack([np.full(len(births), degree, dtype=float), births, deaths]))
-    return np.concatenate(rows) if rows else np.empty((0, 3))
-
-
-def normalized_histogram(diagram: np.ndarray, degree: int, bins: int, range_: tuple[float, float]) -> np.ndarray:
-    """``bins × bins`` histogram (birth × death) of the finite pairs of ``degree``, summing to 1.
+def normalized_histogram(diagram: np.ndarray, degree: int, bins: int, range_: tuple[float, float],
+                         min_persistence: float = 0.0) -> np.ndarray:
+    """``bins × bins`` histogram (birth × death) of the finite pairs of ``degree`` with
+    persistence above ``min_persistence`` (Å²), summing to 1.
 
     Raises ValueError when no pair falls in the range.
     """
     pairs = diagram[(diagram[:, 0] == degree) & np.isfinite(diagram[:, 2])]
+    pairs = pairs[pairs[:, 2] - pairs[:, 1] > min_persistence]
     hist, _, _ = np.histogram2d(pairs[:, 1], pairs[:, 2], bins=bins, range=[range_, range_])
     total = hist.sum()
     if total == 0:
         raise ValueError(f"no finite degree-{degree} pair in {range_}")
     return hist / total
+
+
+def lattice_supercell(cell: np.ndarray, min_side: float) -> tuple[int, int, int]:
+    """Repetitions along each lattice vector that make every cell height ≥ ``min_side`` (Å)."""
+    cell = np.asarray(cell, dtype=float)
+    heights = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    return tuple(max(1, math.ceil(min_side / h - 1e-9)) for h in heights)  # type: ignore[return-value]
 
 
 class PH(Descriptor):
@@ -129,59 +103,92 @@ class PH(Descriptor):
     params:
         :class:`PHParams` (enter the provenance key).
     time_limit:
-        Seconds one HomCloud call may run before its child process is killed and the frame
-        is recorded as failed (an execution setting, not part of the provenance).
+        Seconds one frame may take before it is recorded as failed (an execution setting, not
+        part of the provenance). The native engine checks it between its stages; HomCloud's
+        child process is killed.
     """
 
     name = "ph"
-    packages = ("homcloud",)
     record_columns = ("row", "degree", "birth", "death")
 
     def __init__(self, params: PHParams = PHParams(), time_limit: float = 120.0) -> None:
+        if params.engine not in ENGINES:
+            raise ValueError(f"unknown PH engine {params.engine!r}; choose one of {ENGINES}")
         self.params = params
         self.time_limit = time_limit
+
+    @property
+    def packages(self) -> tuple[str, ...]:  # type: ignore[override]
+        """Libraries whose versions enter the provenance key: the engine's."""
+        return ("phstore", "scipy", "numba") if self.params.engine == "native" else ("homcloud",)
 
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
         b = self.params.bins
         return {
             "histogram": VariableSpec(("birth_bin", "death_bin"), (b, b), "float32", np.nan),
             "supercell": VariableSpec(("axis",), (3,), "int16", 0),
+            "jittered": VariableSpec((), (), "int8", 0),
         }
 
     def compute(self, atoms: Atoms) -> FrameResult:
         p = self.params
-        lengths = orthorhombic_lengths(atoms.cell.array)
-        if lengths is None:
+        if not atoms.pbc.all():
             return FrameResult.failed(
-                "triclinic cell: HomCloud's periodic alpha filtration takes an orthorhombic box; "
-                "convert the frame to an orthorhombic supercell before ingest"
+                f"not periodic in all three directions (pbc={atoms.pbc.tolist()}): the periodic alpha filtration "
+                "needs a 3-periodic cell; give the frame a cell and pbc=True (with vacuum where it is not periodic)"
             )
-        factor = supercell(lengths, p.min_side)
-        runner = runner_for(_PRELOAD, self.time_limit)
+        result = self._native(atoms) if p.engine == "native" else self._homcloud(atoms)
+        if isinstance(result, str):
+            return FrameResult.failed(result)
+        diagram, factor, jittered = result
+        closest = diagram[(diagram[:, 0] == 0) & np.isfinite(diagram[:, 2]), 2]
+        if len(closest) and 2 * math.sqrt(closest.min()) < MIN_DISTANCE:
+            return FrameResult.failed(f"two atoms are {2 * math.sqrt(closest.min()):.3g} Å apart: a duplicated atom?")
+        try:
+            hist = normalized_histogram(diagram, p.histogram_degree, p.bins, p.range, p.min_persistence)
+        except ValueError as exc:
+            return FrameResult.failed(str(exc))
+        return FrameResult(
+            values={"histogram": hist.astype(np.float32), "supercell": np.asarray(factor, dtype=np.int16),
+                    "jittered": np.int8(jittered)},
+            records=diagram[np.isin(diagram[:, 0], p.degrees)],
+        )
+
+    def _native(self, atoms: Atoms) -> tuple[np.ndarray, tuple[int, int, int], bool] | str:
+        p = self.params
+        factor = lattice_supercell(atoms.cell.array, p.min_side)
+        frame = atoms.repeat(factor) if factor != (1, 1, 1) else atoms
+        try:
+            d = periodic_alpha_diagram(frame.positions, frame.cell.array, (0, 1, 2),
+                                       max_value=p.range[1] if p.truncate else math.inf, time_limit=self.time_limit)
+        except Deadline:
+            return f"PH took longer than its time limit of {self.time_limit:g} s"
+        except PeriodicAlphaError as exc:
+            return f"PH failed: {exc}"
+        return d.rows, factor, d.jittered
+
+    def _homcloud(self, atoms: Atoms) -> tuple[np.ndarray, tuple[int, int, int], bool] | str:
+        p = self.params
+        lengths = homcloud.orthorhombic_lengths(atoms.cell.array)
+        if lengths is None:
+            return ("triclinic cell: HomCloud's periodic alpha filtration takes an orthorhombic box; "
+                    "use the native engine (engine='native'), which takes any cell")
+        factor = homcloud.supercell(lengths, p.min_side)
+        runner = runner_for(homcloud.PRELOAD, self.time_limit)
         while True:
-            points = replicate(atoms.positions, lengths, factor)
+            points = homcloud.replicate(atoms.positions, lengths, factor)
             try:
-                diagram = runner.call(
-                    "phstore.descriptors.ph:persistence_diagrams", points, lengths * factor, p.degrees
-                )
-                break
+                diagram = runner.call("phstore.ph.homcloud:persistence_diagrams", points, lengths * factor, (0, 1, 2))
+                return diagram, factor, False
             except ChildTimeout as exc:
-                return FrameResult.failed(f"HomCloud hung (supercell {factor}): {exc}")
+                return f"HomCloud hung (supercell {factor}): {exc}"
             except (ChildError, ChildCrashed) as exc:
                 # "too few points" and aborts both come from cells too small for HomCloud's
                 # 1-sheet periodic triangulation: a bigger near-cube is the measured cure.
-                retry = isinstance(exc, ChildCrashed) or _TOO_FEW in str(exc)
-                bigger = grow(lengths, factor)
+                retry = isinstance(exc, ChildCrashed) or homcloud.TOO_FEW in str(exc)
+                bigger = homcloud.grow(lengths, factor)
                 if retry and len(atoms) * int(np.prod(bigger)) <= p.max_atoms:
                     factor = bigger
                     continue
                 what = "aborted" if isinstance(exc, ChildCrashed) else "raised"
-                return FrameResult.failed(f"HomCloud {what} (supercell {factor}): {exc}")
-        try:
-            hist = normalized_histogram(diagram, p.histogram_degree, p.bins, p.range)
-        except ValueError as exc:
-            return FrameResult.failed(str(exc))
-        return FrameResult(
-            values={"histogram": hist.astype(np.float32), "supercell": np.asarray(factor, dtype=np.int16)},
-            records=diagram,
-        )
+                return f"HomCloud {what} (supercell {factor}): {exc}"
