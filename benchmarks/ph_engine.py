@@ -40,13 +40,11 @@ def frames_of(work: Path, count: int) -> dict[tuple[int, float], list]:
     """``count`` frames evenly spaced over one generated run of each case."""
     config = replace(GenerateConfig.demo(), runs=1, large_natoms=512, crystal=False)
     files = generate(work / "ph-engine-data", config, progress=False)
-    out: dict[tuple[int, float], list] = {}
+    groups: dict[tuple[int, float], list] = {key: [] for key in CASES}
     for path in files:
-        frames = ase.io.read(path, ":")
-        key = (len(frames[0]), round(float(frames[0].info["density"]), 1))
-        if key in CASES:
-            out[key] = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, count)]
-    return out
+        for atoms in ase.io.iread(path):
+            groups.get((len(atoms), round(float(atoms.info["density"]), 1)), []).append(atoms)
+    return {key: [frames[int(i)] for i in np.linspace(0, len(frames) - 1, count)] for key, frames in groups.items()}
 
 
 def cpu_ms(fn) -> float:

@@ -121,7 +121,8 @@ def featurize_chunk(
         old, _ = (np.empty((0, 0)), None) if todo.all() else store.records(collection, group, chunk)
         keep = old[~np.isin(old[:, 0], idx)] if old.size else np.empty((0, len(descriptor.record_columns)))
         records = np.concatenate([keep, *new_records])
-        records = records[np.lexsort(records.T[::-1])]  # sorted by row, then the other columns
+        if len(keep):  # each frame's records come sorted: ordering the rows keeps the whole chunk sorted
+            records = records[np.argsort(records[:, 0], kind="stable")]
         store.write_records(collection, group, chunk, records, {"columns": list(descriptor.record_columns)})
     status = current.pop("status")
     store.write_rows(collection, group, rows, {**current, "status": status})  # status last: the commit

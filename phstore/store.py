@@ -41,6 +41,9 @@ DEFAULT_CHUNK_SIZE = 32
 # Lossless codec of dense float arrays: bit-shuffled float32 exposes the sign and exponent bits to
 # lz4, which gains 1.13× on per-atom SOAP and writes a 10 MB chunk in 12 ms (raw: 6, zstd: 16).
 DENSE_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
+# Codec of ragged records (PH diagrams: float64 rows): zstd level 1 compresses a 216-atom chunk's
+# 1.4 MB 2.24x in 3.4 ms, where Zarr's default level 0 takes 7.4 ms for 2.22x.
+RECORDS_CODEC = zarr.codecs.ZstdCodec(level=1)
 FRAMES = "frames"
 RECORDS = "records"
 LOCK = ".phstore-writer.lock"
@@ -499,6 +502,7 @@ class FeatureStore:
         self._root.create_array(
             f"{collection}/{group}/{RECORDS}/c{chunk:06d}", shape=records.shape, dtype=records.dtype,
             chunks=tuple(max(1, d) for d in records.shape), overwrite=True, attributes=attrs,
+            compressors=[RECORDS_CODEC],
         )[...] = records
 
 

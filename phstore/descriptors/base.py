@@ -17,7 +17,8 @@ from phstore.store import VariableSpec
 class FrameResult:
     """What a descriptor made of one frame: per-snapshot values, ragged records, or an error.
 
-    ``records`` rows have the columns of the descriptor's ``record_columns``; ``error`` is set
+    ``records`` rows have the columns of the descriptor's ``record_columns``, sorted (by the
+    first column, then the next, ...: the store keeps them in that order); ``error`` is set
     (and ``values`` is None) when the frame failed.
     """
 

@@ -57,7 +57,7 @@ def replicate(positions: np.ndarray, lengths: np.ndarray, factor: tuple[int, int
 
 
 def persistence_diagrams(points: np.ndarray, box: np.ndarray, degrees: tuple[int, ...]) -> np.ndarray:
-    """Rows ``(degree, birth, death)`` (Å², squared radii) of HomCloud's periodic alpha
+    """Rows ``(degree, birth, death)`` (Å², squared radii), sorted, of HomCloud's periodic alpha
     filtration of ``points`` in the orthorhombic ``box`` (Å). Essential pairs have ``death = +inf``.
     Runs HomCloud in the current process."""
     from phstore.compat import import_homcloud
@@ -72,4 +72,5 @@ def persistence_diagrams(points: np.ndarray, box: np.ndarray, degrees: tuple[int
         births = np.concatenate([pd.births, pd.essential_births])
         deaths = np.concatenate([pd.deaths, np.full(len(pd.essential_births), np.inf)])
         rows.append(np.column_stack([np.full(len(births), degree, dtype=float), births, deaths]))
-    return np.concatenate(rows) if rows else np.empty((0, 3))
+    out = np.concatenate(rows) if rows else np.empty((0, 3))
+    return out[np.lexsort(out.T[::-1])]
