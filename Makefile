@@ -29,6 +29,7 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q --durations=15
 
 bench: $(STAMP)
+	$(PY) benchmarks/ph_engine.py
 	$(PY) benchmarks/featurize_ph.py
 	$(PY) benchmarks/featurize_soap_schnet.py
 	$(PY) benchmarks/featurize_cluster.py

@@ -24,8 +24,8 @@ from harness import (BareLoops, add_bare_options, add_sequential_option, add_wor
                      phstore_run, serve_bare, side_by_side, started_cluster, work_dir, worker_peak_rss)
 from phstore import open_store
 from phstore.descriptors import PH, PHParams
-from phstore.descriptors.ph import normalized_histogram
 from phstore.ph import periodic_alpha_diagram
+from phstore.ph.vectorize import histogram
 from phstore.store import DEFAULT_CHUNK_SIZE
 
 
@@ -36,7 +36,7 @@ def _bare(store: Path, chunk_size: int, limit: int | None) -> None:
     def work(batch: list[tuple[np.ndarray, np.ndarray]]) -> None:
         for pos, cell in batch:
             d = periodic_alpha_diagram(pos, cell, max_value=p.range[1])
-            normalized_histogram(d.rows, p.histogram_degree, p.bins, p.range, p.min_persistence)
+            histogram(d.degree(p.histogram_degree), p.bins, p.range, p.min_persistence)
 
     serve_bare(list(zip(frames.positions.values, frames.cell.values)), chunk_size, work, limit)
 

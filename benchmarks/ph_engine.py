@@ -28,10 +28,10 @@ from scipy.spatial import Delaunay
 
 from harness import add_work_option, work_dir
 from phstore.compat import import_homcloud
-from phstore.descriptors.ph import normalized_histogram
 from phstore.generate import GenerateConfig, generate
 from phstore.ph import filtration as engine
 from phstore.ph import periodic_alpha_diagram, periodic_alpha_filtration, persistence_pairs
+from phstore.ph.vectorize import histogram
 
 CASES = ((216, 1.5), (216, 2.4), (216, 3.5), (512, 2.4))
 
@@ -64,7 +64,7 @@ def homcloud(atoms) -> None:
 
 def native(atoms, max_value: float) -> None:
     d = periodic_alpha_diagram(atoms.positions, atoms.cell.array, max_value=max_value)
-    normalized_histogram(d.rows, 1, 128, (0.0, 8.0), 1e-5)
+    histogram(d.degree(1), 128, (0.0, 8.0), 1e-5)
 
 
 def phat_reduce(f) -> None:

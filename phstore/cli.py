@@ -11,13 +11,17 @@ from typing import Sequence
 
 import numpy as np
 
-from phstore.descriptors import PH, REGISTRY, SOAP, Descriptor, PHParams, SchNet, SOAPParams
+from phstore.descriptors import (PH, REGISTRY, SOAP, Descriptor, DiagramHistogram, DiagramHistogramParams, PersistenceImage,
+                                 PersistenceImageParams, PHParams, SchNet, SOAPParams)
 from phstore.descriptors.ph import ENGINES
 from phstore.training.neural import NeuralConfig
 from phstore.training.ridge import RidgeConfig
 from phstore.training.schnet import SchNetArchitecture, SchNetTraining
 from phstore.training.split import Split
 
+
+#: Vectors of stored PH diagrams, by their ``featurize --descriptor`` name: class and parameters.
+VECTORS = {"pimage": (PersistenceImage, PersistenceImageParams), "phist": (DiagramHistogram, DiagramHistogramParams)}
 
 #: Networks on stored features, by their ``train --model`` name.
 NEURAL = {"cnn": NeuralConfig.cnn, "soap-mlp": NeuralConfig.soap_mlp, "ph-soap": NeuralConfig.ph_soap}
@@ -63,9 +67,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def make_descriptor(args: argparse.Namespace) -> Descriptor:
     """The descriptor that ``featurize``'s options describe."""
+    ph = PHParams(engine=args.engine, min_persistence=args.min_persistence, truncate=args.truncate,
+                  min_side=args.min_side)
     if args.descriptor == "ph":
-        return PH(PHParams(engine=args.engine, min_persistence=args.min_persistence, truncate=args.truncate,
-                           min_side=args.min_side), time_limit=args.time_limit)
+        return PH(ph, time_limit=args.time_limit)
+    if args.descriptor in VECTORS:
+        kind, params = VECTORS[args.descriptor]
+        given = {"degree": args.degree, "bins": args.bins, "sigma": args.image_sigma, "birth_range": args.birth_range,
+                 "persistence_range": args.persistence_range, "range": args.hist_range}
+        fields = {f.name for f in dataclasses.fields(params)}
+        try:
+            return kind(params(ph=ph, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()
+                                         if v is not None and k in fields}))
+        except ValueError as exc:
+            raise SystemExit(f"--descriptor {args.descriptor}: {exc}") from None
     if args.descriptor == "soap":
         return SOAP(SOAPParams(species=tuple(args.species), r_cut=args.r_cut, n_max=args.n_max,
                                l_max=args.l_max, sigma=args.sigma, rbf=args.rbf))
@@ -119,7 +134,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
                 args.store, descriptor, client, collections=args.collection or None,
                 retry_failed=args.retry_failed, progress=not args.quiet,
             )
-    except (ClusterError, StoreLocked) as exc:
+    except (ClusterError, StoreLocked, ValueError) as exc:  # ValueError: inputs missing (PH vectors before PH)
         raise SystemExit(str(exc)) from None
     for coll, row, reason in report.failures:
         print(f"failed {coll} snapshot {row}: {reason}", file=sys.stderr)
@@ -166,10 +181,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = train_output(args)
     split = Split(args.split, args.test_fraction, args.seed)
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size") if getattr(args, k) is not None}
+    ph = (args.ph_features, REGISTRY[args.ph_features].summary)
+    if args.model in ("ridge", "cnn", "ph-soap"):  # the models that take PH
+        overrides["features"] = (ph, ("soap", "mean")) if args.model == "ph-soap" else (ph,)
     try:
         if args.model == "ridge":
-            model = train_ridge(args.store, collections, out, RidgeConfig(alpha=args.alpha), split, args.dataset,
-                                tuple(args.descriptor_key))
+            model = train_ridge(args.store, collections, out, RidgeConfig(alpha=args.alpha, features=overrides["features"]),
+                                split, args.dataset, tuple(args.descriptor_key))
         elif args.model in NEURAL:
             model = train_neural(args.store, collections, out, NEURAL[args.model](**overrides), split, args.dataset,
                                  tuple(args.descriptor_key), progress=not args.quiet)
@@ -270,6 +288,18 @@ def cmd_query(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(f"--plot: {exc}") from None
         print(f"plotted the mean histogram of {used} snapshots to {args.plot}")
+    if args.plot_diagram and n:
+        from phstore.plots import plot_diagram
+
+        collection, rows = store.select(args.collection, density=args.density, trajectory=args.trajectory,
+                                        frames=_frames(args.frames) if args.frames else None)
+        try:
+            pairs = {d: store.diagram(collection, int(rows[0]), d, args.descriptor_key) for d in (0, 1, 2)}
+        except ValueError as exc:
+            raise SystemExit(f"--plot-diagram: {exc}") from None
+        plot_diagram(pairs, args.plot_diagram, f"{collection} snapshot {rows[0]} (frame {ds['frame'].values[0]} of "
+                     f"{ds['trajectory'].values[0]})")
+        print(f"plotted the diagrams of {collection} snapshot {rows[0]} to {args.plot_diagram}")
     if args.export:
         out = Path(args.export)
         loaded = ds.load()
@@ -428,6 +458,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "(pairs that die above it get their death instead of inf; slower at low density)")
     ph.add_argument("--min-side", type=float, default=PHParams.min_side,
                     help="replicate cells until every cell height is ≥ this, Å (default %(default)s: the cell as it is)")
+    vec = p.add_argument_group("pimage and phist options: vectors of the stored PH diagrams (no PH is recomputed; "
+                               "the ph options above name the PH variant to read)")
+    vec.add_argument("--degree", type=int, help=f"homology degree (default {PersistenceImageParams.degree})")
+    vec.add_argument("--bins", type=int, help=f"pixels or bins per axis (default: pimage {PersistenceImageParams.bins}, "
+                     f"phist {DiagramHistogramParams.bins})")
+    vec.add_argument("--image-sigma", type=float, help=f"pimage: Gaussian width, Å² (default {PersistenceImageParams.sigma})")
+    vec.add_argument("--birth-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                     help=f"pimage: births, Å² (default {PersistenceImageParams.birth_range})")
+    vec.add_argument("--persistence-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                     help=f"pimage: persistences, Å² (default {PersistenceImageParams.persistence_range})")
+    vec.add_argument("--hist-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                     help=f"phist: births and deaths, Å² (default {DiagramHistogramParams.range})")
     soap = p.add_argument_group("soap options (defaults: the seed paper's)")
     soap.add_argument("--species", nargs="+", default=list(SOAPParams.species), help="chemical symbols (default %(default)s)")
     soap.add_argument("--r-cut", type=float, default=SOAPParams.r_cut, help="cutoff radius, Å (default %(default)s)")
@@ -455,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=Split.seed, help="seed of the split (and of the weights)")
     ridge = p.add_argument_group("ridge options")
     ridge.add_argument("--alpha", type=float, default=RidgeConfig.alpha, help="regularisation (default %(default)s)")
+    p.add_argument("--ph-features", choices=["ph", *VECTORS], default="ph",
+                   help="what ridge, cnn and ph-soap take of PH: ph, the PH descriptor's histogram; pimage, the "
+                   "persistence images; phist, a histogram of the stored diagrams (featurize them first; default %(default)s)")
     ridge.add_argument("--descriptor-key", action="append", default=[],
                        help="provenance key (prefix) of the descriptor variant to use, when the store holds several (repeatable)")
     nets = p.add_argument_group("cnn, soap-mlp and schnet options (defaults: each model's own, the paper's where it gives them)")
@@ -540,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", help="frame range START:STOP or list 1,2,3")
     p.add_argument("--export", help="write the selection to a .npz or .nc file")
     p.add_argument("--plot", help="draw the mean PH histogram of the selection to this PNG")
+    p.add_argument("--plot-diagram", help="draw the persistence diagrams (degrees 0-2) of the selection's first "
+                   "snapshot to this PNG")
+    p.add_argument("--descriptor-key", default="", help="provenance key (prefix) of the PH variant to draw, when there are several")
     p.set_defaults(func=cmd_query)
     return parser
 

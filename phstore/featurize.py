@@ -98,9 +98,9 @@ def featurize_chunk(
         current.update({k: np.full((n, *v.shape), v.fill, dtype=v.dtype) for k, v in specs.items()})
     else:
         current.update(store.read_rows(collection, group, rows, ["error", *specs]))
-    atoms = store.atoms(collection, rows)
+    inputs = descriptor.inputs(store, collection, rows)
     compute_start, cpu_start = time.perf_counter(), time.thread_time()
-    results = descriptor.compute_batch([atoms[i] for i in idx])
+    results = descriptor.compute_batch([inputs[i] for i in idx])
     report.compute_seconds = time.perf_counter() - compute_start
     report.compute_cpu_seconds = time.thread_time() - cpu_start
     new_records = []
@@ -151,6 +151,8 @@ def featurize(
     Finished rows are skipped, so an interrupted run resumes where it stopped; failed rows are
     kept failed unless ``retry_failed``. The store's writer lock is held throughout, so a second
     run on the same store raises :class:`~phstore.store.StoreLocked` instead of racing this one.
+    A descriptor made from other stored results (the PH vectors) raises ValueError, saying what
+    to run first, while those are missing.
     """
     store = FeatureStore(store_path, mode="a")
     chosen = list(collections) if collections else store.collections
@@ -159,6 +161,7 @@ def featurize(
         futures: dict = {}
         total = 0
         for coll in chosen:
+            descriptor.check_inputs(store, coll)
             store.ensure_descriptor(
                 coll, group, descriptor.provenance(), descriptor.variables(int(store.collection_attrs(coll)["natoms"]))
             )

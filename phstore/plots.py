@@ -50,6 +50,34 @@ def plot_histogram(hist: np.ndarray, extent: tuple[float, float], path: str | Pa
     return Path(path)
 
 
+def plot_diagram(pairs: dict[int, np.ndarray], path: str | Path, title: str = "",
+                 box: tuple[float, float] | None = (0.0, 8.0)) -> Path:
+    """Draw persistence diagrams (``{degree: (birth, death) rows}``, Å²) in one birth × death
+    plot: a colour per degree, classes with an infinite death as triangles on the top edge, and
+    ``box`` (the histogram's range) outlined."""
+    from matplotlib.patches import Rectangle
+
+    finite = [p[np.isfinite(p[:, 1])] for p in pairs.values() if len(p)]
+    top = max([float(p[:, 1].max()) for p in finite if len(p)] + [box[1] if box else 1.0]) * 1.05
+    with _figure(path, (5, 4.6), title) as (fig, ax):
+        ax.plot([0, top], [0, top], color="0.5", lw=0.8)
+        if box:
+            ax.add_patch(Rectangle((box[0], box[0]), box[1] - box[0], box[1] - box[0], fill=False, ls="--", lw=0.8,
+                                   color="0.4"))
+        for (degree, p), colour in zip(sorted(pairs.items()), ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+            inf = ~np.isfinite(p[:, 1])
+            ax.scatter(p[~inf, 0], p[~inf, 1], s=6, alpha=0.6, color=colour, label=f"H{degree} ({int((~inf).sum())})")
+            if inf.any():
+                ax.scatter(p[inf, 0], np.full(int(inf.sum()), top), marker="^", s=24, color=colour,
+                           label=f"H{degree} never killed ({int(inf.sum())})")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top * 1.03)
+        ax.set_xlabel("birth (Å²)")
+        ax.set_ylabel("death (Å²)")
+        ax.legend(fontsize=7, loc="lower right")
+    return Path(path)
+
+
 def plot_mean_ph_histogram(store: FeatureStore, selection: xr.Dataset, path: str | Path) -> int:
     """Draw the mean PH histogram of the finished snapshots of ``selection`` (from
     :meth:`FeatureStore.sel`) to ``path``; return how many snapshots it averages."""

@@ -252,30 +252,44 @@ class FeatureStore:
         Only the chunks that hold the selected snapshots are read when values are loaded.
         ``collection`` may be omitted when the store holds exactly one.
         """
+        collection, rows = self.select(collection, density=density, trajectory=trajectory, frames=frames,
+                                       density_tol=density_tol)
+        return self.dataset(collection).isel({SNAPSHOT: rows})
+
+    def select(
+        self,
+        collection: str | None = None,
+        *,
+        density: float | Sequence[float] | None = None,
+        trajectory: str | Sequence[str] | None = None,
+        frames: slice | Sequence[int] | int | None = None,
+        density_tol: float = 5e-3,
+    ) -> tuple[str, np.ndarray]:
+        """The collection and the snapshot indices that :meth:`sel` selects."""
         if collection is None:
             if len(self.collections) != 1:
                 raise ValueError(
                     f"the store holds collections {self.collections}; pass collection=... to choose one"
                 )
             collection = self.collections[0]
-        ds = self.dataset(collection)
-        mask = np.ones(ds.sizes[SNAPSHOT], dtype=bool)
+        table = self.frames(collection)
+        mask = np.ones(table.sizes[SNAPSHOT], dtype=bool)
         if density is not None:
             wanted = np.atleast_1d(np.asarray(density, dtype=float))
-            values = ds["density"].values
+            values = table["density"].values
             mask &= np.any(np.abs(values[:, None] - wanted[None, :]) <= density_tol, axis=1)
         if trajectory is not None:
             wanted_t = [trajectory] if isinstance(trajectory, str) else list(trajectory)
-            mask &= np.isin(ds["trajectory"].values.tolist(), wanted_t)
+            mask &= np.isin(table["trajectory"].values.tolist(), wanted_t)
         if frames is not None:
-            values = ds["frame"].values
+            values = table["frame"].values
             if isinstance(frames, slice):
                 lo = -np.inf if frames.start is None else frames.start
                 hi = np.inf if frames.stop is None else frames.stop
                 mask &= (values >= lo) & (values < hi)
             else:
                 mask &= np.isin(values, np.atleast_1d(frames))
-        return ds.isel({SNAPSHOT: np.flatnonzero(mask)})
+        return collection, np.flatnonzero(mask)
 
     def records(self, collection: str, group: str, chunk: int) -> tuple[np.ndarray, dict[str, Any]]:
         """The ragged output of one chunk of a descriptor variant, and its attributes."""
@@ -285,6 +299,30 @@ class FeatureStore:
         except KeyError:
             return np.empty((0, 0)), {}
         return arr[...], dict(arr.attrs)
+
+    def diagram(self, collection: str, snapshot: int, degree: int = 1, key: str = "") -> np.ndarray:
+        """The stored persistence diagram of one snapshot: ``(birth, death)`` rows, Å² (squared
+        radii; ``death = inf`` for classes never killed, or alive at a truncated filtration's end).
+
+        ``key`` (a prefix of the provenance key) chooses the PH variant when there are several.
+        Raises ValueError when there is none, or the snapshot has no diagram.
+        """
+        variants = {g: p for g, p in self.descriptor_groups(collection).items()
+                    if p["descriptor"] == "ph" and p["key"].startswith(key)}
+        if len(variants) != 1:
+            keys = [p["key"] for p in variants.values()]
+            raise ValueError(f"{collection} has {len(variants) or 'no'} PH variants{' with key ' + key if key else ''}"
+                             + (f"; choose one by key: {keys}" if keys else "; run `phstore featurize --descriptor ph`"))
+        (group,) = variants
+        if not 0 <= snapshot < self.n_snapshots(collection):
+            raise ValueError(f"{collection} has no snapshot {snapshot} (it holds {self.n_snapshots(collection)})")
+        state = self.read_rows(collection, group, slice(snapshot, snapshot + 1), ["status", "error"])
+        if state["status"][0] != DONE:
+            reason = state["error"][0] or "pending: run `phstore featurize --descriptor ph`"
+            raise ValueError(f"{collection} snapshot {snapshot} has no {group} diagram: {reason}")
+        records, _ = self.records(collection, group, snapshot // self.chunk_size)
+        rows = records[(records[:, 0] == snapshot % self.chunk_size) & (records[:, 1] == degree)]
+        return rows[:, 2:]
 
     @property
     def rejected(self) -> list[dict[str, Any]]:

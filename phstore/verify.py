@@ -22,7 +22,7 @@ from phstore.store import DONE, FAILED, FRAMES, PENDING, RECORDS, SNAPSHOT, Feat
 from phstore.training.data import TARGET
 
 #: Groups whose every snapshot must end done or failed (analyses may cover a subset).
-COMPLETE = ("ph", "soap", "schnet", "prediction")
+COMPLETE = ("ph", "soap", "schnet", "pimage", "phist", "prediction")
 
 
 @dataclass

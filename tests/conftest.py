@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 from ase import Atoms
 
-from phstore.descriptors import PH, SOAP, Descriptor, SchNet
+from phstore.descriptors import PH, SOAP, Descriptor, PersistenceImage, SchNet
 from tests.helpers import REAL_CARBON, write_trajectory
 
 
@@ -60,7 +60,8 @@ class DescriptorCase:
     ``make(request)`` builds the descriptor (it may use fixtures); ``bad_frame(atoms)`` turns a
     good frame into one the descriptor must record as failed, with ``bad_reason`` in the error;
     ``tol`` bounds the relative L1 difference of values that must agree (float rounding);
-    ``periodic_tol`` the same for a 2×2×2 supercell (PH: only cell-sized cycles differ).
+    ``periodic_tol`` the same for a 2×2×2 supercell (PH: only cell-sized cycles differ);
+    ``inputs(descriptor)`` the descriptors a store needs first (vectors of PH diagrams: PH).
     """
 
     make: Callable[[pytest.FixtureRequest], Descriptor]
@@ -68,6 +69,7 @@ class DescriptorCase:
     bad_reason: str
     tol: float
     periodic_tol: float
+    inputs: Callable[[Descriptor], list[Descriptor]] = lambda d: []
 
 
 def _duplicated_atom(atoms: Atoms) -> Atoms:
@@ -83,6 +85,8 @@ def _oxygen(atoms: Atoms) -> Atoms:
 #: Every descriptor must pass the contract suite: adding one means adding an entry here.
 DESCRIPTOR_CASES = {
     "ph": DescriptorCase(lambda r: PH(time_limit=60), _duplicated_atom, "duplicated atom", 1e-6, 0.04),
+    "pimage": DescriptorCase(lambda r: PersistenceImage(), _duplicated_atom, "duplicated atom", 1e-6, 0.04,
+                             lambda d: [d.source]),
     "soap": DescriptorCase(lambda r: SOAP(), _oxygen, "not in the SOAP species", 1e-5, 1e-5),
     "schnet": DescriptorCase(lambda r: SchNet.from_model(r.getfixturevalue("schnet_model")), _oxygen,
                              "not in the SchNet training data", 1e-5, 1e-5),

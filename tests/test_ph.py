@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 
 from phstore.compat import import_homcloud
-from phstore.descriptors.ph import PH, PHParams, lattice_supercell, normalized_histogram
+from phstore.descriptors.ph import PH, PHParams, lattice_supercell
 from phstore.ph import periodic_alpha_diagram
 from phstore.ph.homcloud import grow, replicate, supercell
 from tests.helpers import carbon_frame
@@ -149,10 +149,3 @@ def test_homcloud_engine_grows_a_too_small_cell(homcloud_ph):
     assert res.error is None and np.prod(res.values["supercell"]) > 1
     births, _ = direct_h1(atoms, tuple(res.values["supercell"]))
     assert len(finite_h1(res)) == len(births)
-
-
-def test_normalized_histogram_rejects_empty_and_applies_the_threshold():
-    with pytest.raises(ValueError, match="no finite degree-1 pair"):
-        normalized_histogram(np.array([[1, 9.0, 10.0]]), 1, 128, (0.0, 8.0))
-    with pytest.raises(ValueError, match="no finite degree-1 pair"):
-        normalized_histogram(np.array([[1, 2.0, 2.0 + 1e-6]]), 1, 128, (0.0, 8.0), min_persistence=1e-5)

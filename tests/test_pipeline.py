@@ -101,8 +101,8 @@ def test_quick_pipeline_end_to_end(tmp_path):
     out = run("run", "pipelines/quick.yaml", "--set", f"out={tmp_path}", "--set", "runs=1")
     assert "predicted" in out and "RMSE" in out and "parity plot" in out
     assert "dashboard http://127.0.0.1:" in out and "0 failed" in out
-    table = out[out.index("phstore compare"):].splitlines()[3:7]
-    assert sorted(line.split()[1] for line in table) == ["cnn", "ph-soap", "ridge", "soap-mlp"]
+    table = out[out.index("phstore compare"):].splitlines()[3:8]
+    assert sorted(line.split()[1] for line in table) == ["cnn", "ph-soap", "ridge", "ridge", "soap-mlp"]
     assert "C216: " in out and "pending 0" in out and "pending 1" not in out  # info
     with xr.open_dataset(tmp_path / "density-2.4.nc") as sel:  # closed before the re-run rewrites it
         exported = sel["ph_histogram"].values
@@ -114,5 +114,7 @@ def test_quick_pipeline_end_to_end(tmp_path):
         assert (tmp_path / "models" / kind / "parity.png").exists()
     assert (tmp_path / "models" / "ridge" / "parity-C512.png").exists()
     assert (tmp_path / "density-2.4.png").exists() and (tmp_path / "density-2.4.nc").exists()
+    assert (tmp_path / "density-2.4-diagram.png").exists()
+    assert (tmp_path / "models" / "ridge-pimage" / "parity.png").exists()  # Ridge on the persistence images
     again = run("run", "pipelines/quick.yaml", "--set", f"out={tmp_path}", "--set", "runs=1")
-    assert again.count("done, skipped") == 9
+    assert again.count("done, skipped") == 11

@@ -1,8 +1,9 @@
 """Descriptor-space maps (seed paper Figs. 4 and 5): PCA and t-SNE of stored descriptors, their
 2-D coordinates stored back beside the features, and numbers for how good and how smooth they are.
 
-Inputs per descriptor: PH, the normalised histograms z-scored per bin; SOAP and SchNet, the
-atom-means as stored. t-SNE runs on the first 50 principal components (the usual practice, and
+Inputs per descriptor: its summary variable, z-scored per feature where the descriptor says so
+(PH: the normalised histograms, z-scored per bin, as are the PH vectors; SOAP and SchNet: the
+atom-means as stored). t-SNE runs on the first 50 principal components (the usual practice, and
 it keeps 16,384-bin histograms tractable). Each map is a store group ``map-<key>`` whose key
 hashes the descriptor group's key and the map parameters, so maps of other features or settings
 never mix and a finished map is reused, not recomputed.
@@ -25,15 +26,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from phstore.descriptors import REGISTRY
 from phstore.provenance import provenance
 from phstore.store import DONE, FAILED, FRAMES, FeatureStore, VariableSpec
 from phstore.training.data import TARGET, descriptor_group, read_features
-
-#: The stored variable each descriptor is mapped by.
-MAPPED = {"ph": "histogram", "soap": "mean", "schnet": "mean"}
-#: Standardised before mapping (z-score per feature): the seed paper's treatment of PH.
-STANDARDISED = ("ph",)
-
 
 @dataclass(frozen=True)
 class MapParams:
@@ -103,7 +99,8 @@ def descriptor_map(store: FeatureStore, collection: str, descriptor: str, keys: 
     coordinates as ``map-<key>`` (reused when already there); return its numbers."""
     source = descriptor_group(store, collection, descriptor, keys)
     prov_source = store.descriptor_groups(collection)[source]
-    params = MapParams(prov_source["key"], MAPPED[descriptor], descriptor in STANDARDISED, tuple(perplexities), seed=seed)
+    kind = REGISTRY[descriptor]  # a descriptor is mapped by its summary variable, z-scored if it says so
+    params = MapParams(prov_source["key"], kind.summary, kind.standardised, tuple(perplexities), seed=seed)
     prov = provenance("map", params, ("scikit-learn",))
     group = f"map-{prov['key']}"
     n = store.n_snapshots(collection)

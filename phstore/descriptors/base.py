@@ -10,7 +10,7 @@ import numpy as np
 from ase import Atoms
 
 from phstore.provenance import provenance
-from phstore.store import VariableSpec
+from phstore.store import FeatureStore, VariableSpec
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,15 @@ class Descriptor(ABC):
     """Base class: ``params`` is a frozen dataclass; execution settings are not part of it.
 
     Subclasses set ``name``, ``packages`` (whose versions enter the provenance key),
-    ``record_columns`` (columns of ragged per-frame output, if any), and implement
-    :meth:`variables` and :meth:`compute`.
+    ``summary`` (the variable that describes a whole snapshot: what maps and models use),
+    ``standardised`` (whether maps z-score it per feature), ``record_columns`` (columns of
+    ragged per-frame output, if any), and implement :meth:`variables` and :meth:`compute`.
     """
 
     name: ClassVar[str]
     packages: ClassVar[tuple[str, ...]]
+    summary: ClassVar[str]
+    standardised: ClassVar[bool] = False
     record_columns: ClassVar[tuple[str, ...]] = ()
 
     params: Any
@@ -62,6 +65,14 @@ class Descriptor(ABC):
     def compute(self, atoms: Atoms) -> FrameResult:
         """Describe one periodic frame; never raises for a bad frame, returns a failure."""
 
-    def compute_batch(self, frames: Sequence[Atoms]) -> list[FrameResult]:
-        """Describe many frames (override when a batch is cheaper than a loop)."""
+    def compute_batch(self, frames: Sequence[Any]) -> list[FrameResult]:
+        """Describe many frames, as :meth:`inputs` reads them (override when a batch is cheaper
+        than a loop)."""
         return [self.compute(atoms) for atoms in frames]
+
+    def check_inputs(self, store: FeatureStore, collection: str) -> None:
+        """Raise ValueError, saying what to run first, if ``collection`` cannot be described yet."""
+
+    def inputs(self, store: FeatureStore, collection: str, rows: slice) -> list[Any]:
+        """What :meth:`compute_batch` takes for the snapshots ``rows``: their frames."""
+        return store.atoms(collection, rows)

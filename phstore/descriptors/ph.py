@@ -32,6 +32,7 @@ from phstore.descriptors.base import Descriptor, FrameResult
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, runner_for
 from phstore.ph import Deadline, PeriodicAlphaError, periodic_alpha_diagram
 from phstore.ph import homcloud
+from phstore.ph.vectorize import histogram
 from phstore.store import VariableSpec
 
 ENGINES = ("native", "homcloud")
@@ -72,22 +73,6 @@ class PHParams:
     max_atoms: int = 4096
 
 
-def normalized_histogram(diagram: np.ndarray, degree: int, bins: int, range_: tuple[float, float],
-                         min_persistence: float = 0.0) -> np.ndarray:
-    """``bins × bins`` histogram (birth × death) of the finite pairs of ``degree`` with
-    persistence above ``min_persistence`` (Å²), summing to 1.
-
-    Raises ValueError when no pair falls in the range.
-    """
-    pairs = diagram[(diagram[:, 0] == degree) & np.isfinite(diagram[:, 2])]
-    pairs = pairs[pairs[:, 2] - pairs[:, 1] > min_persistence]
-    hist, _, _ = np.histogram2d(pairs[:, 1], pairs[:, 2], bins=bins, range=[range_, range_])
-    total = hist.sum()
-    if total == 0:
-        raise ValueError(f"no finite degree-{degree} pair in {range_}")
-    return hist / total
-
-
 def lattice_supercell(cell: np.ndarray, min_side: float) -> tuple[int, int, int]:
     """Repetitions along each lattice vector that make every cell height ≥ ``min_side`` (Å)."""
     cell = np.asarray(cell, dtype=float)
@@ -109,6 +94,8 @@ class PH(Descriptor):
     """
 
     name = "ph"
+    summary = "histogram"
+    standardised = True  # the seed paper z-scores every bin
     record_columns = ("row", "degree", "birth", "death")
 
     def __init__(self, params: PHParams = PHParams(), time_limit: float = 120.0) -> None:
@@ -145,9 +132,9 @@ class PH(Descriptor):
         if len(closest) and 2 * math.sqrt(closest.min()) < MIN_DISTANCE:
             return FrameResult.failed(f"two atoms are {2 * math.sqrt(closest.min()):.3g} Å apart: a duplicated atom?")
         try:
-            hist = normalized_histogram(diagram, p.histogram_degree, p.bins, p.range, p.min_persistence)
+            hist = histogram(diagram[diagram[:, 0] == p.histogram_degree, 1:], p.bins, p.range, p.min_persistence)
         except ValueError as exc:
-            return FrameResult.failed(str(exc))
+            return FrameResult.failed(f"degree {p.histogram_degree}: {exc}")
         return FrameResult(
             values={"histogram": hist.astype(np.float32), "supercell": np.asarray(factor, dtype=np.int16),
                     "jittered": np.int8(jittered)},

@@ -69,6 +69,7 @@ class SchNet(Descriptor):
     """
 
     name = "schnet"
+    summary = "mean"
     packages = ("schnetpack", "torch")
 
     def __init__(self, params: SchNetParams, model_path: str, batch_atoms: int = 512) -> None:

@@ -62,6 +62,7 @@ class SOAP(Descriptor):
     """dscribe SOAP of every atom (``per_atom``: atom × feature) and its atom-mean (``mean``)."""
 
     name = "soap"
+    summary = "mean"
     packages = ("dscribe",)
 
     def __init__(self, params: SOAPParams = SOAPParams()) -> None:

@@ -63,7 +63,7 @@ class NeuralConfig:
     def ph_soap(cls, **overrides) -> "NeuralConfig":
         """PH + SOAP, the combination the paper's conclusion proposes: the SOAP MLP's layers and
         optimiser on the normalised PH histogram concatenated with the atom-mean SOAP."""
-        return cls.soap_mlp(kind="ph-soap", features=(("ph", "histogram"), ("soap", "mean")), **overrides)
+        return cls.soap_mlp(**{"kind": "ph-soap", "features": (("ph", "histogram"), ("soap", "mean")), **overrides})
 
 
 def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):

@@ -1,0 +1,176 @@
+"""Descriptors made from the PH diagrams already in the store: no PH is computed again.
+
+:class:`PersistenceImage` (``pimage``) and :class:`DiagramHistogram` (``phist``: the PH
+histogram with other bins, range or threshold) read the diagrams of one PH variant (named by its
+parameters, ``ph``) chunk by chunk and store their vectors in a group of their own, whose key
+covers their parameters and the PH variant's. Every PH model takes them (``phstore train
+--ph-features pimage``). Called on a frame directly (:meth:`compute`), they compute its PH first.
+
+A truncated PH variant (the default) holds exact pairs up to its upper bound only, so these
+descriptors refuse parameters that reach beyond it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from phstore.descriptors.base import Descriptor, FrameResult
+from phstore.descriptors.ph import PH, PHParams
+from phstore.ph.vectorize import histogram, persistence_image
+from phstore.store import DONE, PENDING, FeatureStore, VariableSpec
+
+
+@dataclass(frozen=True)
+class PersistenceImageParams:
+    """Parameters of the persistence image (all enter its provenance key).
+
+    Attributes
+    ----------
+    ph: the PH variant whose stored diagrams are used.
+    degree: homology degree.
+    bins: pixels per axis.
+    birth_range, persistence_range: the image's extent, Å² (births × persistences).
+    sigma: standard deviation of each pair's Gaussian, Å².
+    min_persistence: pairs with ``death - birth`` at or below this, Å², are left out.
+    """
+
+    ph: PHParams = PHParams()
+    degree: int = 1
+    bins: int = 32
+    birth_range: tuple[float, float] = (0.0, 5.0)
+    persistence_range: tuple[float, float] = (0.0, 3.0)
+    sigma: float = 0.1
+    min_persistence: float = 1e-5
+
+    @property
+    def highest_death(self) -> float:
+        return self.birth_range[1] + self.persistence_range[1]
+
+
+@dataclass(frozen=True)
+class DiagramHistogramParams:
+    """Parameters of a histogram of stored diagrams (as the PH descriptor's own histogram)."""
+
+    ph: PHParams = PHParams()
+    degree: int = 1
+    bins: int = 64
+    range: tuple[float, float] = (0.0, 8.0)
+    min_persistence: float = 1e-5
+
+    @property
+    def highest_death(self) -> float:
+        return self.range[1]
+
+
+class DiagramFeature(Descriptor):
+    """Base class: a vector of each snapshot's stored diagram of one degree.
+
+    Inputs (:meth:`inputs`) are the stored diagrams; :meth:`compute_batch` also takes frames,
+    whose PH it computes first. Subclasses set ``name``, ``summary`` and implement
+    :meth:`vectorize` and :meth:`variables`.
+    """
+
+    standardised = True
+
+    def __init__(self, params) -> None:
+        if params.degree not in params.ph.degrees:
+            raise ValueError(f"the PH variant stores degrees {params.ph.degrees}, not {params.degree}")
+        truncation = params.ph.range[1] if params.ph.truncate and params.ph.engine == "native" else np.inf
+        if params.highest_death > truncation:
+            raise ValueError(
+                f"{self.name} reaches deaths up to {params.highest_death:g} Å², but the PH diagrams are truncated at "
+                f"{truncation:g} Å²; narrow its range or use PH computed with truncate=False (--no-truncate)"
+            )
+        self.params = params
+
+    @property
+    def source(self) -> PH:
+        """The PH variant whose diagrams are read."""
+        return PH(self.params.ph)
+
+    @property
+    def packages(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The libraries that made the diagrams (this vector is numpy and scipy only)."""
+        return self.source.packages
+
+    def vectorize(self, diagram: np.ndarray) -> FrameResult:
+        """The vector of one snapshot's diagram (rows ``degree, birth, death``)."""
+        pairs = diagram[diagram[:, 0] == self.params.degree, 1:]
+        try:
+            return FrameResult(values={self.summary: self._vector(pairs).astype(np.float32)})
+        except ValueError as exc:
+            return FrameResult.failed(str(exc))
+
+    def _vector(self, pairs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def compute(self, atoms: Atoms) -> FrameResult:
+        res = self.source.compute(atoms)
+        return res if res.error is not None else self.vectorize(res.records)
+
+    def compute_batch(self, frames: Sequence[Atoms | np.ndarray | FrameResult]) -> list[FrameResult]:
+        """Frames (PH computed first), stored diagrams, or the failures :meth:`inputs` passed on."""
+        return [f if isinstance(f, FrameResult) else self.compute(f) if isinstance(f, Atoms) else self.vectorize(f)
+                for f in frames]
+
+    def check_inputs(self, store: FeatureStore, collection: str) -> None:
+        group = self.source.group
+        if group not in store.descriptor_groups(collection):
+            raise ValueError(f"{collection} has no {group} diagrams for {self.name}; run `phstore featurize "
+                             "--descriptor ph` with the same PH options first")
+        pending = int((store.status(collection, group) == PENDING).sum())
+        if pending:
+            raise ValueError(f"{collection}: {pending} snapshots have no {group} diagram yet; run `phstore featurize "
+                             "--descriptor ph` with the same PH options first")
+
+    def inputs(self, store: FeatureStore, collection: str, rows: slice) -> list[np.ndarray | FrameResult]:
+        """The stored diagram of every row (a failure for rows whose PH failed)."""
+        group = self.source.group
+        state = store.read_rows(collection, group, rows, ["status", "error"])
+        records, _ = store.records(collection, group, rows.start // store.chunk_size)
+        offset = rows.start % store.chunk_size
+        bounds = np.searchsorted(records[:, 0], np.arange(offset, offset + rows.stop - rows.start + 1)) \
+            if records.size else np.zeros(rows.stop - rows.start + 1, dtype=int)
+        return [records[lo:hi, 1:] if status == DONE else FrameResult.failed(f"no PH diagram: {error}")
+                for status, error, lo, hi in zip(state["status"], state["error"], bounds, bounds[1:])]
+
+
+class PersistenceImage(DiagramFeature):
+    """Persistence image of the stored diagrams (``pimage``; Adams et al. 2017)."""
+
+    name = "pimage"
+    summary = "image"
+
+    def __init__(self, params: PersistenceImageParams = PersistenceImageParams()) -> None:
+        super().__init__(params)
+
+    def variables(self, natoms: int) -> dict[str, VariableSpec]:
+        b = self.params.bins
+        return {"image": VariableSpec(("birth_bin", "persistence_bin"), (b, b), "float32", np.nan)}
+
+    def _vector(self, pairs: np.ndarray) -> np.ndarray:
+        p = self.params
+        return persistence_image(pairs, p.bins, p.birth_range, p.persistence_range, p.sigma, p.min_persistence)
+
+
+class DiagramHistogram(DiagramFeature):
+    """Normalised histogram of the stored diagrams (``phist``), with its own bins and range."""
+
+    name = "phist"
+    summary = "histogram"
+
+    def __init__(self, params: DiagramHistogramParams = DiagramHistogramParams()) -> None:
+        super().__init__(params)
+
+    def variables(self, natoms: int) -> dict[str, VariableSpec]:
+        b = self.params.bins
+        return {"histogram": VariableSpec(("birth_bin", "death_bin"), (b, b), "float32", np.nan)}
+
+    def _vector(self, pairs: np.ndarray) -> np.ndarray:
+        p = self.params
+        return histogram(pairs, p.bins, p.range, p.min_persistence)
+
