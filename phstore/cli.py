@@ -268,10 +268,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     from phstore.store import open_store
 
     store = open_store(args.store)
-    ds = store.sel(
-        args.collection, density=args.density, trajectory=args.trajectory,
-        frames=_frames(args.frames) if args.frames else None,
-    )
+    collection, rows = store.select(args.collection, density=args.density, trajectory=args.trajectory,
+                                    frames=_frames(args.frames) if args.frames else None)
+    ds = store.dataset(collection).isel(snapshot=rows)
     n = ds.sizes["snapshot"]
     print(f"{n} snapshots selected")
     if n:
@@ -291,8 +290,6 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.plot_diagram and n:
         from phstore.plots import plot_diagram
 
-        collection, rows = store.select(args.collection, density=args.density, trajectory=args.trajectory,
-                                        frames=_frames(args.frames) if args.frames else None)
         try:
             pairs = {d: store.diagram(collection, int(rows[0]), d, args.descriptor_key) for d in (0, 1, 2)}
         except ValueError as exc:

@@ -238,22 +238,14 @@ class FeatureStore:
             ds = ds.merge(renamed, compat="override", join="override")
         return ds
 
-    def sel(
-        self,
-        collection: str | None = None,
-        *,
-        density: float | Sequence[float] | None = None,
-        trajectory: str | Sequence[str] | None = None,
-        frames: slice | Sequence[int] | int | None = None,
-        density_tol: float = 5e-3,
-    ) -> xr.Dataset:
-        """Lazily select snapshots by density (g/cm³, within ``density_tol``), trajectory and frame.
+    def sel(self, collection: str | None = None, **criteria: Any) -> xr.Dataset:
+        """Lazily select snapshots by density (g/cm³), trajectory and frame: the criteria of
+        :meth:`select` (``density``, ``trajectory``, ``frames``, ``density_tol``).
 
         Only the chunks that hold the selected snapshots are read when values are loaded.
         ``collection`` may be omitted when the store holds exactly one.
         """
-        collection, rows = self.select(collection, density=density, trajectory=trajectory, frames=frames,
-                                       density_tol=density_tol)
+        collection, rows = self.select(collection, **criteria)
         return self.dataset(collection).isel({SNAPSHOT: rows})
 
     def select(
@@ -265,7 +257,9 @@ class FeatureStore:
         frames: slice | Sequence[int] | int | None = None,
         density_tol: float = 5e-3,
     ) -> tuple[str, np.ndarray]:
-        """The collection and the snapshot indices that :meth:`sel` selects."""
+        """The collection and the indices of its snapshots at ``density`` (g/cm³, one or several,
+        within ``density_tol``), of ``trajectory`` (one or several) and ``frames`` (an index, a
+        list or a slice of frame indices within their trajectories)."""
         if collection is None:
             if len(self.collections) != 1:
                 raise ValueError(

@@ -147,5 +147,15 @@ def test_models_train_on_persistence_images_and_the_diagram_plot(store, tmp_path
 
     model = load_model_dir(tmp_path / "r", "ridge")
     assert model.config["features"] == [["pimage", "image"]] and model.config["feature_shapes"] == [[32, 32]]
+    assert len(np.unique(model.state_dict()["scale"].numpy())) == 1  # one scale for the whole image
     out = run("query", "--store", str(path), "--frames", "1:3", "--plot-diagram", str(tmp_path / "d.png"))
     assert "snapshot 1" in out and (tmp_path / "d.png").stat().st_size > 10_000
+
+
+def test_models_scale_each_histogram_bin_but_an_image_as_a_whole():
+    from phstore.training.data import feature_scales
+
+    std = np.array([0.5, 0.0, 1e-20, 2.0, 1e-20, 0.0, 1e-3])
+    scales = feature_scales(std, [("ph", "histogram"), ("pimage", "image")], [[3], [4]])
+    np.testing.assert_array_equal(scales[:3], [0.5, 1.0, 1.0])  # z-score; constant bins keep scale 1
+    np.testing.assert_allclose(scales[3:], np.sqrt(np.mean(std[3:] ** 2)))

@@ -137,7 +137,6 @@ class _Images:
     atom: np.ndarray  # (P,) atom index of each point
     offset: np.ndarray  # (P, 3) integer lattice offset of each point
     xyz: np.ndarray  # (P, 3) Cartesian coordinates, Å
-    reach: np.ndarray  # (3,) skin in fractional units per axis
     span: int  # offsets lie in [-span, span]
 
 
@@ -173,7 +172,7 @@ def _within(cell: _Cell, reach: np.ndarray, max_points: int) -> _Images:
     keep = np.all((f >= -reach) & (f < 1.0 + reach), axis=2)
     keep[0] = True
     which, atom = np.nonzero(keep)
-    return _Images(atom, offsets[which], f[which, atom] @ cell.vectors, reach, int(np.ceil(reach).max()))
+    return _Images(atom, offsets[which], f[which, atom] @ cell.vectors, int(np.ceil(reach).max()))
 
 
 def _codes(atom: np.ndarray, offset: np.ndarray, span: int) -> np.ndarray:

@@ -84,6 +84,23 @@ def feature_sources(store: FeatureStore, collections: Sequence[str], features: S
     return first
 
 
+def feature_scales(std: np.ndarray, features: Sequence[Feature], shapes: Sequence[Sequence[int]]) -> np.ndarray:
+    """Divisors of the training split's centred features (``std``: each column's standard
+    deviation), as each feature's descriptor asks (:attr:`Descriptor.scaling`): its columns'
+    own deviations (1 where constant) for ``"zscore"``, their root mean square for all of them
+    for ``"block"``."""
+    from phstore.descriptors import REGISTRY
+
+    out = np.where(std > 1e-12, std, 1.0)
+    start = 0
+    for (name, _), shape in zip(features, shapes):
+        width = int(np.prod(shape))
+        if REGISTRY[name].scaling == "block":
+            out[start:start + width] = np.sqrt(np.mean(std[start:start + width] ** 2)) or 1.0
+        start += width
+    return out
+
+
 #: Snapshots of several collections: ``(collection, snapshot indices)`` in order.
 Parts = Sequence[tuple[str, np.ndarray]]
 

@@ -21,8 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phstore.store import FeatureStore
-from phstore.training.data import (Feature, Parts, TrainingData, collection_list, feature_config, feature_sources,
-                                   model_sources, read_features)
+from phstore.training.data import (Feature, Parts, TrainingData, collection_list, feature_config, feature_scales,
+                                   feature_sources, model_sources, read_features)
 from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import ModelDir
 from phstore.training.split import Split
@@ -251,15 +251,15 @@ def train_neural(
     stream = ChunkStream(store, data.parts, sources, device)
     inputs = feature_config(store, collections[0], sources)
 
-    # z-score statistics of the training split, one streaming pass (float64)
+    # centring and scaling statistics of the training split, one streaming pass (float64)
     count, total, squares = 0, 0.0, 0.0
     for _, x in stream.batches(data.train, 4096):
         count += len(x)
         total = total + x.double().sum(dim=0)
         squares = squares + (x.double() ** 2).sum(dim=0)
     mean = (total / count).cpu()
-    scale = (squares.cpu() / count - mean**2).clamp_min(0.0).sqrt()
-    scale[scale < 1e-12] = 1.0
+    std = (squares.cpu() / count - mean**2).clamp_min(0.0).sqrt()
+    scale = torch.from_numpy(feature_scales(std.numpy(), config.features, inputs["feature_shapes"]))
     y_mean, y_std = float(data.target[data.train].mean()), float(data.target[data.train].std() or 1.0)
 
     torch.manual_seed(split.seed)

@@ -1,8 +1,9 @@
 """Ridge regression of the energy per atom on stored descriptor values (seed paper §2.5).
 
 Defaults: the normalised PH histogram (128 × 128, flattened), alpha 200, an intercept. The
-features are z-scored with statistics of the training split only (bins that are constant in
-training keep scale 1); the scaler is saved with the model.
+features are centred and scaled with statistics of the training split only, as their
+descriptors ask (:func:`~phstore.training.data.feature_scales`: the histogram's bins are
+z-scored, bins constant in training keep scale 1); the scaler is saved with the model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from phstore.store import FeatureStore
-from phstore.training.data import Feature, collection_list, TrainingData, feature_config, feature_sources, model_sources, read_features
+from phstore.training.data import (Feature, TrainingData, collection_list, feature_config, feature_scales, feature_sources,
+                                   model_sources, read_features)
 from phstore.training.modeldir import ModelDir
 from phstore.training.split import Split
 
@@ -45,7 +47,6 @@ def train_ridge(
     scaler. ``metrics["seconds"]`` records the time spent reading the store and fitting."""
     import torch
     from sklearn.linear_model import Ridge
-    from sklearn.preprocessing import StandardScaler
 
     start = time.perf_counter()
     store = FeatureStore(store_path, mode="r")
@@ -54,21 +55,23 @@ def train_ridge(
     data = TrainingData.select(store, collections, dataset, split, done_in=tuple(g for g, _ in sources))
     X = read_features(store, data.parts, sources)
     read = time.perf_counter()
-    scaler = StandardScaler().fit(X[data.train])
-    model = Ridge(alpha=config.alpha, fit_intercept=True).fit(scaler.transform(X[data.train]), data.target[data.train])
+    inputs = feature_config(store, collections[0], sources)
+    mean = X[data.train].mean(axis=0)
+    scale = feature_scales(X[data.train].std(axis=0), config.features, inputs["feature_shapes"])
+    model = Ridge(alpha=config.alpha, fit_intercept=True).fit((X[data.train] - mean) / scale, data.target[data.train])
     seconds = {"read": read - start, "fit": time.perf_counter() - read}
-    predicted = model.predict(scaler.transform(X))
+    predicted = model.predict((X - mean) / scale)
     state = {
         "coef": torch.from_numpy(np.asarray(model.coef_, dtype=np.float64)),
         "intercept": torch.tensor(float(model.intercept_), dtype=torch.float64),
-        "mean": torch.from_numpy(scaler.mean_),
-        "scale": torch.from_numpy(scaler.scale_),
+        "mean": torch.from_numpy(mean),
+        "scale": torch.from_numpy(scale),
     }
     cfg = {
         "ridge": dataclasses.asdict(config),
         "features": [list(f) for f in config.features],
         "split": dataclasses.asdict(split),
-        **feature_config(store, collections[0], sources),
+        **inputs,
     }
     return data.finish(out, KIND, cfg, state, predicted, ("scikit-learn",), {"seconds": seconds})
 
