@@ -148,6 +148,9 @@ def test_models_train_on_persistence_images_and_the_diagram_plot(store, tmp_path
     model = load_model_dir(tmp_path / "r", "ridge")
     assert model.config["features"] == [["pimage", "image"]] and model.config["feature_shapes"] == [[32, 32]]
     assert len(np.unique(model.state_dict()["scale"].numpy())) == 1  # one scale for the whole image
+    run("train", "--store", str(path), "--model", "cnn", "--ph-features", "pimage", "--epochs", "2",
+        "--out", str(tmp_path / "c"), "--quiet")
+    assert load_model_dir(tmp_path / "c", "cnn").config["feature_shapes"] == [[32, 32]]
     out = run("query", "--store", str(path), "--frames", "1:3", "--plot-diagram", str(tmp_path / "d.png"))
     assert "snapshot 1" in out and (tmp_path / "d.png").stat().st_size > 10_000
 
