@@ -76,7 +76,9 @@ class VariableSpec:
 
     Chunks are compressed with Zarr's default zstd, or with ``DENSE_CODEC`` when ``dense`` is
     set: for dense float output with few repeated bytes (per-atom SOAP and SchNet), where zstd
-    gains 1.06× and triples the write and read times.
+    gains 1.06× and triples the write and read times. ``scaling`` (stored as the array's
+    attribute) says how models put the variable on a common footing: ``"zscore"``, each feature
+    to unit variance, or ``"block"``, one scale for the whole variable (an image's pixels).
     """
 
     dims: tuple[str, ...]
@@ -84,6 +86,7 @@ class VariableSpec:
     dtype: str
     fill: Any
     dense: bool = False
+    scaling: str = "zscore"
 
 
 def _open_root(path: Path, mode: str) -> zarr.Group:
@@ -471,6 +474,7 @@ class FeatureStore:
             data[name] = (
                 (SNAPSHOT, *spec.dims),
                 da.full((n, *spec.shape), spec.fill, dtype=spec.dtype, chunks=(cs, *spec.shape)),
+                {"scaling": spec.scaling},
             )
         template = xr.Dataset(data, attrs={"provenance": provenance})
         dense = {name: {"compressors": [DENSE_CODEC]} for name, spec in variables.items() if spec.dense}

@@ -159,6 +159,6 @@ def test_models_scale_each_histogram_bin_but_an_image_as_a_whole():
     from phstore.training.data import feature_scales
 
     std = np.array([0.5, 0.0, 1e-20, 2.0, 1e-20, 0.0, 1e-3])
-    scales = feature_scales(std, [("ph", "histogram"), ("pimage", "image")], [[3], [4]])
+    scales = feature_scales(std, {"feature_shapes": [[3], [2, 2]], "feature_scalings": ["zscore", "block"]})
     np.testing.assert_array_equal(scales[:3], [0.5, 1.0, 1.0])  # z-score; constant bins keep scale 1
     np.testing.assert_allclose(scales[3:], np.sqrt(np.mean(std[3:] ** 2)))

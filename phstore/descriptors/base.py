@@ -36,17 +36,14 @@ class Descriptor(ABC):
 
     Subclasses set ``name``, ``packages`` (whose versions enter the provenance key),
     ``summary`` (the variable that describes a whole snapshot: what maps and models use),
-    ``standardised`` (whether maps z-score it per feature), ``scaling`` (how models put it on a
-    common footing: ``"zscore"``, each feature to unit variance on the training split, or
-    ``"block"``, one scale for the whole variable), ``record_columns`` (columns of ragged
-    per-frame output, if any), and implement :meth:`variables` and :meth:`compute`.
+    ``standardised`` (whether maps z-score it per feature), ``record_columns`` (columns of
+    ragged per-frame output, if any), and implement :meth:`variables` and :meth:`compute`.
     """
 
     name: ClassVar[str]
     packages: ClassVar[tuple[str, ...]]
     summary: ClassVar[str]
     standardised: ClassVar[bool] = False
-    scaling: ClassVar[str] = "zscore"
     record_columns: ClassVar[tuple[str, ...]] = ()
 
     params: Any

@@ -84,18 +84,16 @@ def feature_sources(store: FeatureStore, collections: Sequence[str], features: S
     return first
 
 
-def feature_scales(std: np.ndarray, features: Sequence[Feature], shapes: Sequence[Sequence[int]]) -> np.ndarray:
+def feature_scales(std: np.ndarray, inputs: dict[str, Any]) -> np.ndarray:
     """Divisors of the training split's centred features (``std``: each column's standard
-    deviation), as each feature's descriptor asks (:attr:`Descriptor.scaling`): its columns'
+    deviation), as each stored variable asks (``inputs``: :func:`feature_config`): its columns'
     own deviations (1 where constant) for ``"zscore"``, their root mean square for all of them
     for ``"block"``."""
-    from phstore.descriptors import REGISTRY
-
     out = np.where(std > 1e-12, std, 1.0)
     start = 0
-    for (name, _), shape in zip(features, shapes):
+    for shape, scaling in zip(inputs["feature_shapes"], inputs["feature_scalings"]):
         width = int(np.prod(shape))
-        if REGISTRY[name].scaling == "block":
+        if scaling == "block":
             out[start:start + width] = np.sqrt(np.mean(std[start:start + width] ** 2)) or 1.0
         start += width
     return out
@@ -141,13 +139,16 @@ def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str
 
 
 def feature_config(store: FeatureStore, collection: str, sources: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """What a feature model records of its inputs: groups, provenance keys and parameters, shapes."""
+    """What a feature model records of its inputs: groups, provenance keys and parameters, shapes
+    and how each is scaled (the stored variable's ``scaling``; z-scores in stores made before)."""
     provs = store.descriptor_groups(collection)
+    arrays = [store.descriptor(collection, g)[v] for g, v in sources]
     return {
         "descriptor_groups": [g for g, _ in sources],
         "descriptor_keys": [provs[g]["key"] for g, _ in sources],
         "descriptor_params": [provs[g]["params"] for g, _ in sources],
-        "feature_shapes": [list(store.descriptor(collection, g)[v].shape[1:]) for g, v in sources],
+        "feature_shapes": [list(a.shape[1:]) for a in arrays],
+        "feature_scalings": [a.attrs.get("scaling", "zscore") for a in arrays],
     }
 
 

@@ -259,7 +259,7 @@ def train_neural(
         squares = squares + (x.double() ** 2).sum(dim=0)
     mean = (total / count).cpu()
     std = (squares.cpu() / count - mean**2).clamp_min(0.0).sqrt()
-    scale = torch.from_numpy(feature_scales(std.numpy(), config.features, inputs["feature_shapes"]))
+    scale = torch.from_numpy(feature_scales(std.numpy(), inputs))
     y_mean, y_std = float(data.target[data.train].mean()), float(data.target[data.train].std() or 1.0)
 
     torch.manual_seed(split.seed)

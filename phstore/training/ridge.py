@@ -2,7 +2,7 @@
 
 Defaults: the normalised PH histogram (128 × 128, flattened), alpha 200, an intercept. The
 features are centred and scaled with statistics of the training split only, as their
-descriptors ask (:func:`~phstore.training.data.feature_scales`: the histogram's bins are
+stored variables ask (:func:`~phstore.training.data.feature_scales`: the histogram's bins are
 z-scored, bins constant in training keep scale 1); the scaler is saved with the model.
 """
 
@@ -57,7 +57,7 @@ def train_ridge(
     read = time.perf_counter()
     inputs = feature_config(store, collections[0], sources)
     mean = X[data.train].mean(axis=0)
-    scale = feature_scales(X[data.train].std(axis=0), config.features, inputs["feature_shapes"])
+    scale = feature_scales(X[data.train].std(axis=0), inputs)
     model = Ridge(alpha=config.alpha, fit_intercept=True).fit((X[data.train] - mean) / scale, data.target[data.train])
     seconds = {"read": read - start, "fit": time.perf_counter() - read}
     predicted = model.predict((X - mean) / scale)
