@@ -151,3 +151,11 @@ def test_stream_spans_collections(tmp_path, client):
     np.testing.assert_array_equal(seen, expected)
     model = train_neural(tmp_path / "s.zarr", ["C125", "C64"], tmp_path / "m", NeuralConfig.soap_mlp(epochs=2), progress=False)
     assert sum(len(v) for v in model.test.values()) == round(0.2 * 8) and model.metrics["test"]["n"] == 2
+
+
+def test_unknown_network_kind_or_optimizer_is_refused_with_the_choices(store, tmp_path):
+    with pytest.raises(ValueError, match="unknown network kind 'transformer'; choose one of"):
+        build_network(NeuralConfig(kind="transformer"), [(128, 128)])
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose one of"):
+        train_neural(store, "C125", tmp_path / "m", NeuralConfig.cnn(optimizer="rmsprop", epochs=1), progress=False)
+    assert not (tmp_path / "m").exists()

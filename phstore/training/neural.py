@@ -66,10 +66,17 @@ class NeuralConfig:
         return cls.soap_mlp(**{"kind": "ph-soap", "features": (("ph", "histogram"), ("soap", "mean")), **overrides})
 
 
+#: Network kinds: the CNN on one 2-D feature; MLPs on their features flattened and concatenated.
+NETWORKS = ("cnn", "soap-mlp", "ph-soap")
+OPTIMIZERS = ("sgd", "adam")
+
+
 def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):
     """The torch module for inputs made of features of ``shapes`` (one snapshot's arrays)."""
     from torch import nn
 
+    if config.kind not in NETWORKS:
+        raise ValueError(f"unknown network kind {config.kind!r}; choose one of {NETWORKS}")
     if config.kind == "cnn":
         if len(shapes) != 1 or len(shapes[0]) != 2:
             raise ValueError(f"the CNN takes one 2-D feature (a histogram), not {shapes}")
@@ -265,6 +272,8 @@ def train_neural(
     torch.manual_seed(split.seed)
     net = build_network(config, [tuple(s) for s in inputs["feature_shapes"]]).to(device)
     params = net.parameters()
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {OPTIMIZERS}")
     optimizer = (torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
                                  weight_decay=config.weight_decay)
                  if config.optimizer == "sgd" else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
