@@ -14,6 +14,7 @@ import numpy as np
 from phstore.descriptors import (PH, REGISTRY, SOAP, Descriptor, DiagramHistogram, DiagramHistogramParams, PersistenceImage,
                                  PersistenceImageParams, PHParams, SchNet, SOAPParams)
 from phstore.descriptors.ph import ENGINES
+from phstore.store import StoreError
 from phstore.training.neural import NeuralConfig
 from phstore.training.ridge import RidgeConfig
 from phstore.training.schnet import SchNetArchitecture, SchNetTraining
@@ -127,7 +128,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
     descriptor = make_descriptor(args)
     try:  # the store's writer lock first: a second run stops before it starts a cluster
-        with FeatureStore(args.store, mode="a").writer(f"featurize {descriptor.group}"), \
+        with FeatureStore(args.store, mode="r+").writer(f"featurize {descriptor.group}"), \
                 connect(cluster_options(args)) as client:
             print(describe(client))
             report = featurize(
@@ -430,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="add snapshots from ASE-readable files or directories to a store")
     p.add_argument("sources", nargs="+", help="files or directories (extxyz, OUTCAR, vasprun.xml, LAMMPS dump, ASE db)")
     p.add_argument("--store", required=True, help="store directory (created if missing)")
-    p.add_argument("--chunk-size", type=int, help="snapshots per chunk when the store is created (default 32)")
+    p.add_argument("--chunk-size", type=int, help="snapshots per chunk of a new store (default 32); an existing store keeps its own")
     p.add_argument("--dataset", help="name of the origin of these energies (one code and functional); "
                    "default: each SOURCE is its own dataset. Models train within one dataset")
     p.add_argument("--quiet", action="store_true")
@@ -590,8 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``phstore`` command; a store that is missing, locked or of another chunk size is
+    one line on stderr and exit status 1."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except StoreError as exc:
+        print(f"phstore: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def featurize_chunk(
     graph inside a task, so nothing is sent back through the distributed scheduler.
     """
     start = time.perf_counter()
-    store = FeatureStore(store_path, mode="a")
+    store = FeatureStore(store_path, mode="r+")
     group = descriptor.group
     cs = store.chunk_size
     rows = slice(chunk * cs, min(store.n_snapshots(collection), (chunk + 1) * cs))
@@ -154,7 +154,7 @@ def featurize(
     A descriptor made from other stored results (the PH vectors) raises ValueError, saying what
     to run first, while those are missing.
     """
-    store = FeatureStore(store_path, mode="a")
+    store = FeatureStore(store_path, mode="r+")
     chosen = list(collections) if collections else store.collections
     group = descriptor.group
     with store.writer(f"featurize {group}"):

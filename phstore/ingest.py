@@ -201,8 +201,7 @@ def ingest(
     ``dataset`` names the origin of the energies of all ``sources`` (one code and functional);
     by default each source is its own dataset (a directory's name or a file's stem).
     """
-    kwargs = {} if chunk_size is None else {"chunk_size": chunk_size}
-    store = FeatureStore(store_path, mode="a", **kwargs)
+    store = FeatureStore(store_path, mode="a", chunk_size=chunk_size)
     report = IngestReport()
     pending: dict[str, list[dict[str, Any]]] = {}
     known: dict[str, set[int]] = {}

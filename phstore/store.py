@@ -67,6 +67,14 @@ class StoreLocked(StoreError):
     """Another process is writing the store."""
 
 
+class ChunkSizeError(StoreError, ValueError):
+    """A chunk size that is not a positive whole number, or not the store's."""
+
+
+#: Open modes of a store: what each may do.
+MODES = {"r": "read", "r+": "read and write an existing store", "a": "read and write, creating the store when missing"}
+
+
 _held: dict[Path, int] = {}  # writer locks this process holds, with their nesting depth
 
 
@@ -101,26 +109,35 @@ class FeatureStore:
     path:
         Directory of the Zarr v3 store.
     mode:
-        ``"r"`` to read, ``"a"`` to read and write (created when missing).
+        ``"r"`` to read, ``"r+"`` to read and write an existing store, ``"a"`` to read and
+        write, creating the store when it is missing (what ingest does).
     chunk_size:
-        Snapshots per chunk; only used when the store is created.
+        Snapshots per chunk of a store that is created (default ``DEFAULT_CHUNK_SIZE``); given
+        for an existing store, it must be the store's.
     """
 
-    def __init__(self, path: str | Path, mode: str = "r", chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, path: str | Path, mode: str = "r", chunk_size: int | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}: choose one of {MODES}")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ChunkSizeError(f"a chunk size is a positive number of snapshots, not {chunk_size!r}")
         self.path = Path(path)
         self.mode = mode
-        if mode == "r":
-            if not (self.path / "zarr.json").exists():
-                raise StoreError(
-                    f"no phstore store at {self.path}; create one with `phstore ingest SOURCE --store {self.path}`"
-                )
-            self._root = _open_root(self.path, "r")
-        else:
-            self._root = _open_root(self.path, "a")
-            if "phstore" not in self._root.attrs:
-                self._root.attrs.update({"phstore": FORMAT, "chunk_size": int(chunk_size), "rejected": []})
+        exists = (self.path / "zarr.json").exists()
+        if not exists and mode != "a":
+            raise StoreError(
+                f"no phstore store at {self.path}; create one with `phstore ingest SOURCE --store {self.path}`"
+            )
+        self._root = _open_root(self.path, "r" if mode == "r" else "a")
+        if not exists:
+            self._root.attrs.update({"phstore": FORMAT, "chunk_size": chunk_size or DEFAULT_CHUNK_SIZE, "rejected": []})
         if self._root.attrs.get("phstore") != FORMAT:
             raise StoreError(f"{self.path} is a Zarr store but not a {FORMAT} feature store")
+        if chunk_size is not None and chunk_size != self.chunk_size:
+            raise ChunkSizeError(
+                f"{self.path} holds chunks of {self.chunk_size} snapshots; a chunk size of {chunk_size} applies only "
+                "when a store is created: leave it out, or ingest into a new store"
+            )
 
     # ------------------------------------------------------------------ reading
     @property
@@ -398,7 +415,7 @@ class FeatureStore:
 
     def _require_writable(self) -> None:
         if self.mode == "r":
-            raise StoreError(f"{self.path} is open read-only; open it with mode='a' to write")
+            raise StoreError(f"{self.path} is open read-only; open it with mode='r+' to write")
 
     def existing_hashes(self, collection: str) -> set[int]:
         """Content hashes of the committed snapshots of ``collection`` (empty when it is new)."""

@@ -41,3 +41,19 @@ def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
     assert "5 snapshots selected" in q
     for name in ("soap_mean", "soap_per_atom", "schnet_mean", "schnet_per_atom"):
         assert name in q
+
+
+def test_a_mistyped_store_is_one_line_and_creates_nothing(tiny_source, tmp_path, capsys):
+    """featurize, predict and analyze on a store that does not exist stop with one line (no
+    cluster started, no empty store left behind); ingest's --chunk-size cannot be 0 or change."""
+    missing = tmp_path / "typo.zarr"
+    for argv in (["featurize", "--store", str(missing)], ["analyze", "maps", "--store", str(missing), "--collection", "C64"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no phstore store at" in err and "phstore ingest" in err
+        assert not missing.exists()
+    assert main(["ingest", str(tiny_source), "--store", str(tmp_path / "s.zarr"), "--chunk-size", "0", "--quiet"]) == 1
+    assert "positive" in capsys.readouterr().err and not (tmp_path / "s.zarr").exists()
+    assert main(["ingest", str(tiny_source), "--store", str(tmp_path / "s.zarr"), "--chunk-size", "4", "--quiet"]) == 0
+    assert main(["ingest", str(tiny_source), "--store", str(tmp_path / "s.zarr"), "--chunk-size", "8", "--quiet"]) == 1
+    assert "chunks of 4 snapshots" in capsys.readouterr().err

@@ -68,3 +68,25 @@ def test_info_and_errors_say_what_to_do(store, tmp_path):
     with pytest.raises(StoreError, match="read-only"):
         store.add_rejected([])
     assert FeatureStore(store.path, mode="a").chunk_size == 4
+
+
+def test_open_modes_are_explicit_and_chunk_sizes_are_checked(store, tmp_path):
+    """Writing needs an existing store ("r+"); only "a" (ingest) creates one; a chunk size is
+    positive and cannot change once the store exists."""
+    missing = tmp_path / "typo.zarr"
+    with pytest.raises(StoreError, match="no phstore store .*`phstore ingest"):
+        FeatureStore(missing, mode="r+")
+    assert not missing.exists()  # a mistyped --store creates nothing
+    with pytest.raises(ValueError, match="positive"):
+        FeatureStore(tmp_path / "zero.zarr", mode="a", chunk_size=0)
+    assert not (tmp_path / "zero.zarr").exists()
+    with pytest.raises(StoreError, match="chunks of 4 snapshots"):
+        FeatureStore(store.path, mode="r+", chunk_size=8)
+    assert FeatureStore(store.path, mode="r+", chunk_size=4).chunk_size == 4
+    with pytest.raises(ValueError, match="choose one of"):
+        FeatureStore(store.path, mode="w")
+    import zarr
+
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=3)
+    with pytest.raises(StoreError, match="not a phstore-1 feature store"):
+        FeatureStore(tmp_path / "other.zarr", mode="a")  # another Zarr store is not taken over

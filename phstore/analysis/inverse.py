@@ -234,7 +234,7 @@ def _store_results(report: InverseReport, params: InverseParams, store_path: str
     from phstore.provenance import provenance
     from phstore.store import VariableSpec
 
-    store = FeatureStore(store_path, mode="a")
+    store = FeatureStore(store_path, mode="r+")
     prov = provenance("inverse", params, ("homcloud",))
     group = f"inverse-{prov['key']}"
     natoms = int(store.collection_attrs(report.collection)["natoms"])

@@ -140,7 +140,7 @@ def analyze_maps(store_path: str | Path, collection: str, descriptors: Sequence[
     read back from the store."""
     from phstore.plots import plot_maps
 
-    store = FeatureStore(store_path, mode="a")
+    store = FeatureStore(store_path, mode="r+")
     with store.writer("analyze maps"):
         reports = [descriptor_map(store, collection, d, keys, perplexities, seed) for d in descriptors]
     n = store.n_snapshots(collection)

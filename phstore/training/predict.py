@@ -65,7 +65,7 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     paper's Fig. 2c/d for a 216-atom model predicting 512 atoms).
     """
     model = load_model_dir(model_path)
-    store = FeatureStore(store_path, mode="a")
+    store = FeatureStore(store_path, mode="r+")
     n = store.n_snapshots(collection)
     ok = np.ones(n, dtype=bool)
     if model.kind != "schnet":
