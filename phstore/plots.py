@@ -57,8 +57,8 @@ def plot_diagram(pairs: dict[int, np.ndarray], path: str | Path, title: str = ""
     ``box`` (the histogram's range) outlined."""
     from matplotlib.patches import Rectangle
 
-    finite = [p[np.isfinite(p[:, 1])] for p in pairs.values() if len(p)]
-    top = max([float(p[:, 1].max()) for p in finite if len(p)] + [box[1] if box else 1.0]) * 1.05
+    deaths = [p[np.isfinite(p[:, 1]), 1] for p in pairs.values()]
+    top = max([float(d.max()) for d in deaths if len(d)] + [box[1] if box else 1.0]) * 1.05
     with _figure(path, (5, 4.6), title) as (fig, ax):
         ax.plot([0, top], [0, top], color="0.5", lw=0.8)
         if box:

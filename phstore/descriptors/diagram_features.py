@@ -12,6 +12,7 @@ descriptors refuse parameters that reach beyond it.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -71,7 +72,7 @@ class DiagramFeature(Descriptor):
 
     Inputs (:meth:`inputs`) are the stored diagrams; :meth:`compute_batch` also takes frames,
     whose PH it computes first. Subclasses set ``name``, ``summary`` and implement
-    :meth:`vectorize` and :meth:`variables`.
+    :meth:`_vector` (one degree's ``(birth, death)`` pairs → the vector) and :meth:`variables`.
     """
 
     standardised = True
@@ -79,11 +80,10 @@ class DiagramFeature(Descriptor):
     def __init__(self, params) -> None:
         if params.degree not in params.ph.degrees:
             raise ValueError(f"the PH variant stores degrees {params.ph.degrees}, not {params.degree}")
-        truncation = params.ph.range[1] if params.ph.truncate and params.ph.engine == "native" else np.inf
-        if params.highest_death > truncation:
+        if params.highest_death > params.ph.truncated_at:
             raise ValueError(
                 f"{self.name} reaches deaths up to {params.highest_death:g} Å², but the PH diagrams are truncated at "
-                f"{truncation:g} Å²; narrow its range or use PH computed with truncate=False (--no-truncate)"
+                f"{params.ph.truncated_at:g} Å²; narrow its range or use PH computed with truncate=False (--no-truncate)"
             )
         self.params = params
 
@@ -105,8 +105,9 @@ class DiagramFeature(Descriptor):
         except ValueError as exc:
             return FrameResult.failed(str(exc))
 
+    @abstractmethod
     def _vector(self, pairs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The vector of ``(birth, death)`` pairs; ValueError when there is nothing to make it of."""
 
     def compute(self, atoms: Atoms) -> FrameResult:
         res = self.source.compute(atoms)

@@ -72,6 +72,11 @@ class PHParams:
     min_side: float = 0.0
     max_atoms: int = 4096
 
+    @property
+    def truncated_at(self) -> float:
+        """Where the stored diagrams end, Å²: pairs dying above it are stored with death = inf."""
+        return self.range[1] if self.truncate and self.engine == "native" else math.inf
+
 
 def lattice_supercell(cell: np.ndarray, min_side: float) -> tuple[int, int, int]:
     """Repetitions along each lattice vector that make every cell height ≥ ``min_side`` (Å)."""
@@ -147,7 +152,7 @@ class PH(Descriptor):
         frame = atoms.repeat(factor) if factor != (1, 1, 1) else atoms
         try:
             d = periodic_alpha_diagram(frame.positions, frame.cell.array, (0, 1, 2),
-                                       max_value=p.range[1] if p.truncate else math.inf, time_limit=self.time_limit)
+                                       max_value=p.truncated_at, time_limit=self.time_limit)
         except Deadline:
             return f"PH took longer than its time limit of {self.time_limit:g} s"
         except PeriodicAlphaError as exc:
