@@ -35,7 +35,8 @@ from harness import (BareLoops, add_bare_options, add_sequential_option, add_wor
 from phstore import open_store
 from phstore.descriptors import SOAP, Descriptor, SchNet
 from phstore.store import DEFAULT_CHUNK_SIZE, FeatureStore
-from phstore.training.schnet import SchNetTraining, train_schnet
+from phstore.training.params import SchNetTraining
+from phstore.training.schnet import train_schnet
 
 
 def _frames(store: Path):

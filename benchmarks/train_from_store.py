@@ -38,7 +38,8 @@ from phstore.descriptors import PH, SOAP
 from phstore.ingest import ingest
 from phstore.store import DONE, FeatureStore, VariableSpec
 from phstore.training.data import TrainingData
-from phstore.training.neural import NeuralConfig, build_network, train_neural
+from phstore.training.neural import build_network, train_neural
+from phstore.training.params import NeuralConfig
 from phstore.training.ridge import train_ridge
 from phstore.training.split import Split
 

@@ -1,6 +1,18 @@
 """phstore: a Dask-distributed feature store of persistent-homology descriptors for amorphous materials."""
 
-from phstore.store import FeatureStore, open_store
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["FeatureStore", "open_store", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # The store (xarray, zarr, dask: ~2 s to import) is imported on first use, so that
+    # `phstore --help` and the light modules (parameters, commands) start fast.
+    if name in ("FeatureStore", "open_store"):
+        from phstore import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'phstore' has no attribute {name!r}")

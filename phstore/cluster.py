@@ -25,6 +25,8 @@ from dask.utils import parse_timedelta
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
+from phstore.errors import PhstoreError
+
 #: dask-jobqueue's cluster class for each ``--cluster`` kind.
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
 KINDS = ("local", *JOBQUEUE)
@@ -46,7 +48,7 @@ dask.config.update_defaults({"phstore": {"cluster": {
 }}})
 
 
-class ClusterError(RuntimeError):
+class ClusterError(PhstoreError, RuntimeError):
     """The cluster could not be set up as asked."""
 
 

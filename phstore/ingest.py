@@ -24,6 +24,7 @@ from ase import Atoms
 from ase.io.formats import filetype
 from tqdm.auto import tqdm
 
+from phstore.errors import PhstoreError
 from phstore.store import SNAPSHOT, FeatureStore
 from phstore.units import density_gcc
 
@@ -32,13 +33,20 @@ SUFFIXES = (".xyz", ".extxyz", ".db", ".traj", ".dump", ".lammpstrj", ".vasp", "
 NAMES = ("OUTCAR", "vasprun.xml", "XDATCAR")
 
 
+class SourceError(PhstoreError, FileNotFoundError):
+    """None of the sources given to ingest exists or holds a readable file."""
+
+
 @dataclass
 class IngestReport:
-    """Counts of an ingest run and the frames it refused."""
+    """Counts of an ingest run, the frames it refused, the sources it did not find and the
+    source files it skipped because their content was ingested before (``known``)."""
 
     added: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    known: int = 0
 
     @property
     def n_added(self) -> int:
@@ -56,6 +64,28 @@ def find_sources(paths: Iterable[str | Path]) -> list[tuple[Path, Path, str]]:
         else:
             out.append((p, p.parent, p.stem))
     return out
+
+
+def source_digest(path: Path) -> str:
+    """SHA-256 of a file's content (32 hex digits): its identity as a source, wherever it lies."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()[:32]
+
+
+def existing_sources(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, Path, str]], list[str]]:
+    """:func:`find_sources` of ``paths`` and the paths that do not exist; a SourceError when
+    nothing is left to read."""
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    files = find_sources(p for p in paths if p.exists())
+    if not files:
+        given = ", ".join(map(str, paths)) or "none"
+        raise SourceError(f"nothing to ingest: no ASE-readable file in the sources given ({given})"
+                          + (f"; no such file or directory: {', '.join(missing)}" if missing else ""))
+    return files, missing
 
 
 def _split_xyz(text: str) -> Iterator[str]:
@@ -200,9 +230,15 @@ def ingest(
     (bounded memory). Bad frames are reported in the result and recorded in the store.
     ``dataset`` names the origin of the energies of all ``sources`` (one code and functional);
     by default each source is its own dataset (a directory's name or a file's stem).
+
+    A source is known by its content (:func:`source_digest`): a file read to its end before, at
+    any path, is skipped; a changed file is read again (its stored frames are duplicates). A
+    source that does not exist is reported in ``missing`` and nothing else happens; when no
+    source exists, :class:`SourceError` is raised before the store is created.
     """
+    files, missing = existing_sources(sources)
     store = FeatureStore(store_path, mode="a", chunk_size=chunk_size)
-    report = IngestReport()
+    report = IngestReport(missing=missing)
     pending: dict[str, list[dict[str, Any]]] = {}
     known: dict[str, set[int]] = {}
 
@@ -216,11 +252,13 @@ def ingest(
         report.rejected.append({"source": str(path), "index": index, "reason": reason})
 
     with store.writer("ingest"):
-        files = find_sources(sources)
+        known_sources, read = store.sources, {}
         for path, root, name in tqdm(files, desc="ingest", unit="file", disable=not progress):
-            if not path.exists():
-                reject(path, -1, "no such file")
+            digest = source_digest(path)
+            if digest in known_sources or digest in read:
+                report.known += 1
                 continue
+            read[digest] = str(path)
             for index, item in read_frames(path):
                 if isinstance(item, Exception):
                     reject(path, index, f"unparseable: {type(item).__name__}: {item}")
@@ -243,4 +281,5 @@ def ingest(
         for coll in list(pending):
             flush(coll)
         store.add_rejected(report.rejected)
+        store.add_sources(read)  # last: a run killed before this reads its sources again
     return report

@@ -83,7 +83,7 @@ def plot_mean_ph_histogram(store: FeatureStore, selection: xr.Dataset, path: str
     :meth:`FeatureStore.sel`) to ``path``; return how many snapshots it averages."""
     names = [v for v in selection.data_vars if v.startswith("ph") and v.endswith("_histogram")]
     if not names or not selection.sizes["snapshot"]:
-        raise ValueError("the selection has no PH features; run `phstore featurize --descriptor ph` first")
+        raise ValueError("the selection has no PH features; run `phstore featurize ph` first")
     var = names[0]
     group = selection[var].attrs["descriptor_group"]
     low, high = store.descriptor_groups(selection.attrs["collection"])[group]["params"]["range"]

@@ -35,6 +35,8 @@ import xarray as xr
 import zarr
 from ase import Atoms
 
+from phstore.errors import PhstoreError
+
 FORMAT = "phstore-1"
 SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 32
@@ -59,7 +61,7 @@ warnings.filterwarnings("ignore", message=".*not part of the Zarr format 3 speci
 warnings.filterwarnings("ignore", category=UserWarning, module="zarr.*")
 
 
-class StoreError(RuntimeError):
+class StoreError(PhstoreError, RuntimeError):
     """A store is missing, of another format, or inconsistent."""
 
 
@@ -69,6 +71,13 @@ class StoreLocked(StoreError):
 
 class ChunkSizeError(StoreError, ValueError):
     """A chunk size that is not a positive whole number, or not the store's."""
+
+
+class UnknownCollection(StoreError, KeyError):
+    """The store holds no such collection."""
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0])
 
 
 #: Open modes of a store: what each may do.
@@ -156,7 +165,7 @@ class FeatureStore:
         except KeyError:
             group = None
         if "/" in collection or not isinstance(group, zarr.Group):
-            raise KeyError(f"no collection {collection!r} in {self.path}; collections: {self.collections}")
+            raise UnknownCollection(f"no collection {collection!r} in {self.path}; collections: {self.collections}")
         return group
 
     def n_snapshots(self, collection: str) -> int:
@@ -191,13 +200,16 @@ class FeatureStore:
         """The lazily loaded snapshot table of ``collection`` (committed rows only)."""
         return self._open(collection, FRAMES, self.n_snapshots(collection))
 
-    def ingested_sources(self) -> set[str]:
-        """Every source path that gave a stored or a rejected frame."""
-        seen = {str(r["source"]) for r in self.rejected}
-        for coll in self.collections:
-            if self.n_snapshots(coll):
-                seen.update(self.frames(coll)["source"].values.tolist())
-        return seen
+    @property
+    def sources(self) -> dict[str, str]:
+        """``{content digest: path}`` of every source file ingest has read to its end (the path
+        it was first read at): a file is known by its content, wherever it lies."""
+        return dict(self._root.attrs.get("sources", {}))
+
+    def add_sources(self, sources: dict[str, str]) -> None:
+        """Record source files read to their end (after their frames are committed)."""
+        self._require_writable()
+        self._root.attrs["sources"] = sources | self.sources
 
     def descriptor_groups(self, collection: str) -> dict[str, dict[str, Any]]:
         """``{group name: provenance}`` of every descriptor variant stored for ``collection``."""
@@ -326,13 +338,13 @@ class FeatureStore:
         if len(variants) != 1:
             keys = [p["key"] for p in variants.values()]
             raise ValueError(f"{collection} has {len(variants) or 'no'} PH variants{' with key ' + key if key else ''}"
-                             + (f"; choose one by key: {keys}" if keys else "; run `phstore featurize --descriptor ph`"))
+                             + (f"; choose one by key: {keys}" if keys else "; run `phstore featurize ph`"))
         (group,) = variants
         if not 0 <= snapshot < self.n_snapshots(collection):
             raise ValueError(f"{collection} has no snapshot {snapshot} (it holds {self.n_snapshots(collection)})")
         state = self.read_rows(collection, group, slice(snapshot, snapshot + 1), ["status", "error"])
         if state["status"][0] != DONE:
-            reason = state["error"][0] or "pending: run `phstore featurize --descriptor ph`"
+            reason = state["error"][0] or "pending: run `phstore featurize ph`"
             raise ValueError(f"{collection} snapshot {snapshot} has no {group} diagram: {reason}")
         records, _ = self.records(collection, group, snapshot // self.chunk_size)
         rows = records[(records[:, 0] == snapshot % self.chunk_size) & (records[:, 1] == degree)]

@@ -43,7 +43,8 @@ def real_carbon() -> Path:
 def schnet_model(tmp_path_factory) -> Path:
     """A small SchNet trained for two epochs on generated 64-atom frames (a real schnetpack model)."""
     from phstore.ingest import ingest
-    from phstore.training.schnet import SchNetArchitecture, SchNetTraining, train_schnet
+    from phstore.training.params import SchNetArchitecture, SchNetTraining
+    from phstore.training.schnet import train_schnet
 
     root = tmp_path_factory.mktemp("schnet")
     source = write_trajectory(root / "data" / "run1.xyz", 12, density=2.4, seed=11)

@@ -20,7 +20,7 @@ REAL_CARBON = ROOT.parent / "shared" / "data" / "real-carbon"
 def run(*args: str) -> str:
     """``phstore ARGS`` in a fresh interpreter from the repository root; its stdout (fails on a
     non-zero exit with the end of its output)."""
-    out = subprocess.run([sys.executable, "-m", "phstore.cli", *args], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "phstore", *args], capture_output=True, text=True,
                          timeout=1500, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout

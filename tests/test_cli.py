@@ -1,38 +1,126 @@
 """The command line on small data (the whole demo runs as `phstore run pipelines/quick.yaml` in test_pipeline)."""
 
+import dataclasses
 import json
+import subprocess
+import sys
 
+import ase.io
 import pytest
 
-from phstore.cli import build_parser, main
-from tests.helpers import run
+from phstore import __version__
+from phstore.cli import main, parser
+from phstore.commands import COMMANDS, featurize, models
+from phstore.commands.options import params_from
+from phstore.descriptors import PersistenceImageParams, PHParams, SOAPParams
+from phstore.training.params import NeuralConfig, SchNetArchitecture
+from tests.helpers import ROOT, carbon_frame, run
 
 
-def test_help_lists_every_command():
-    text = build_parser().format_help()
-    for command in ("generate", "ingest", "featurize", "train", "compare", "info", "query"):
-        assert command in text
+def test_help_lists_every_command_and_its_kinds():
+    p = parser()
+    text = p.format_help()
+    for command in ("generate", "ingest", "featurize", "train", "predict", "compare", "analyze", "info", "query",
+                    "verify", "cluster", "run"):
+        assert f"\n    {command} " in text
+    for words in (["featurize", "--help"], ["train", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "phstore", *words], capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0
+    assert all(k in proc.stdout for k in ("ridge", "cnn", "soap-mlp", "ph-soap", "schnet"))
 
 
-def test_unknown_descriptor_is_a_clear_error(tmp_path, capsys):
+def test_building_the_parser_imports_no_heavy_library():
+    """`phstore --help` builds every command's options; Dask, xarray, zarr, numba and torch are
+    imported only when a command runs."""
+    code = ("import sys; from phstore.cli import parser; parser().format_help(); "
+            "print(sorted(m for m in ('dask', 'distributed', 'xarray', 'zarr', 'numba', 'torch', 'ase', 'sklearn') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name, cls", [("ph", PHParams), ("soap", SOAPParams), ("pimage", PersistenceImageParams)])
+def test_every_descriptor_parameter_is_an_option(name, cls):
+    """Each field of the parameter dataclass has an option with its default; values given on
+    the command line reach the descriptor's parameters."""
+    command = next(c for c in featurize.COMMANDS if c.words == ("featurize", name))
+    names = {o.name for o in command.options()}
+    for f in dataclasses.fields(cls):
+        if f.name == "ph":  # the PH variant read: its fields are ph_* options
+            assert {f"ph_{g.name}" for g in dataclasses.fields(PHParams)} <= names
+        else:
+            assert f.name in names
+    args = parser().parse_args(["featurize", name, "--store", "s"])
+    assert params_from(cls, args) == cls()  # defaults are the dataclass's
+
+
+def test_command_line_values_reach_the_parameters():
+    args = parser().parse_args(["featurize", "ph", "--store", "s", "--bins", "64", "--range", "0", "4", "--no-truncate",
+                                "--degrees", "1", "2", "--engine", "homcloud", "--time-limit", "9"])
+    ph = args.command.descriptor(args)
+    assert ph.params == PHParams(engine="homcloud", degrees=(1, 2), bins=64, range=(0.0, 4.0), truncate=False)
+    assert ph.time_limit == 9.0
+    args = parser().parse_args(["featurize", "pimage", "--store", "s", "--no-ph-truncate", "--sigma", "0.2",
+                                "--birth-range", "0", "9"])
+    assert args.command.descriptor(args).params == PersistenceImageParams(ph=PHParams(truncate=False), sigma=0.2,
+                                                                          birth_range=(0.0, 9.0))
+    args = parser().parse_args(["train", "soap-mlp", "--store", "s", "--hidden", "8", "8", "8", "--lr", "0.01"])
+    assert params_from(args.command.preset, args) == NeuralConfig.soap_mlp(hidden=(8, 8, 8), lr=0.01)
+    args = parser().parse_args(["train", "schnet", "--store", "s", "--n-interactions", "1", "--cutoff", "4"])
+    assert params_from(SchNetArchitecture, args) == SchNetArchitecture(n_interactions=1, cutoff=4.0)
+    with pytest.raises(SystemExit):  # an engine that does not exist is refused by the parser
+        parser().parse_args(["featurize", "ph", "--store", "s", "--engine", "gudhi"])
+
+
+def test_every_model_kind_is_a_train_command():
+    assert {c.kind for c in models.COMMANDS if isinstance(c, models.Train)} == {"ridge", "cnn", "soap-mlp", "ph-soap",
+                                                                                "schnet"}
+    assert len({c.name for c in COMMANDS}) == len(COMMANDS)
+
+
+def test_version_module_entry_and_verbose_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "phstore", "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == f"phstore {__version__}"
+    quiet = subprocess.run([sys.executable, "-m", "phstore", "info", "--store", str(tmp_path / "none.zarr")],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert quiet.returncode == 1 and quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
+    loud = subprocess.run([sys.executable, "-m", "phstore", "-v", "info", "--store", str(tmp_path / "none.zarr")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert loud.returncode == 1 and "Traceback" in loud.stderr and loud.stderr.strip().endswith(
+        quiet.stderr.strip())
+
+
+def test_ctrl_c_is_one_line_and_says_it_resumes(monkeypatch, capsys):
+    def interrupted(self, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models.Compare, "run", interrupted)
+    assert main(["compare", "--store", "s.zarr"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "interrupted" in err and "`phstore compare ...` again to resume" in err
+
+
+def test_schnet_featurize_needs_a_model(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["featurize", "--store", str(tmp_path / "s.zarr"), "--descriptor", "nope"])
+        main(["featurize", "schnet", "--store", str(tmp_path / "s.zarr")])
+    assert "--model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["featurize", "nope", "--store", str(tmp_path / "s.zarr")])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="needs --model DIR"):
-        main(["featurize", "--store", str(tmp_path / "s.zarr"), "--descriptor", "schnet"])
 
 
 def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
     """ingest → featurize soap → train schnet → featurize schnet → info and query list both."""
     store, model = str(tmp_path / "s.zarr"), str(tmp_path / "model")
     run("ingest", str(tiny_source), "--store", store, "--quiet", "--chunk-size", "4")
-    assert "computed 11 snapshots" in run("featurize", "--store", store, "--descriptor", "soap", "--quiet", "--workers", "1")
-    mlp = run("train", "--store", store, "--model", "soap-mlp", "--epochs", "20", "--out", str(tmp_path / "mlp"), "--quiet")
+    assert "computed 11 snapshots" in run("featurize", "soap", "--store", store, "--quiet", "--workers", "1")
+    mlp = run("train", "soap-mlp", "--store", store, "--epochs", "20", "--out", str(tmp_path / "mlp"), "--quiet")
     assert "test  RMSE" in mlp and json.loads((tmp_path / "mlp" / "model.json").read_text())["config"]["network"]["epochs"] == 20
-    out = run("train", "--store", store, "--model", "schnet", "--out", model, "--epochs", "2", "--interactions", "1",
+    out = run("train", "schnet", "--store", store, "--out", model, "--epochs", "2", "--n-interactions", "1",
               "--batch-size", "4", "--quiet")
     assert "test  RMSE" in out and "meV/atom" in out and f"written to {model}" in out
-    assert "computed 11 snapshots" in run("featurize", "--store", store, "--descriptor", "schnet", "--model", model,
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["config"]["architecture"]["n_interactions"] == 1
+    assert "computed 11 snapshots" in run("featurize", "schnet", "--store", store, "--model", model,
                                           "--quiet", "--workers", "1")
     info = run("info", "--store", store)
     assert '"r_cut": 4.1' in info and '"n_max": 8' in info and '"n_atom_basis": 100' in info
@@ -47,7 +135,8 @@ def test_a_mistyped_store_is_one_line_and_creates_nothing(tiny_source, tmp_path,
     """featurize, predict and analyze on a store that does not exist stop with one line (no
     cluster started, no empty store left behind); ingest's --chunk-size cannot be 0 or change."""
     missing = tmp_path / "typo.zarr"
-    for argv in (["featurize", "--store", str(missing)], ["analyze", "maps", "--store", str(missing), "--collection", "C64"]):
+    for argv in (["featurize", "ph", "--store", str(missing)],
+                 ["analyze", "maps", "--store", str(missing), "--collection", "C64"]):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "no phstore store at" in err and "phstore ingest" in err
@@ -57,3 +146,34 @@ def test_a_mistyped_store_is_one_line_and_creates_nothing(tiny_source, tmp_path,
     assert main(["ingest", str(tiny_source), "--store", str(tmp_path / "s.zarr"), "--chunk-size", "4", "--quiet"]) == 0
     assert main(["ingest", str(tiny_source), "--store", str(tmp_path / "s.zarr"), "--chunk-size", "8", "--quiet"]) == 1
     assert "chunks of 4 snapshots" in capsys.readouterr().err
+    assert main(["query", "--store", str(tmp_path / "s.zarr"), "--collection", "C999"]) == 1
+    assert "no collection 'C999'" in capsys.readouterr().err  # not KeyError's quoted repr
+
+
+def test_ingest_exit_status_says_what_happened(tiny_source, tmp_path, capsys):
+    """0 all stored; 3 a source missing or a frame rejected (the rest stored); 1 nothing to
+    ingest at all, and then no store is created."""
+    store = str(tmp_path / "s.zarr")
+    assert main(["ingest", str(tmp_path / "nope.xyz"), "--store", store, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing to ingest" in err and "nope.xyz" in err
+    assert not (tmp_path / "s.zarr").exists()
+    assert main(["ingest", str(tiny_source), str(tmp_path / "nope.xyz"), "--store", store, "--quiet"]) == 3
+    assert "no such file or directory" in capsys.readouterr().err
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("2\nenergy=1.0 pbc=\"T T T\" Lattice=\"5 0 0 0 5 0 0 0 5\"\nC 0 0 0\n")  # truncated frame
+    assert main(["ingest", str(bad), "--store", store, "--quiet"]) == 3
+    assert "rejected" in capsys.readouterr().err
+    assert main(["ingest", str(tiny_source), "--store", store, "--quiet"]) == 0
+
+
+def test_featurize_exits_3_when_a_frame_fails_and_names_it(tmp_path, capsys):
+    frames = [carbon_frame(3, seed=s) for s in range(3)]
+    frames[1].positions[5] = frames[1].positions[4]  # a duplicated atom: PH fails this frame only
+    ase.io.write(tmp_path / "f.xyz", frames, format="extxyz")
+    store = str(tmp_path / "s.zarr")
+    assert main(["ingest", str(tmp_path / "f.xyz"), "--store", store, "--quiet"]) == 0
+    assert main(["featurize", "ph", "--store", store, "--workers", "1", "--quiet"]) == 3
+    captured = capsys.readouterr()
+    assert "failed C27 snapshot 1: " in captured.err and "computed 2 snapshots in 1 chunks, 1 failed" in captured.out
+    assert main(["featurize", "ph", "--store", store, "--workers", "1", "--quiet"]) == 0  # nothing left to do

@@ -180,7 +180,7 @@ def test_interrupted_client_then_rerun_equals_undisturbed_run(how, reference, so
     """Interrupt `phstore featurize` mid-run (Ctrl-C, or SIGKILL of its whole process group with
     the local cluster in it), then run again."""
     path = make_store(tmp_path / "s.zarr", source)
-    cmd = [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(path), "--workers", "1", "--quiet"]
+    cmd = [sys.executable, "-m", "phstore", "featurize", "ph", "--store", str(path), "--workers", "1", "--quiet"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     group = PH().group
     deadline = time.monotonic() + 120
@@ -242,7 +242,7 @@ def test_second_writer_on_the_same_store_is_refused(source, tmp_path, client):
     """Two featurize runs at once on one store: the second stops with a message naming the
     first; the first finishes a correct store."""
     path = make_store(tmp_path / "s.zarr", write_trajectory(tmp_path / "f.xyz", 2, seed=9), chunk_size=1)
-    cmd = [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(path), "--workers", "1", "--quiet"]
+    cmd = [sys.executable, "-m", "phstore", "featurize", "ph", "--store", str(path), "--workers", "1", "--quiet"]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

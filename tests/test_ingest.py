@@ -1,5 +1,6 @@
 """Ingest: keys, formats, bad input (reported and skipped), no duplicates on re-ingest."""
 
+import shutil
 from pathlib import Path
 
 import ase
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from phstore import open_store
-from phstore.ingest import ingest
+from phstore.commands import find
+from phstore.ingest import SourceError, ingest
+from phstore.pipeline import Stage, done
 from phstore.units import density_gcc
 from tests.helpers import carbon_frame, write_trajectory, write_vasprun
 
@@ -32,11 +35,36 @@ def test_zenodo_layout_keys(tiny_source, tmp_path):
 
 
 def test_reingest_adds_no_duplicates(tiny_source, tmp_path):
+    """A source is known by its content: ingesting it again, or a copy of it elsewhere, reads
+    nothing; a file that changed is read again and only its new frames are added."""
     store = tmp_path / "s.zarr"
     ingest(store, [tiny_source], progress=False)
     again = ingest(store, [tiny_source], progress=False)
-    assert again.n_added == 0 and again.duplicates == 11
-    assert open_store(store).n_snapshots("C64") == 11
+    assert again.n_added == 0 and again.known == 2 and again.duplicates == 0
+    copy = shutil.copytree(tiny_source, tmp_path / "copied")
+    assert ingest(store, [copy], progress=False).known == 2
+    grown = copy / "64atom_amorphous" / "run1.xyz"
+    ase.io.write(grown, ase.io.read(grown, ":") + [carbon_frame(4, seed=77)], format="extxyz")
+    third = ingest(store, [copy], progress=False)
+    assert third.known == 1 and third.duplicates == 6 and third.added == {"C64": 1}
+    assert open_store(store).n_snapshots("C64") == 12
+
+
+def test_a_missing_source_is_not_ingested_until_it_appears(tiny_source, tmp_path):
+    """A source ingest could not find counts as not ingested (it once counted as done, so a
+    pipeline skipped the file forever once it appeared)."""
+    store, late = tmp_path / "s.zarr", tmp_path / "late.xyz"
+    report = ingest(store, [tiny_source, late], progress=False)
+    assert report.missing == [str(late)] and not report.rejected and report.added == {"C64": 11}
+    stage = Stage(find(["ingest"]), ("ingest", "--store", str(store), str(tiny_source), str(late)))
+    assert not done(stage)
+    write_trajectory(late, 2, seed=5)
+    assert not done(stage)
+    assert ingest(store, [tiny_source, late], progress=False).added == {"C64": 2}
+    assert done(stage)
+    with pytest.raises(SourceError, match="nothing to ingest"):
+        ingest(tmp_path / "t.zarr", [tmp_path / "nope"], progress=False)
+    assert not (tmp_path / "t.zarr").exists()
 
 
 def test_density_from_cell_when_no_key(tmp_path):
@@ -143,13 +171,14 @@ def test_bad_frames_are_reported_and_skipped(tmp_path):
     for i, word in reasons.items():
         assert word in got[i], (i, got[i])
     others = {r["source"]: r["reason"] for r in report.rejected if r["source"] != str(path)}
-    assert others == {str(tmp_path / "empty.xyz"): "unparseable: ValueError: empty file",
-                      str(tmp_path / "missing.xyz"): "no such file"}
+    assert others == {str(tmp_path / "empty.xyz"): "unparseable: ValueError: empty file"}
+    assert report.missing == [str(tmp_path / "missing.xyz")]
     assert report.added == {"C27": 2}  # frames 0 and 7 of the file (written 0..6, 8, then 7 truncated)
     store = open_store(tmp_path / "s.zarr")
     assert store.frames("C27").source_index.values.tolist() == [0, 7]
     assert len(store.rejected) == len(report.rejected)
-    ingest(tmp_path / "s.zarr", [path], progress=False)  # rejected again, recorded once
+    path.write_text("\n" + path.read_text())  # another file to ingest: its frames are rejected again, recorded once
+    assert ingest(tmp_path / "s.zarr", [path], progress=False).known == 0
     assert len(open_store(tmp_path / "s.zarr").rejected) == len(report.rejected)
 
 

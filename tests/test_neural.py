@@ -11,7 +11,8 @@ from phstore.ingest import ingest
 from phstore.store import FeatureStore
 from phstore.training.data import TrainingData
 from phstore.training.modeldir import load_model_dir
-from phstore.training.neural import ChunkStream, NeuralConfig, build_network, train_neural
+from phstore.training.neural import ChunkStream, build_network, train_neural
+from phstore.training.params import NeuralConfig
 from phstore.training.split import Split
 from tests.helpers import write_trajectory
 

@@ -7,7 +7,8 @@ import pytest
 from ase.build import bulk
 
 from phstore.compat import import_homcloud
-from phstore.descriptors.ph import PH, PHParams, lattice_supercell
+from phstore.descriptors import PHParams
+from phstore.descriptors.ph import PH, lattice_supercell
 from phstore.ph import periodic_alpha_diagram
 from phstore.ph.homcloud import grow, replicate, supercell
 from tests.helpers import carbon_frame

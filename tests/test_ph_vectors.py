@@ -67,7 +67,7 @@ def store(tmp_path_factory, client):
     ase.io.write(tmp / "run.xyz", frames, format="extxyz")
     path = tmp / "s.zarr"
     ingest(path, [tmp / "run.xyz"], chunk_size=4, progress=False)
-    with pytest.raises(ValueError, match="featurize --descriptor ph"):  # the diagrams must be there first
+    with pytest.raises(ValueError, match="featurize ph"):  # the diagrams must be there first
         featurize(path, PersistenceImage(), client, progress=False)
     assert featurize(path, PH(), client, progress=False).computed == 5
     for vector in (PersistenceImage(), DiagramHistogram(DiagramHistogramParams(bins=32))):
@@ -141,14 +141,14 @@ def test_diagram_accessor_errors_say_what_to_do(store):
 
 def test_models_train_on_persistence_images_and_the_diagram_plot(store, tmp_path):
     path, _ = store
-    out = run("train", "--store", str(path), "--model", "ridge", "--ph-features", "pimage", "--out", str(tmp_path / "r"))
+    out = run("train", "ridge", "--store", str(path), "--ph-features", "pimage", "--out", str(tmp_path / "r"))
     assert "RMSE" in out
     from phstore.training.modeldir import load_model_dir
 
     model = load_model_dir(tmp_path / "r", "ridge")
     assert model.config["features"] == [["pimage", "image"]] and model.config["feature_shapes"] == [[32, 32]]
     assert len(np.unique(model.state_dict()["scale"].numpy())) == 1  # one scale for the whole image
-    run("train", "--store", str(path), "--model", "cnn", "--ph-features", "pimage", "--epochs", "2",
+    run("train", "cnn", "--store", str(path), "--ph-features", "pimage", "--epochs", "2",
         "--out", str(tmp_path / "c"), "--quiet")
     assert load_model_dir(tmp_path / "c", "cnn").config["feature_shapes"] == [[32, 32]]
     out = run("query", "--store", str(path), "--frames", "1:3", "--plot-diagram", str(tmp_path / "d.png"))

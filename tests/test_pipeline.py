@@ -1,5 +1,6 @@
 """`phstore run`: pipeline files become phstore command lines; stages already done are skipped."""
 
+import re
 import subprocess
 import sys
 
@@ -9,43 +10,66 @@ import xarray as xr
 import yaml
 
 from phstore import open_store
-from phstore.cli import build_parser
+from phstore.commands import build_parser, find
 from phstore.pipeline import Stage, done, load_pipeline, stage_argv
 from tests.helpers import ROOT, run, write_trajectory
 
+
 def test_options_become_the_commands_own_arguments():
-    parser = build_parser()
-    argv = stage_argv(parser, "featurize", {"store": "s.zarr", "descriptor": "soap", "collection": ["C64", "C216"],
-                                            "species": ["C", "H"], "retry_failed": True, "quiet": False, "r-cut": 5})
-    assert argv == ("featurize", "--store", "s.zarr", "--descriptor", "soap", "--collection", "C64", "--collection",
-                    "C216", "--species", "C", "H", "--retry-failed", "--r-cut", "5")
-    assert stage_argv(parser, "ingest", {"sources": ["a", "b"], "store": "s"}) == ("ingest", "--store", "s", "a", "b")
-    parsed = parser.parse_args(argv)
+    soap = find(["featurize", "soap"])
+    argv = stage_argv(soap, {"store": "s.zarr", "collection": ["C64", "C216"], "species": ["C", "H"],
+                             "retry_failed": True, "quiet": False, "r-cut": 5})
+    assert argv == ("featurize", "soap", "--store", "s.zarr", "--collection", "C64", "--collection", "C216",
+                    "--species", "C", "H", "--retry-failed", "--r-cut", "5")
+    assert stage_argv(find(["ingest"]), {"sources": ["a", "b"], "store": "s"}) == ("ingest", "--store", "s", "a", "b")
+    parsed = build_parser().parse_args(argv)
     assert parsed.collection == ["C64", "C216"] and parsed.r_cut == 5.0 and parsed.retry_failed
+    assert parsed.command is soap
     with pytest.raises(ValueError, match="has no option 'epoch'"):
-        stage_argv(parser, "train", {"epoch": 3})
+        stage_argv(find(["train", "cnn"]), {"epoch": 3})
     with pytest.raises(ValueError, match="unknown command 'fit'"):
-        stage_argv(parser, "fit", {})
-    assert stage_argv(parser, "analyze maps", {"collection": "C216", "perplexity": [10, 30]}) == (
+        find(["fit"])
+    assert stage_argv(find(["analyze", "maps"]), {"collection": "C216", "perplexity": [10, 30]}) == (
         "analyze", "maps", "--collection", "C216", "--perplexity", "10", "30")
 
 
+@pytest.mark.parametrize("value, word, parsed", [(True, "--tls", True), (False, "--no-tls", False),
+                                                 ("false", "--no-tls", False), (None, None, None)])
+def test_a_pipeline_turns_tls_on_and_off(value, word, parsed):
+    """`tls: true` once became `--no-tls True` and `tls: false` was dropped as a default."""
+    featurize = find(["featurize", "ph"])
+    argv = stage_argv(featurize, {"store": "s", "tls": value})
+    assert argv == ("featurize", "ph", "--store", "s", *([word] if word else []))
+    assert build_parser().parse_args(argv).tls is parsed
+
+
+def test_switches_and_pairs_of_descriptor_parameters_in_a_pipeline():
+    argv = stage_argv(find(["featurize", "pimage"]), {"store": "s", "ph_truncate": False, "birth_range": [0, 4]})
+    args = build_parser().parse_args(argv)
+    assert not args.command.descriptor(args).params.ph.truncate
+    assert args.command.descriptor(args).params.birth_range == (0.0, 4.0)
+    with pytest.raises(ValueError, match="takes true or false"):
+        stage_argv(find(["featurize", "ph"]), {"truncate": "maybe"})
+
+
 def test_vars_store_and_overrides(tmp_path):
-    spec = {"vars": {"out": "o", "n": 4}, "store": "{out}/s.zarr", "scheduler": "tcp://127.0.0.1:8786",
-            "stages": [{"ingest": {"sources": ["{out}/data"]}}, {"featurize": {"workers": "{n}"}}, {"compare": None}]}
+    spec = {"vars": {"out": "o", "n": 4, "tls": ""}, "store": "{out}/s.zarr", "scheduler": "tcp://127.0.0.1:8786",
+            "tls": "{tls}", "stages": [{"ingest": {"sources": ["{out}/data"]}}, {"featurize ph": {"workers": "{n}"}},
+                                       {"compare": None}]}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(spec))
-    stages = load_pipeline(path, build_parser(), {"out": "elsewhere"})
-    assert stages[0] == Stage("ingest", ("ingest", "--store", "elsewhere/s.zarr", "elsewhere/data"))
-    assert stages[1].argv == ("featurize", "--store", "elsewhere/s.zarr", "--scheduler", "tcp://127.0.0.1:8786",
+    stages = load_pipeline(path, {"out": "elsewhere"})
+    assert stages[0] == Stage(find(["ingest"]), ("ingest", "--store", "elsewhere/s.zarr", "elsewhere/data"))
+    assert stages[1].argv == ("featurize", "ph", "--store", "elsewhere/s.zarr", "--scheduler", "tcp://127.0.0.1:8786",
                               "--workers", "4")
     assert stages[2].argv == ("compare", "--store", "elsewhere/s.zarr")  # compare takes no --scheduler
+    assert "--no-tls" in load_pipeline(path, {"tls": "false"})[1].argv
     path.write_text(yaml.safe_dump({"stages": [{"ingest": {"sources": ["{nope}"]}}]}))
     with pytest.raises(ValueError, match="not in the pipeline's vars"):
-        load_pipeline(path, build_parser())
+        load_pipeline(path)
     path.write_text(yaml.safe_dump({"stage": []}))
     with pytest.raises(ValueError, match="needs a list of `stages`"):
-        load_pipeline(path, build_parser())
+        load_pipeline(path)
 
 
 def test_a_pipeline_runs_and_a_second_run_skips_what_is_done(tiny_source, tmp_path):
@@ -55,17 +79,17 @@ def test_a_pipeline_runs_and_a_second_run_skips_what_is_done(tiny_source, tmp_pa
         "store": "{out}/s.zarr",
         "stages": [
             {"ingest": {"sources": [str(tiny_source)], "chunk_size": 4, "quiet": True}},
-            {"featurize": {"descriptor": "soap", "workers": 1, "quiet": True}},
-            {"train": {"model": "ridge", "out": "{out}/models/ridge"}},  # Ridge needs PH: fails
-            {"train": {"model": "soap-mlp", "epochs": 5, "out": "{out}/models/mlp", "quiet": True}},
+            {"featurize soap": {"workers": 1, "quiet": True}},
+            {"train ridge": {"out": "{out}/models/ridge"}},  # Ridge needs PH: fails
+            {"train soap-mlp": {"epochs": 5, "out": "{out}/models/mlp", "quiet": True}},
             {"predict": {"model": "{out}/models/mlp", "collection": "C64"}},
             {"compare": {"models": "{out}/models"}},
         ],
     }
     pipeline.write_text(yaml.safe_dump(spec))
-    failed = subprocess.run([sys.executable, "-m", "phstore.cli", "run", str(pipeline)], capture_output=True, text=True)
-    assert failed.returncode == 1 and "stage 3 (train) failed" in failed.stdout and "[4/6]" not in failed.stdout
-    assert "run `phstore featurize --descriptor ph` first" in failed.stderr
+    failed = subprocess.run([sys.executable, "-m", "phstore", "run", str(pipeline)], capture_output=True, text=True)
+    assert failed.returncode == 1 and "stage 3 (train ridge) failed" in failed.stdout and "[4/6]" not in failed.stdout
+    assert "run `phstore featurize ph` first" in failed.stderr
     del spec["stages"][2]
     pipeline.write_text(yaml.safe_dump(spec))
     first = run("run", str(pipeline))
@@ -78,18 +102,19 @@ def test_a_pipeline_runs_and_a_second_run_skips_what_is_done(tiny_source, tmp_pa
     assert model.stat().st_mtime_ns == stamp
     # new data: ingest and featurize run again, only for what is new
     write_trajectory(tiny_source / "64atom_amorphous" / "run3.xyz", 4, density=2.5, seed=3)
-    stages = load_pipeline(pipeline, build_parser())
-    assert not done(build_parser(), stages[0]) and done(build_parser(), stages[1])
+    stages = load_pipeline(pipeline)
+    assert not done(stages[0]) and done(stages[1])
     third = run("run", str(pipeline))
-    assert "added C64: 4; 11 duplicates skipped" in third and "computed 4 snapshots" in third
+    assert "added C64: 4; 0 duplicates skipped" in third and "computed 4 snapshots" in third
+    assert re.search(r"; [1-9] files ingested before skipped", third)  # known by content: not read again
     assert "[3/5] done, skipped" in third  # a trained model stays as it was
 
 
 def test_the_shipped_pipelines_parse():
     parser = build_parser()
     for path in sorted((ROOT / "pipelines").glob("*.yaml")):
-        stages = load_pipeline(path, parser)
-        assert stages and all(parser.parse_args(s.argv).command == s.command.split()[0] for s in stages)
+        stages = load_pipeline(path)
+        assert stages and all(parser.parse_args(s.argv).command is s.command for s in stages)
     assert {p.stem for p in (ROOT / "pipelines").glob("*.yaml")} >= {"quick", "paper"}
 
 

@@ -261,7 +261,8 @@ def test_real_selection_by_density_is_lazy_and_has_both(disordered):
 def trained(disordered, client, tmp_path_factory):
     """PH of the three smallest cell sizes (107 frames of 27, 36 and 48 atoms), then models
     trained from the store across cell sizes (random split)."""
-    from phstore.training.neural import NeuralConfig, train_neural
+    from phstore.training.neural import train_neural
+    from phstore.training.params import NeuralConfig
     from phstore.training.ridge import train_ridge
 
     store, _ = disordered

@@ -14,7 +14,8 @@ from phstore.store import DONE
 from phstore.training import data
 from phstore.training.data import descriptor_group, read_features
 from phstore.training.modeldir import load_model_dir
-from phstore.training.ridge import RidgeConfig, train_ridge
+from phstore.training.params import RidgeConfig
+from phstore.training.ridge import train_ridge
 from phstore.training.split import Split
 from tests.helpers import carbon_frame
 

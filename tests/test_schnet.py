@@ -11,7 +11,8 @@ from phstore.descriptors import SchNet
 from phstore.descriptors.schnet import atom_batches
 from phstore.ingest import ingest
 from phstore.training.modeldir import ModelDirError, load_model_dir
-from phstore.training.schnet import SchNetArchitecture, SchNetTraining, train_schnet
+from phstore.training.params import SchNetArchitecture, SchNetTraining
+from phstore.training.schnet import train_schnet
 from phstore.training.split import Split
 from tests.helpers import carbon_frame, write_trajectory
 

@@ -42,7 +42,7 @@ def test_featurize_on_slurm_equals_local(slurm, tmp_path, client):
     featurize(local, PH(), client, progress=False)
     profile = slurm.profile(tmp_path / "jobs" / "slurm.yaml")
     proc = subprocess.run(
-        [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(remote), "--cluster", "slurm",
+        [sys.executable, "-m", "phstore", "featurize", "ph", "--store", str(remote), "--cluster", "slurm",
          "--profile", str(profile), "--jobs", "2", "--quiet"],
         cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
     )
@@ -59,7 +59,7 @@ def test_featurize_on_slurm_equals_local(slurm, tmp_path, client):
     # adaptive scaling: jobs come and go with the work; SOAP equals the local run's
     featurize(local, SOAP(), client, progress=False)
     proc = subprocess.run(
-        [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(remote), "--descriptor", "soap",
+        [sys.executable, "-m", "phstore", "featurize", "soap", "--store", str(remote),
          "--cluster", "slurm", "--profile", str(profile), "--min-jobs", "1", "--max-jobs", "2", "--quiet"],
         cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
     )
@@ -78,7 +78,7 @@ def test_pipeline_inside_one_allocation(slurm, tmp_path):
     pipeline = tmp_path / "tiny.yaml"
     pipeline.write_text(yaml.safe_dump({
         "vars": {"scheduler": ""}, "store": str(tmp_path / "s.zarr"), "scheduler": "{scheduler}",
-        "stages": [{"ingest": {"sources": [str(source)], "chunk_size": 2}}, {"featurize": {"descriptor": "ph"}},
+        "stages": [{"ingest": {"sources": [str(source)], "chunk_size": 2}}, {"featurize ph": {}},
                    {"verify": {}}]}))
     out = tmp_path / "allocation.out"
     submit = subprocess.run(
@@ -115,7 +115,7 @@ def test_workers_past_their_lifetime_hand_work_back(slurm, tmp_path):
     profile = slurm.profile(tmp_path / "jobs" / "slurm.yaml", walltime="00:01:00", **{"worker-extra-args": [
         "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0", "--lifetime", "10s", "--lifetime-stagger", "1s"]})
     proc = subprocess.run(
-        [sys.executable, "-m", "phstore.cli", "featurize", "--store", str(path), "--cluster", "slurm",
+        [sys.executable, "-m", "phstore", "featurize", "ph", "--store", str(path), "--cluster", "slurm",
          "--profile", str(profile), "--min-jobs", "1", "--max-jobs", "2", "--engine", "homcloud", "--quiet"],
         cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
     )

@@ -28,7 +28,7 @@ def finished(tmp_path_factory, client):
 
 
 def cli_verify(path):
-    return subprocess.run([sys.executable, "-m", "phstore.cli", "verify", "--store", str(path), "--quiet"],
+    return subprocess.run([sys.executable, "-m", "phstore", "verify", "--store", str(path), "--quiet"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 

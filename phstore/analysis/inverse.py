@@ -176,11 +176,11 @@ def tag_atoms(natoms: int, volumes: Sequence[PairVolume]) -> np.ndarray:
 
 
 def inverse_analysis(model_path: str | Path, store_path: str | Path, collection: str, client,
-                     rows: Sequence[int] | None = None, high: float = 0.003, low: float = -0.0045,
+                     rows: Sequence[int] | slice | None = None, high: float = 0.003, low: float = -0.0045,
                      noise: float = 0.3, time_limit: float = 60.0, out: str | Path = ".",
                      progress: bool = True) -> InverseReport:
-    """Inverse analysis of ``rows`` of ``collection`` (default: its first 25 snapshots with
-    finished PH) with the Ridge model at ``model_path``; stable volumes on ``client``'s workers.
+    """Inverse analysis of ``rows`` of ``collection`` (snapshot indices, or a slice of them;
+    default: its first 25 snapshots with finished PH) with the Ridge model at ``model_path``; stable volumes on ``client``'s workers.
 
     Stores per-atom region tags, bond histograms and failed pairs in an ``inverse-<key>`` group
     of the collection, and writes under ``out``: ``inverse-bonds.png`` (bond lengths and angles, high vs low),
@@ -200,6 +200,8 @@ def inverse_analysis(model_path: str | Path, store_path: str | Path, collection:
     if ph_group not in store.descriptor_groups(collection):
         raise ValueError(f"{collection} has no {ph_group} diagrams (the model's PH variant); featurize it first")
     finished = np.flatnonzero(store.status(collection, ph_group) == DONE)
+    if isinstance(rows, slice):
+        rows = np.arange(store.n_snapshots(collection))[rows]
     rows = [int(r) for r in (finished[:25] if rows is None else rows)]
     missing = sorted(set(rows) - set(finished.tolist()))
     if missing:

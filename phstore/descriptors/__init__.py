@@ -1,14 +1,30 @@
-"""Descriptors: one base class (:mod:`.base`) and one module per descriptor."""
+"""Descriptors: one base class (:mod:`.base`), their parameters (:mod:`.params`) and one module
+per descriptor.
 
-from phstore.descriptors.base import Descriptor, FrameResult
-from phstore.descriptors.diagram_features import (DiagramHistogram, DiagramHistogramParams, PersistenceImage,
-                                                  PersistenceImageParams)
-from phstore.descriptors.ph import PH, PHParams
-from phstore.descriptors.schnet import SchNet, SchNetParams
-from phstore.descriptors.soap import SOAP, SOAPParams
+Importing this package imports the parameters only; each descriptor class is imported on first
+use (PEP 562), so the command line builds its options without the store, numba or dscribe.
+"""
 
-#: Descriptors by their CLI name.
-REGISTRY: dict[str, type[Descriptor]] = {d.name: d for d in (PH, SOAP, SchNet, PersistenceImage, DiagramHistogram)}
+from __future__ import annotations
 
-__all__ = ["Descriptor", "DiagramHistogram", "DiagramHistogramParams", "FrameResult", "PH", "PHParams",
-           "PersistenceImage", "PersistenceImageParams", "REGISTRY", "SOAP", "SOAPParams", "SchNet", "SchNetParams"]
+import importlib
+from typing import Any
+
+from phstore.descriptors.params import DiagramHistogramParams, PersistenceImageParams, PHParams, SOAPParams
+
+#: Where each class lives, and the descriptors by their command-line name (:data:`REGISTRY`).
+_MODULES = {"Descriptor": "base", "FrameResult": "base", "PH": "ph", "SOAP": "soap", "SchNet": "schnet",
+            "SchNetParams": "schnet", "PersistenceImage": "diagram_features", "DiagramHistogram": "diagram_features"}
+_DESCRIPTORS = ("PH", "SOAP", "SchNet", "PersistenceImage", "DiagramHistogram")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "REGISTRY":  # descriptors by their CLI name: {"ph": PH, ...}
+        classes = [__getattr__(n) for n in _DESCRIPTORS]
+        return {d.name: d for d in classes}
+    if name in _MODULES:
+        return getattr(importlib.import_module(f"phstore.descriptors.{_MODULES[name]}"), name)
+    raise AttributeError(f"module 'phstore.descriptors' has no attribute {name!r}")
+
+
+__all__ = ["DiagramHistogramParams", "PHParams", "PersistenceImageParams", "SOAPParams", "REGISTRY", *_MODULES]

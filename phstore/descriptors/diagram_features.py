@@ -13,58 +13,16 @@ descriptors refuse parameters that reach beyond it.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from ase import Atoms
 
 from phstore.descriptors.base import Descriptor, FrameResult
-from phstore.descriptors.ph import PH, PHParams
+from phstore.descriptors.params import DiagramHistogramParams, PersistenceImageParams
+from phstore.descriptors.ph import PH
 from phstore.ph.vectorize import histogram, persistence_image
 from phstore.store import DONE, PENDING, FeatureStore, VariableSpec
-
-
-@dataclass(frozen=True)
-class PersistenceImageParams:
-    """Parameters of the persistence image (all enter its provenance key).
-
-    Attributes
-    ----------
-    ph: the PH variant whose stored diagrams are used.
-    degree: homology degree.
-    bins: pixels per axis.
-    birth_range, persistence_range: the image's extent, Å² (births × persistences).
-    sigma: standard deviation of each pair's Gaussian, Å².
-    min_persistence: pairs with ``death - birth`` at or below this, Å², are left out.
-    """
-
-    ph: PHParams = PHParams()
-    degree: int = 1
-    bins: int = 32
-    birth_range: tuple[float, float] = (0.0, 5.0)
-    persistence_range: tuple[float, float] = (0.0, 3.0)
-    sigma: float = 0.1
-    min_persistence: float = 1e-5
-
-    @property
-    def highest_death(self) -> float:
-        return self.birth_range[1] + self.persistence_range[1]
-
-
-@dataclass(frozen=True)
-class DiagramHistogramParams:
-    """Parameters of a histogram of stored diagrams (as the PH descriptor's own histogram)."""
-
-    ph: PHParams = PHParams()
-    degree: int = 1
-    bins: int = 64
-    range: tuple[float, float] = (0.0, 8.0)
-    min_persistence: float = 1e-5
-
-    @property
-    def highest_death(self) -> float:
-        return self.range[1]
 
 
 class DiagramFeature(Descriptor):
@@ -122,11 +80,11 @@ class DiagramFeature(Descriptor):
         group = self.source.group
         if group not in store.descriptor_groups(collection):
             raise ValueError(f"{collection} has no {group} diagrams for {self.name}; run `phstore featurize "
-                             "--descriptor ph` with the same PH options first")
+                             "ph` with the same PH options (the --ph-* options here) first")
         pending = int((store.status(collection, group) == PENDING).sum())
         if pending:
             raise ValueError(f"{collection}: {pending} snapshots have no {group} diagram yet; run `phstore featurize "
-                             "--descriptor ph` with the same PH options first")
+                             "ph` with the same PH options (the --ph-* options here) first")
 
     def inputs(self, store: FeatureStore, collection: str, rows: slice) -> list[np.ndarray | FrameResult]:
         """The stored diagram of every row (a failure for rows whose PH failed)."""

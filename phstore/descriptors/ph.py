@@ -23,59 +23,20 @@ seeded jitter (``jittered``) are stored per snapshot.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
 
 from phstore.descriptors.base import Descriptor, FrameResult
+from phstore.descriptors.params import ENGINES, PHParams
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, runner_for
 from phstore.ph import Deadline, PeriodicAlphaError, periodic_alpha_diagram
 from phstore.ph import homcloud
 from phstore.ph.vectorize import histogram
 from phstore.store import VariableSpec
 
-ENGINES = ("native", "homcloud")
 #: Atoms closer than this (Å) make a frame fail: a duplicated atom, not a structure.
 MIN_DISTANCE = 0.1
-
-
-@dataclass(frozen=True)
-class PHParams:
-    """Parameters of the PH descriptor (all enter the provenance key).
-
-    Attributes
-    ----------
-    engine: ``"native"`` (:mod:`phstore.ph`, any cell) or ``"homcloud"`` (orthorhombic cells).
-    degrees: homology degrees whose diagrams are stored.
-    histogram_degree: degree of the histogrammed diagram (the paper's first homology).
-    bins: histogram bins per axis.
-    range: ``(low, high)`` of birth and death axes, Å² (squared radii).
-    min_persistence: pairs with ``death - birth`` at or below this, Å², are left out of the
-        histogram. On perfect crystals the filtration is degenerate and such pairs come and go
-        (HomCloud: from call to call; native: with the seeded jitter); amorphous frames have none.
-    truncate: native engine: compute the filtration up to ``range[1]`` only (exact for every
-        pair that dies at or below it; 2-3× faster at low density).
-    min_side: replicate the cell along its lattice vectors until every cell height is at least
-        this, Å (0: the cell as it is, the paper's definition). The homcloud engine also
-        replicates elongated boxes into near-cubes, as HomCloud needs.
-    max_atoms: homcloud engine: give up growing the supercell beyond this many atoms.
-    """
-
-    engine: str = "native"
-    degrees: tuple[int, ...] = (0, 1, 2)
-    histogram_degree: int = 1
-    bins: int = 128
-    range: tuple[float, float] = (0.0, 8.0)
-    min_persistence: float = 1e-5
-    truncate: bool = True
-    min_side: float = 0.0
-    max_atoms: int = 4096
-
-    @property
-    def truncated_at(self) -> float:
-        """Where the stored diagrams end, Å²: pairs dying above it are stored with death = inf."""
-        return self.range[1] if self.truncate and self.engine == "native" else math.inf
 
 
 def lattice_supercell(cell: np.ndarray, min_side: float) -> tuple[int, int, int]:

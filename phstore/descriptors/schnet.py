@@ -2,7 +2,7 @@
 
 Seed paper §2.4: the descriptor is the output of the last interaction block of the trained
 model (100 values per atom); its mean over the atoms describes the snapshot. The model comes
-from a model directory written by ``phstore train --model schnet``; the provenance key holds
+from a model directory written by ``phstore train schnet``; the provenance key holds
 the model's key (a hash of its weights and config), so embeddings of different checkpoints
 never share a variable.
 """

@@ -7,7 +7,6 @@ Both are stored as float32 (dscribe computes in float64).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -15,29 +14,8 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
 from phstore.descriptors.base import Descriptor, FrameResult
+from phstore.descriptors.params import SOAPParams
 from phstore.store import VariableSpec
-
-
-@dataclass(frozen=True)
-class SOAPParams:
-    """Parameters of the SOAP descriptor (all enter the provenance key).
-
-    Attributes
-    ----------
-    species: chemical symbols the descriptor is built for; a frame with another species fails.
-    r_cut: cutoff radius, Å.
-    n_max: number of radial basis functions.
-    l_max: maximum degree of the spherical harmonics.
-    sigma: standard deviation of the Gaussians that smear the atomic density, Å.
-    rbf: dscribe's radial basis, ``"gto"`` or ``"polynomial"``.
-    """
-
-    species: tuple[str, ...] = ("C",)
-    r_cut: float = 4.1
-    n_max: int = 8
-    l_max: int = 9
-    sigma: float = 0.16
-    rbf: str = "gto"
 
 
 @lru_cache(maxsize=4)

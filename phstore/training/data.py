@@ -15,6 +15,7 @@ from phstore.provenance import package_versions
 from phstore.store import DONE, FRAMES, FeatureStore
 from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import ModelDir, save_model_dir
+from phstore.training.params import Feature
 from phstore.training.split import Split
 
 TARGET = "energy_per_atom"
@@ -52,17 +53,13 @@ def collection_list(collections: str | Sequence[str]) -> list[str]:
     return [collections] if isinstance(collections, str) else list(collections)
 
 
-#: A stored feature: (descriptor name, variable), e.g. ("ph", "histogram") or ("soap", "mean").
-Feature = tuple[str, str]
-
-
 def descriptor_group(store: FeatureStore, collection: str, descriptor: str, keys: Sequence[str] = ()) -> str:
     """The store group of ``descriptor`` in ``collection``: its one variant, or the one whose
     provenance key starts with one of ``keys`` (keys of other descriptors are ignored)."""
     variants = {g: p for g, p in store.descriptor_groups(collection).items() if p["descriptor"] == descriptor}
     chosen = [g for g, p in variants.items() if any(p["key"].startswith(k) for k in keys)] or list(variants)
     if len(chosen) != 1:
-        hint = (f"run `phstore featurize --descriptor {descriptor}` first" if not chosen
+        hint = (f"run `phstore featurize {descriptor}` first" if not chosen
                 else f"choose one with --descriptor-key: {[variants[g]['key'] for g in chosen]}")
         raise ValueError(f"{collection} has {len(chosen) or 'no'} {descriptor} variants to choose from; {hint}")
     return chosen[0]
@@ -236,7 +233,7 @@ def model_sources(model: ModelDir, store: FeatureStore, collection: str) -> list
         if group not in store.descriptor_groups(collection):
             raise ValueError(
                 f"{collection} has no {group} features (the {model.kind} model was trained on them); run "
-                f"`phstore featurize --descriptor {group.split('-', 1)[0]}` with the parameters `phstore info` "
+                f"`phstore featurize {group.split('-', 1)[0]}` with the parameters `phstore info` "
                 f"shows for {'+'.join(model.provenance['collections'])}"
             )
     return sources

@@ -24,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from phstore.errors import PhstoreError
+
 FORMAT = "phstore-model-1"
 META, WEIGHTS, SPLIT = "model.json", "weights.pt", "split.npz"
 
 
-class ModelDirError(RuntimeError):
+class ModelDirError(PhstoreError, RuntimeError):
     """A model directory is missing, foreign, corrupt or of another kind."""
 
 

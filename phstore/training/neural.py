@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -21,54 +20,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phstore.store import FeatureStore
-from phstore.training.data import (Feature, Parts, TrainingData, collection_list, feature_config, feature_scales,
+from phstore.training.data import (Parts, TrainingData, collection_list, feature_config, feature_scales,
                                    feature_sources, model_sources, read_features)
 from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import ModelDir
+from phstore.training.params import NETWORKS, OPTIMIZERS, NeuralConfig
 from phstore.training.split import Split
-
-
-@dataclass(frozen=True)
-class NeuralConfig:
-    """A network on stored features (concatenated when several) and how it is optimised
-    (defaults: the paper's CNN)."""
-
-    kind: str = "cnn"
-    features: tuple[Feature, ...] = (("ph", "histogram"),)
-    optimizer: str = "sgd"
-    lr: float = 0.0015
-    momentum: float = 0.9
-    weight_decay: float = 0.001
-    milestones: tuple[int, ...] = (200, 400, 800, 1200)
-    epochs: int = 1600
-    batch_size: int = 32
-    hidden: tuple[int, ...] = (64,)
-
-    @classmethod
-    def cnn(cls, **overrides) -> "NeuralConfig":
-        """Seed paper §2.6: 3×3 convolutions of 64, 64, 32 channels with max-pooling, two fully
-        connected layers, ReLU; SGD (Nesterov 0.9, weight decay 0.001), lr 0.0015 halved at
-        epochs 200, 400, 800, 1200; 1600 epochs."""
-        return dataclasses.replace(cls(), **overrides)
-
-    @classmethod
-    def soap_mlp(cls, **overrides) -> "NeuralConfig":
-        """Seed paper §2.7: atom-mean SOAP → two hidden layers of 40 → energy; Adam, lr 0.001
-        halved at epochs 200, 500, 1000; 2000 epochs."""
-        return dataclasses.replace(
-            cls(kind="soap-mlp", features=(("soap", "mean"),), optimizer="adam", lr=0.001, momentum=0.0,
-                weight_decay=0.0, milestones=(200, 500, 1000), epochs=2000, hidden=(40, 40)), **overrides)
-
-    @classmethod
-    def ph_soap(cls, **overrides) -> "NeuralConfig":
-        """PH + SOAP, the combination the paper's conclusion proposes: the SOAP MLP's layers and
-        optimiser on the normalised PH histogram concatenated with the atom-mean SOAP."""
-        return cls.soap_mlp(**{"kind": "ph-soap", "features": (("ph", "histogram"), ("soap", "mean")), **overrides})
-
-
-#: Network kinds: the CNN on one 2-D feature; MLPs on their features flattened and concatenated.
-NETWORKS = ("cnn", "soap-mlp", "ph-soap")
-OPTIMIZERS = ("sgd", "adam")
 
 
 def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):

@@ -10,27 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from phstore.store import FeatureStore
-from phstore.training.data import (Feature, TrainingData, collection_list, feature_config, feature_scales, feature_sources,
+from phstore.training.data import (TrainingData, collection_list, feature_config, feature_scales, feature_sources,
                                    model_sources, read_features)
 from phstore.training.modeldir import ModelDir
+from phstore.training.params import RidgeConfig
 from phstore.training.split import Split
 
 KIND = "ridge"
-
-
-@dataclass(frozen=True)
-class RidgeConfig:
-    """Regularisation ``alpha`` and the stored features (concatenated when several)."""
-
-    alpha: float = 200.0
-    features: tuple[Feature, ...] = (("ph", "histogram"),)
 
 
 def train_ridge(

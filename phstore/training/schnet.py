@@ -12,7 +12,6 @@ SchNet descriptor; :func:`embed` computes it and :mod:`phstore.descriptors.schne
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,28 +23,10 @@ from phstore.compat import import_schnetpack
 from phstore.store import FeatureStore
 from phstore.training.data import TARGET, Parts, TrainingData
 from phstore.training.modeldir import ModelDir
+from phstore.training.params import SchNetArchitecture, SchNetTraining
 from phstore.training.split import Split
 
 KIND = "schnet"
-
-
-@dataclass(frozen=True)
-class SchNetArchitecture:
-    """SchNet's shape: atom-basis size, interaction blocks, Gaussians, cutoff (Å)."""
-
-    n_atom_basis: int = 100
-    n_interactions: int = 3
-    n_rbf: int = 60
-    cutoff: float = 5.0
-
-
-@dataclass(frozen=True)
-class SchNetTraining:
-    """How to train: epochs, batch size, Adam learning rate (the split's seed also seeds torch)."""
-
-    epochs: int = 100
-    batch_size: int = 16
-    lr: float = 5e-4
 
 
 def build_schnet(arch: SchNetArchitecture):

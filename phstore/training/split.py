@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from phstore.params import param
+
 SPLITS = ("random", "trajectory")
 
 
@@ -18,9 +20,9 @@ SPLITS = ("random", "trajectory")
 class Split:
     """How snapshots are split: ``random`` (the paper's 80/20) or by ``trajectory``."""
 
-    kind: str = "random"
-    test_fraction: float = 0.2
-    seed: int = 0
+    kind: str = param("random", "random: the paper's; trajectory: whole trajectories held out", choices=SPLITS)
+    test_fraction: float = param(0.2, "fraction of the snapshots held out for testing")
+    seed: int = param(0, "seed of the split (and of the weights)")
 
     def indices(self, n: int, groups: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(train, test)`` positions in ``range(n)`` (see :func:`split_indices`)."""

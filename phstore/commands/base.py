@@ -1,0 +1,97 @@
+"""What every ``phstore`` command is, and what commands share.
+
+A command is one object: its words (``featurize ph``), its options, ``run`` (the work, through
+the Python API) and ``done`` (whether its result is already there: the pipeline's skip check,
+beside the run it checks). The command line and the pipeline runner both drive commands; neither
+knows the other.
+
+Commands import the API they drive inside ``run`` and ``done``, not at the top: building the
+parser (``phstore --help``) must not import Dask, xarray, numba or torch (2-3 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from phstore.commands.options import Option
+from phstore.errors import PhstoreError
+
+#: Exit statuses: all done; an error (nothing or not everything done); finished, but some
+#: frames were rejected or failed (reported on stderr; the rest is stored).
+OK, ERROR, INCOMPLETE = 0, 1, 3
+
+
+class CommandError(PhstoreError):
+    """A command cannot run as asked; the message says what to do instead."""
+
+
+class Command:
+    """One ``phstore`` command. Subclasses set ``words`` and ``help`` and implement
+    :meth:`options` and :meth:`run`; commands whose result can be found implement :meth:`done`."""
+
+    words: tuple[str, ...] = ()
+    help: str = ""
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.words)
+
+    def options(self) -> list[Option]:
+        return []
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Do the work; return an exit status (:data:`OK`, :data:`ERROR`, :data:`INCOMPLETE`)."""
+        raise NotImplementedError
+
+    def done(self, args: argparse.Namespace) -> bool:
+        """Whether the result is already there (reports never are: they always run)."""
+        return False
+
+
+def store_option(help: str = "store directory") -> Option:
+    return Option("store", help, required=True)
+
+
+QUIET = Option("quiet", "no progress bars", action="flag")
+
+_WHERE = "where the work runs (each falls back to Dask config phstore.cluster.*; see deploy/)"
+
+#: The options of every command that runs work on Dask workers (:class:`phstore.cluster.ClusterOptions`).
+CLUSTER_OPTIONS = [
+    Option("cluster", "local: a LocalCluster on this machine (default); slurm, pbs, sge, lsf: workers submitted "
+           "as batch jobs through dask-jobqueue (checked when it runs)", group=_WHERE),
+    Option("profile", "cluster profile: a Dask config YAML (e.g. deploy/slurm.yaml) with the jobqueue.<kind> keys "
+           "(cores, memory, walltime, account, queue, job-script-prologue, ...)", group=_WHERE),
+    Option("scheduler", "address or scheduler-file of a running Dask scheduler (wins over --cluster)", group=_WHERE),
+    Option("workers", "local worker processes (default: cores)", int, group=_WHERE),
+    Option("jobs", "batch jobs to submit (default 1)", int, group=_WHERE),
+    Option("min_jobs", "adaptive scaling: fewest batch jobs", int, group=_WHERE),
+    Option("max_jobs", "adaptive scaling: most batch jobs (turns adaptive scaling on)", int, group=_WHERE),
+    Option("tls", "TLS with certificates made for this run (default: on for batch systems, off locally)",
+           action="switch", group=_WHERE),
+]
+
+
+def cluster_options(args: argparse.Namespace) -> Any:
+    """The :class:`~phstore.cluster.ClusterOptions` of :data:`CLUSTER_OPTIONS`' values."""
+    from phstore.cluster import ClusterOptions
+
+    values = {o.name: getattr(args, o.name) for o in CLUSTER_OPTIONS}
+    return ClusterOptions(kind=values.pop("cluster"), **values)
+
+
+def parse_indices(text: str) -> slice | list[int]:
+    """``10:50`` → slice(10, 50); ``10:`` → slice(10, None); ``3,7,9`` → [3, 7, 9]."""
+    try:
+        if ":" in text:
+            lo, _, hi = text.partition(":")
+            return slice(int(lo) if lo else None, int(hi) if hi else None)
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise CommandError(f"{text!r} is not a range START:STOP (either may be left out) or a list 1,2,3") from None
+
+
+def metrics_line(m: dict) -> str:
+    """One line of regression metrics (:func:`phstore.training.metrics.regression_metrics`)."""
+    return f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)"

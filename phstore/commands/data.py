@@ -1,0 +1,96 @@
+"""``phstore generate`` and ``phstore ingest``: making snapshots and putting them in a store."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from phstore.commands.base import INCOMPLETE, OK, QUIET, Command
+from phstore.commands.options import Option
+
+
+class Generate(Command):
+    words = ("generate",)
+    help = "make melt-quench carbon data with LAMMPS + Tersoff (Zenodo layout)"
+
+    def options(self) -> list[Option]:
+        return [
+            Option("out", "output directory", required=True),
+            Option("paper_scale", "the seed paper's counts (16,830 + 2,805 + 560 frames); default: a small demo set",
+                   action="flag"),
+            Option("densities", "densities, g/cm³", float, nargs="+"),
+            Option("natoms", "atoms per cell (a cube number)", int),
+            Option("runs", "independent melt-quench runs per density", int),
+            Option("seed", "random seed of the velocities", int),
+            Option("large_natoms", "one extra run per density with this many atoms (e.g. 512: the transfer set)", int),
+            Option("workers", "parallel MD processes (default: cores)", int),
+            QUIET,
+        ]
+
+    def config(self, args: argparse.Namespace) -> Any:
+        """The :class:`~phstore.generate.GenerateConfig` the options describe."""
+        from phstore.generate import GenerateConfig
+
+        base = GenerateConfig.paper() if args.paper_scale else GenerateConfig.demo()
+        overrides = {k: getattr(args, k) for k in ("natoms", "runs", "seed", "large_natoms") if getattr(args, k) is not None}
+        if args.densities:
+            overrides["densities"] = tuple(args.densities)
+        return dataclasses.replace(base, **overrides)
+
+    def run(self, args: argparse.Namespace) -> int:
+        from phstore.generate import generate
+
+        files = generate(Path(args.out), self.config(args), workers=args.workers, progress=not args.quiet)
+        print(f"wrote {len(files)} files under {args.out}")
+        return OK
+
+    def done(self, args: argparse.Namespace) -> bool:
+        from phstore.generate import output_files
+
+        return all((Path(args.out) / f).is_file() for f in output_files(self.config(args)))
+
+
+class Ingest(Command):
+    words = ("ingest",)
+    help = "add snapshots from ASE-readable files or directories to a store (exit 3 if frames were rejected)"
+
+    def options(self) -> list[Option]:
+        return [
+            Option("sources", "files or directories (extxyz, OUTCAR, vasprun.xml, LAMMPS dump, ASE db)", nargs="+",
+                   action="positional"),
+            Option("store", "store directory (created if missing)", required=True),
+            Option("chunk_size", "snapshots per chunk of a new store (default 32); an existing store keeps its own", int),
+            Option("dataset", "name of the origin of these energies (one code and functional); default: each SOURCE "
+                   "is its own dataset. Models train within one dataset"),
+            QUIET,
+        ]
+
+    def run(self, args: argparse.Namespace) -> int:
+        from phstore.ingest import ingest
+
+        report = ingest(args.store, args.sources, chunk_size=args.chunk_size, progress=not args.quiet,
+                        dataset=args.dataset)
+        for path in report.missing:
+            print(f"no such file or directory: {path} (skipped)", file=sys.stderr)
+        for rej in report.rejected:
+            print(f"rejected {rej['source']} frame {rej['index']}: {rej['reason']}", file=sys.stderr)
+        added = ", ".join(f"{c}: {n}" for c, n in sorted(report.added.items())) or "nothing"
+        print(f"added {added}; {report.duplicates} duplicates skipped; {len(report.rejected)} frames rejected; "
+              f"{report.known} files ingested before skipped")
+        return INCOMPLETE if report.rejected or report.missing else OK
+
+    def done(self, args: argparse.Namespace) -> bool:
+        """Every source exists and every file in it was read to its end before (by content)."""
+        from phstore.ingest import find_sources, source_digest
+        from phstore.store import FeatureStore
+
+        if not all(Path(p).exists() for p in args.sources):
+            return False
+        known = FeatureStore(args.store, mode="r").sources
+        return all(source_digest(path) in known for path, _, _ in find_sources(args.sources))
+
+
+COMMANDS = [Generate(), Ingest()]

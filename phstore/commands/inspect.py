@@ -1,0 +1,142 @@
+"""``phstore info``, ``query``, ``verify`` and ``cluster``: looking at a store and at where work runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from phstore.commands.base import CLUSTER_OPTIONS, ERROR, OK, QUIET, Command, CommandError, cluster_options, \
+    parse_indices, store_option
+from phstore.commands.options import Option
+
+
+class Info(Command):
+    words = ("info",)
+    help = "list collections, descriptors (with parameters), counts and failures"
+
+    def options(self) -> list[Option]:
+        return [store_option(), Option("json", "print the summary as JSON", action="flag")]
+
+    def run(self, args: argparse.Namespace) -> int:
+        from phstore.store import FeatureStore
+
+        info = FeatureStore(args.store, mode="r").info()
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return OK
+        print(f"store {info['path']} (chunk size {info['chunk_size']}, {info['rejected']} frames rejected at ingest)")
+        for coll, entry in info["collections"].items():
+            dens = entry["densities"]
+            shown = dens if len(dens) <= 8 else f"{len(dens)} values in [{dens[0]}, {dens[-1]}]" if dens else "none"
+            print(f"  {coll}: {entry['n_snapshots']} snapshots, {entry['natoms']} atoms, "
+                  f"{entry['trajectories']} trajectories, densities (g/cm³) {shown}")
+            for group, d in entry["descriptors"].items():
+                print(f"    {group}: done {d['done']}, failed {d['failed']}, pending {d['pending']}; "
+                      f"params {json.dumps(d['params'])}; versions {json.dumps(d['versions'])}")
+        return OK
+
+
+class Query(Command):
+    words = ("query",)
+    help = "select snapshots by density, trajectory and frame; summarise, draw or export"
+
+    def options(self) -> list[Option]:
+        return [
+            store_option(), Option("collection", "collection (required when the store holds several)"),
+            Option("density", "density, g/cm³ (within 0.005)", float, nargs="+"),
+            Option("trajectory", "trajectory names", nargs="+"),
+            Option("frames", "frame indices within their trajectories, START:STOP or 1,2,3"),
+            Option("export", "write the selection to a .npz or .nc file"),
+            Option("plot", "draw the mean PH histogram of the selection to this PNG"),
+            Option("plot_diagram", "draw the persistence diagrams (degrees 0-2) of the selection's first snapshot "
+                   "to this PNG"),
+            Option("descriptor_key", "provenance key (prefix) of the PH variant to draw, when there are several",
+                   default=""),
+        ]
+
+    def run(self, args: argparse.Namespace) -> int:
+        import numpy as np
+
+        from phstore.plots import plot_diagram, plot_mean_ph_histogram
+        from phstore.store import FeatureStore
+
+        if args.export and Path(args.export).suffix not in (".nc", ".npz"):
+            raise CommandError(f"--export takes a .npz or .nc path, not {args.export}")
+        store = FeatureStore(args.store, mode="r")
+        collection, rows = store.select(args.collection, density=args.density, trajectory=args.trajectory,
+                                        frames=parse_indices(args.frames) if args.frames else None)
+        ds = store.dataset(collection).isel(snapshot=rows)
+        n = ds.sizes["snapshot"]
+        print(f"{n} snapshots selected")
+        if n:
+            e = ds["energy_per_atom"].values
+            print(f"  densities (g/cm³) {sorted({round(float(d), 4) for d in ds['density'].values})}")
+            print(f"  trajectories {sorted(set(ds['trajectory'].values.tolist()))}")
+            print(f"  energy per atom {e.min():.4f} … {e.max():.4f} eV/atom (mean {e.mean():.4f})")
+            print(f"  variables: {', '.join(sorted(ds.data_vars))}")
+        if args.plot:
+            used = plot_mean_ph_histogram(store, ds, args.plot)
+            print(f"plotted the mean histogram of {used} snapshots to {args.plot}")
+        if args.plot_diagram and n:
+            pairs = {d: store.diagram(collection, int(rows[0]), d, args.descriptor_key) for d in (0, 1, 2)}
+            plot_diagram(pairs, args.plot_diagram, f"{collection} snapshot {rows[0]} (frame {ds['frame'].values[0]} "
+                         f"of {ds['trajectory'].values[0]})")
+            print(f"plotted the diagrams of {collection} snapshot {rows[0]} to {args.plot_diagram}")
+        if args.export:
+            out = Path(args.export)
+            loaded = ds.load()
+            if out.suffix == ".nc":
+                loaded.to_netcdf(out, engine="h5netcdf")
+            else:
+                np.savez_compressed(out, **{k: np.asarray(v.values) for k, v in loaded.variables.items()})
+            print(f"exported to {out}")
+        return OK
+
+
+class Verify(Command):
+    words = ("verify",)
+    help = "read the whole store back and check it; exit 1 on any problem"
+
+    def options(self) -> list[Option]:
+        return [store_option(), QUIET]
+
+    def run(self, args: argparse.Namespace) -> int:
+        from phstore.verify import verify_store
+
+        report = verify_store(args.store, progress=not args.quiet)
+        for problem in report.problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        verdict = "consistent" if report.ok else f"{len(report.problems)} problems"
+        print(f"{args.store}: {verdict} ({report.snapshots} snapshots, {report.groups} groups, {report.chunks} chunks read)")
+        return OK if report.ok else ERROR
+
+
+class JobScript(Command):
+    words = ("cluster", "job-script")
+    help = "print the job script each worker job would be submitted with"
+
+    def options(self) -> list[Option]:
+        return CLUSTER_OPTIONS
+
+    def run(self, args: argparse.Namespace) -> int:
+        from phstore.cluster import job_script
+
+        print(job_script(cluster_options(args)))
+        return OK
+
+
+class WorkerEnv(Command):
+    words = ("cluster", "worker-env")
+    help = ("print what phstore starts workers with (phstore.cluster.worker-env: glibc malloc settings; "
+            "worker-config: Dask settings) as shell exports, for workers you start yourself")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from phstore.cluster import worker_exports
+
+        print("\n".join(worker_exports()))
+        return OK
+
+
+COMMANDS = [Info(), Query(), Verify(), JobScript(), WorkerEnv()]
