@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.phstore-installed
 SCHNETPACK := schnetpack==2.1.1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean slurm
 
 install: $(STAMP)
 
@@ -34,6 +34,15 @@ bench: $(STAMP)
 	$(PY) benchmarks/featurize_soap_schnet.py
 	$(PY) benchmarks/featurize_cluster.py
 	$(PY) benchmarks/train_from_store.py
+
+# SLURM and munge, for the SLURM tests and benchmarks/featurize_cluster.py (tests/slurm.py runs
+# a one-node SLURM from them): Debian's packages, installed as root; nothing when they are there.
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+slurm:
+	@command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 && command -v sbatch >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || { echo "installing SLURM needs root and apt-get (Debian/Ubuntu)" >&2; exit 1; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SLURM_PACKAGES); }
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -18,9 +18,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-
-from harness import add_work_option, make_store, phstore_run, started_cluster, work_dir
 from featurize_ph import _warm
+from harness import add_work_option, make_store, phstore_run, started_cluster, work_dir
+
 from phstore import open_store
 from phstore.cluster import ClusterOptions
 from phstore.descriptors import PH
@@ -47,25 +47,33 @@ def main() -> None:
         stack.callback(slurm.stop)
         os.environ["SLURM_CONF"] = str(slurm.conf)
         # jobs inherit this environment: their workers unpickle the warm-up from featurize_ph
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent),
-                                                                 os.environ.get("PYTHONPATH")]))
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")])
+        )
         profile = slurm.profile(work / "jobs" / "slurm.yaml")
-        setups = {"local 1 worker": (1, None), "local 2 workers": (2, None),
-                  "slurm 1 job": (1, ClusterOptions(kind="slurm", profile=profile, jobs=1)),
-                  "slurm 2 jobs": (2, ClusterOptions(kind="slurm", profile=profile, jobs=2))}
+        setups = {
+            "local 1 worker": (1, None),
+            "local 2 workers": (2, None),
+            "slurm 1 job": (1, ClusterOptions(kind="slurm", profile=profile, jobs=1)),
+            "slurm 2 jobs": (2, ClusterOptions(kind="slurm", profile=profile, jobs=2)),
+        }
         rates: dict[str, list[float]] = {k: [] for k in setups}
         for label, (workers, options) in setups.items():
             with ExitStack() as cluster:
                 client, startup = started_cluster(cluster, workers, _warm, options)
-                print(f"{label}: {workers} worker(s) warm {startup:5.1f} s after asking"
-                      + (f" ({client.scheduler.address.split(':')[0]})" if options else ""))
+                print(
+                    f"{label}: {workers} worker(s) warm {startup:5.1f} s after asking"
+                    + (f" ({client.scheduler.address.split(':')[0]})" if options else "")
+                )
                 for _ in range(args.rounds):
                     rates[label].append(phstore_run(store, client, PH(), n)[0].rate)
         base = float(np.median(rates["local 1 worker"]))
         for label, r in rates.items():
             m = float(np.median(r))
-            print(f"{label:16s} {m:6.2f} frames/s (rounds: {', '.join(f'{x:.2f}' for x in r)}) "
-                  f"= {m / base:4.2f}x local 1 worker")
+            print(
+                f"{label:16s} {m:6.2f} frames/s (rounds: {', '.join(f'{x:.2f}' for x in r)}) "
+                f"= {m / base:4.2f}x local 1 worker"
+            )
 
 
 if __name__ == "__main__":

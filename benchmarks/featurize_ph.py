@@ -19,9 +19,21 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+from harness import (
+    BareLoops,
+    add_bare_options,
+    add_sequential_option,
+    add_work_option,
+    compare,
+    make_store,
+    phstore_run,
+    serve_bare,
+    side_by_side,
+    started_cluster,
+    work_dir,
+    worker_peak_rss,
+)
 
-from harness import (BareLoops, add_bare_options, add_sequential_option, add_work_option, compare, make_store,
-                     phstore_run, serve_bare, side_by_side, started_cluster, work_dir, worker_peak_rss)
 from phstore import open_store
 from phstore.descriptors import PH, PHParams
 from phstore.ph import periodic_alpha_diagram
@@ -68,12 +80,20 @@ def main() -> None:
         for w, (_, startup) in clients.items():
             print(f"cluster of {w} worker(s): start + warm-up {startup:.1f} s (not in the rates)")
         compare(
-            "ph", args.rounds,
-            lambda copies, limit: BareLoops(__file__, [str(store), "--chunk-size", str(args.chunk_size)], copies, limit),
+            "ph",
+            args.rounds,
+            lambda copies, limit: BareLoops(
+                __file__, [str(store), "--chunk-size", str(args.chunk_size)], copies, limit
+            ),
             {w: (lambda c=c: phstore_run(store, c, PH(), n)) for w, (c, _) in clients.items()},
-            {1: 0.9, 2: 0.9}, side_by_side(args, list(clients)), n,
+            {1: 0.9, 2: 0.9},
+            side_by_side(args, list(clients)),
+            n,
         )
-        print("peak worker RSS: " + ", ".join(f"{w} worker(s) {worker_peak_rss(c):.0f} MiB" for w, (c, _) in clients.items()))
+        print(
+            "peak worker RSS: "
+            + ", ".join(f"{w} worker(s) {worker_peak_rss(c):.0f} MiB" for w, (c, _) in clients.items())
+        )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,21 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 from distributed import Client
+from harness import (
+    BareLoops,
+    add_bare_options,
+    add_sequential_option,
+    add_work_option,
+    compare,
+    make_store,
+    phstore_run,
+    serve_bare,
+    side_by_side,
+    started_cluster,
+    work_dir,
+    worker_peak_rss,
+)
 
-from harness import (BareLoops, add_bare_options, add_sequential_option, add_work_option, compare, make_store,
-                     phstore_run, serve_bare, side_by_side, started_cluster, work_dir, worker_peak_rss)
 from phstore import open_store
 from phstore.descriptors import SOAP, Descriptor, SchNet
 from phstore.store import DEFAULT_CHUNK_SIZE, FeatureStore
@@ -148,15 +160,26 @@ def _measure(name: str, natoms: int, store: Path, work: Path, clients: dict[int,
         return bare
 
     runs = {w: (lambda c=c: phstore_run(store, c, descriptor, n)) for w, c in clients.items()}
-    compare(f"{name} {natoms} atoms", args.rounds, loops, runs, {w: 0.95 for w in clients},
-            side_by_side(args, list(clients)), n)
+    compare(
+        f"{name} {natoms} atoms",
+        args.rounds,
+        loops,
+        runs,
+        {w: 0.95 for w in clients},
+        side_by_side(args, list(clients)),
+        n,
+    )
     write = plain_write_ms(clients[max(clients)], work, frame_bytes, args.chunk_size, n)
-    print(f"{name} {natoms} atoms: writing the raw per-atom output, a new plain file per chunk, takes "
-          f"{write:.2f} ms/frame on a worker (part of phstore's store I/O)")
+    print(
+        f"{name} {natoms} atoms: writing the raw per-atom output, a new plain file per chunk, takes "
+        f"{write:.2f} ms/frame on a worker (part of phstore's store I/O)"
+    )
     peak = {w: worker_peak_rss(c) for w, c in clients.items()}
-    print(f"{name} {natoms} atoms: per-atom output of all frames {n * frame_bytes / 2**20:.0f} MiB; "
-          f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
-          f"bare loop peak RSS {max(b.peak_rss for b in started_loops):.0f} MiB")
+    print(
+        f"{name} {natoms} atoms: per-atom output of all frames {n * frame_bytes / 2**20:.0f} MiB; "
+        f"peak worker RSS {', '.join(f'{w} worker(s) {peak[w]:.0f} MiB' for w in peak)}; "
+        f"bare loop peak RSS {max(b.peak_rss for b in started_loops):.0f} MiB"
+    )
 
 
 def main() -> None:
@@ -166,9 +189,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--natoms", type=int, nargs="+", default=[216, 512])
     parser.add_argument("--descriptors", nargs="+", choices=list(_WARM), default=list(_WARM))
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="cluster sizes to compare "
-                        "(each with as many bare loops side by side; at the same time as phstore when the "
-                        "machine has 2 cores per worker of the largest)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="cluster sizes to compare "
+        "(each with as many bare loops side by side; at the same time as phstore when the "
+        "machine has 2 cores per worker of the largest)",
+    )
     add_sequential_option(parser)
     add_work_option(parser)
     add_bare_options(parser)  # --bare soap STORE | schnet STORE MODEL BATCH_ATOMS
@@ -187,8 +216,10 @@ def main() -> None:
                 started = {w: started_cluster(stack, w, _WARM[name]) for w in sorted(set(args.workers))}
                 print()
                 for w, (client, startup) in started.items():
-                    print(f"{name}: cluster of {w} worker(s): start + warm-up {startup:.1f} s, "
-                          f"worker RSS {worker_peak_rss(client):.0f} MiB")
+                    print(
+                        f"{name}: cluster of {w} worker(s): start + warm-up {startup:.1f} s, "
+                        f"worker RSS {worker_peak_rss(client):.0f} MiB"
+                    )
                 for natoms, store in stores.items():
                     _measure(name, natoms, store, work, {w: c for w, (c, _) in started.items()}, args)
 

@@ -44,8 +44,12 @@ from phstore.store import FeatureStore
 
 def add_work_option(parser: argparse.ArgumentParser) -> None:
     """``--work DIR``: where generated frames and stores live (see ``work_dir``)."""
-    parser.add_argument("--work", type=Path, help="keep generated frames and stores in DIR and reuse them "
-                        "on later runs with the same sizes (default: a temporary directory)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="keep generated frames and stores in DIR and reuse them "
+        "on later runs with the same sizes (default: a temporary directory)",
+    )
 
 
 @contextmanager
@@ -84,9 +88,13 @@ def add_bare_options(parser: argparse.ArgumentParser) -> None:
 
 def add_sequential_option(parser: argparse.ArgumentParser) -> None:
     """``--sequential``: run the bare loops and phstore one after the other (see :func:`compare`)."""
-    parser.add_argument("--sequential", action="store_true", help="run the bare loops and phstore one after "
-                        "the other, alternating the order by round (default: at the same time, side by side, "
-                        "when the machine has two cores per worker, so that both see the same machine speed)")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run the bare loops and phstore one after "
+        "the other, alternating the order by round (default: at the same time, side by side, "
+        "when the machine has two cores per worker, so that both see the same machine speed)",
+    )
 
 
 def side_by_side(args: argparse.Namespace, workers: Sequence[int]) -> bool:
@@ -109,13 +117,14 @@ def serve_bare(frames: Sequence, size: int, work: Callable[[Sequence], object], 
     batches, done, cpu = [], 0, time.process_time()
     while not stop.is_set() and (limit is None or done < limit):
         lo = done % len(frames)
-        batch = frames[lo:lo + (size if limit is None else min(size, limit - done))]
+        batch = frames[lo : lo + (size if limit is None else min(size, limit - done))]
         start = time.monotonic()
         work(batch)
         batches.append((start, time.monotonic(), len(batch)))
         done += len(batch)
-    print(json.dumps({"batches": batches, "cpu_ms": 1000 * (time.process_time() - cpu) / max(done, 1),
-                      "rss": peak_rss()}))
+    print(
+        json.dumps({"batches": batches, "cpu_ms": 1000 * (time.process_time() - cpu) / max(done, 1), "rss": peak_rss()})
+    )
 
 
 @dataclass
@@ -146,9 +155,16 @@ class BareLoops:
     def __enter__(self) -> "BareLoops":
         env = worker_env() | os.environ | {"OMP_NUM_THREADS": "1"}
         limit = [] if self.limit is None else ["--bare-limit", str(self.limit)]
-        self.procs = [subprocess.Popen([sys.executable, self.script, "--bare", *self.args, *limit], env=env,
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                      for _ in range(self.copies)]
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, self.script, "--bare", *self.args, *limit],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(self.copies)
+        ]
         for proc in self.procs:
             while (line := proc.stdout.readline()) and line.strip() != "ready":
                 pass
@@ -181,8 +197,10 @@ class BareLoops:
             bests.append(1000 * float(np.min((whole[:, 1] - whole[:, 0]) / whole[:, 2])) if len(whole) else np.nan)
             cpus.append(report["cpu_ms"])
             rss.append(report["rss"])
-        print(f"    {self.copies} bare loop(s), ms/frame: wall {np.mean([1000 / r for r in rates]):.1f}, "
-              f"CPU {np.mean(cpus):.1f}")
+        print(
+            f"    {self.copies} bare loop(s), ms/frame: wall {np.mean([1000 / r for r in rates]):.1f}, "
+            f"CPU {np.mean(cpus):.1f}"
+        )
         self.peak_rss = max(rss)
         return Timing(sum(rates), float(np.nanmin(bests)))
 
@@ -200,12 +218,15 @@ def peak_rss() -> float:
     with a GiB of frames made every worker and bare loop look that big)."""
     status = Path("/proc/self/status")
     if status.exists():
-        return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")) / 1024
+        return (
+            next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM:")) / 1024
+        )
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def started_cluster(stack: ExitStack, workers: int, warm: Callable[[], None],
-                    options: ClusterOptions | None = None) -> tuple[Client, float]:
+def started_cluster(
+    stack: ExitStack, workers: int, warm: Callable[[], None], options: ClusterOptions | None = None
+) -> tuple[Client, float]:
     """A cluster of ``workers`` workers (default: a LocalCluster) whose every worker has run
     ``warm`` (imports, children); (client, seconds from asking to warm)."""
     t0 = time.perf_counter()
@@ -222,8 +243,9 @@ def worker_peak_rss(client: Client) -> float:
     return max(rss.values())
 
 
-def phstore_run(store: Path, client: Client, descriptor: Descriptor,
-                n_frames: int) -> tuple[Timing, tuple[float, float]]:
+def phstore_run(
+    store: Path, client: Client, descriptor: Descriptor, n_frames: int
+) -> tuple[Timing, tuple[float, float]]:
     """``featurize`` on a fresh copy of the store: its timing (frames/s; the fewest ms per frame
     of any task plus the workers' mean time per frame outside tasks) and its window (start and end
     on ``time.monotonic``'s clock). Prints where the workers' time went (the
@@ -238,22 +260,35 @@ def phstore_run(store: Path, client: Client, descriptor: Descriptor,
     end = time.monotonic()
     elapsed = end - start
     assert report.computed == n_frames and not report.failures and not report.errors, report.failures[:3]
-    per_frame = {"descriptor": report.compute_seconds, "descriptor on CPU": report.compute_cpu_seconds,
-                 "store I/O": report.task_seconds - report.compute_seconds,
-                 "outside tasks": elapsed * workers - report.task_seconds}
-    print(f"    {workers} worker(s), worker ms/frame: "
-          + ", ".join(f"{k} {1000 * v / n_frames:.1f}" for k, v in per_frame.items()))
+    per_frame = {
+        "descriptor": report.compute_seconds,
+        "descriptor on CPU": report.compute_cpu_seconds,
+        "store I/O": report.task_seconds - report.compute_seconds,
+        "outside tasks": elapsed * workers - report.task_seconds,
+    }
+    print(
+        f"    {workers} worker(s), worker ms/frame: "
+        + ", ".join(f"{k} {1000 * v / n_frames:.1f}" for k, v in per_frame.items())
+    )
     chunk_size = FeatureStore(copy).chunk_size
     if n_frames % (chunk_size * workers):
-        print(f"    ({n_frames} frames in chunks of {chunk_size} do not split evenly over {workers} worker(s): "
-              "workers idle at the end count as time outside tasks; take --frames a multiple of both)")
+        print(
+            f"    ({n_frames} frames in chunks of {chunk_size} do not split evenly over {workers} worker(s): "
+            "workers idle at the end count as time outside tasks; take --frames a multiple of both)"
+        )
     best = min(c.seconds / (c.computed + len(c.failed)) for c in report.chunks if c.computed + len(c.failed))
     return Timing(n_frames / elapsed, 1000 * (best + per_frame["outside tasks"] / n_frames)), (start, end)
 
 
-def compare(label: str, rounds: int, loops: Callable[[int, int | None], BareLoops],
-            runs: dict[int, Callable[[], tuple[Timing, tuple[float, float]]]], targets: dict[int, float],
-            together: bool, frames: int) -> None:
+def compare(
+    label: str,
+    rounds: int,
+    loops: Callable[[int, int | None], BareLoops],
+    runs: dict[int, Callable[[], tuple[Timing, tuple[float, float]]]],
+    targets: dict[int, float],
+    together: bool,
+    frames: int,
+) -> None:
     """Per round and number of workers ``w``: ``loops(w, limit)`` (``w`` bare loops side by side)
     and ``runs[w]()`` (phstore on ``w`` workers, with its window). Prints phstore's rate against
     the bare loops' (per core, as both use ``w`` cores) per round and as a median against
@@ -266,8 +301,9 @@ def compare(label: str, rounds: int, loops: Callable[[int, int | None], BareLoop
     (shared caches and memory bandwidth, turbo, a VM's vCPUs) for both sides alike; how much,
     the bare loops show: their rate side by side against the fewest loops' is printed as the
     machine's scaling."""
-    print(f"{label}: bare loops and phstore " + ("at the same time, side by side" if together
-                                                  else "one after the other"))
+    print(
+        f"{label}: bare loops and phstore " + ("at the same time, side by side" if together else "one after the other")
+    )
 
     def alone(w: int) -> Timing:
         with loops(w, frames) as bare:
@@ -287,18 +323,30 @@ def compare(label: str, rounds: int, loops: Callable[[int, int | None], BareLoop
                 b = alone(w)
                 r = run()[0]
             rows[-1][w] = (b, r)
-        print(f"  {label} round: " + "; ".join(
-            f"{w} bare loop(s) {b.rate:6.2f}, phstore on {w} worker(s) {r.rate:6.2f} frames/s -> {r.rate / b.rate:4.2f}x"
-            for w, (b, r) in rows[-1].items()))
+        print(
+            f"  {label} round: "
+            + "; ".join(
+                f"{w} bare loop(s) {b.rate:6.2f}, phstore on {w} worker(s) {r.rate:6.2f} frames/s "
+                f"-> {r.rate / b.rate:4.2f}x"
+                for w, (b, r) in rows[-1].items()
+            )
+        )
     for w, target in targets.items():
         ratio = float(np.median([row[w][1].rate / row[w][0].rate for row in rows]))
-        print(f"{label}, phstore on {w} worker(s): median {ratio:.3f}x the rate of {w} bare loop(s) side by side "
-              f"({'meets' if ratio >= target else 'MISSES'} the {target}x target per core)")
+        print(
+            f"{label}, phstore on {w} worker(s): median {ratio:.3f}x the rate of {w} bare loop(s) side by side "
+            f"({'meets' if ratio >= target else 'MISSES'} the {target}x target per core)"
+        )
         bare_best, best = (np.nanmin([row[w][i].best_ms for row in rows]) for i in (0, 1))
-        print(f"{label}, best chunk on {w} worker(s): {best:.1f} ms/frame (task + time outside tasks) vs the bare "
-              f"loops' {bare_best:.1f}: {bare_best / best:.3f}x per core ({'meets' if bare_best / best >= target else 'MISSES'} {target}x)")
+        print(
+            f"{label}, best chunk on {w} worker(s): {best:.1f} ms/frame (task + time outside tasks) vs the bare "
+            f"loops' {bare_best:.1f}: {bare_best / best:.3f}x per core "
+            f"({'meets' if bare_best / best >= target else 'MISSES'} {target}x)"
+        )
     one, *more = sorted(targets)
     for w in more:
         scaling = float(np.median([row[w][0].rate / row[one][0].rate for row in rows]))
-        print(f"this machine: {w} bare loops side by side run {scaling:.2f}x as fast as {one} "
-              f"({scaling * one / w:.2f}x per core)")
+        print(
+            f"this machine: {w} bare loops side by side run {scaling:.2f}x as fast as {one} "
+            f"({scaling * one / w:.2f}x per core)"
+        )

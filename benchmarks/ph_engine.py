@@ -24,9 +24,9 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
+from harness import add_work_option, work_dir
 from scipy.spatial import Delaunay
 
-from harness import add_work_option, work_dir
 from phstore.compat import import_homcloud
 from phstore.generate import GenerateConfig, generate
 from phstore.ph import filtration as engine
@@ -56,8 +56,9 @@ def cpu_ms(fn) -> float:
 def homcloud(atoms) -> None:
     hc = import_homcloud()
     L = np.diag(atoms.cell.array)
-    pdlist = hc.PDList.from_alpha_filtration(atoms.positions % L, periodicity=[(0, x) for x in L],
-                                             save_boundary_map=False, save_suppl_info=False)
+    pdlist = hc.PDList.from_alpha_filtration(
+        atoms.positions % L, periodicity=[(0, x) for x in L], save_boundary_map=False, save_suppl_info=False
+    )
     pd = pdlist.dth_diagram(1)
     np.histogram2d(pd.births, pd.deaths, bins=128, range=[[0, 8], [0, 8]])
 
@@ -73,7 +74,7 @@ def phat_reduce(f) -> None:
 
     matrix = phat.Matrix(len(f.dims))
     for j, dim in enumerate(f.dims.tolist()):
-        matrix.set_dim_col(j, dim, f.indices[f.indptr[j]:f.indptr[j + 1]].tolist())
+        matrix.set_dim_col(j, dim, f.indices[f.indptr[j] : f.indptr[j + 1]].tolist())
     matrix.reduce("phat-twist")
     matrix.birth_death_pairs()
 
@@ -101,11 +102,23 @@ def main() -> None:
     with work_dir(args.work) as work:
         cases = frames_of(work, args.frames)
     warm = cases[CASES[0]][0]
-    homcloud(warm), native(warm, np.inf), native(warm, 8.0), phat_reduce(  # imports, numba's cache
-        periodic_alpha_filtration(warm.positions, warm.cell.array))
-    methods = {"homcloud": homcloud, "native": lambda a: native(a, np.inf), "native, truncated 8 Å²": lambda a: native(a, 8.0)}
-    print(f"{args.frames} frames per case x {args.repeats} repeats, CPU ms per frame (median over repeats, "
-          "then frames; min-max over frames)")
+    (
+        homcloud(warm),
+        native(warm, np.inf),
+        native(warm, 8.0),
+        phat_reduce(  # imports, numba's cache
+            periodic_alpha_filtration(warm.positions, warm.cell.array)
+        ),
+    )
+    methods = {
+        "homcloud": homcloud,
+        "native": lambda a: native(a, np.inf),
+        "native, truncated 8 Å²": lambda a: native(a, 8.0),
+    }
+    print(
+        f"{args.frames} frames per case x {args.repeats} repeats, CPU ms per frame (median over repeats, "
+        "then frames; min-max over frames)"
+    )
     print(f"{'case':<22}" + "".join(f"{m:>26}" for m in methods) + f"{'speed-up':>12}{'truncated':>11}")
     for key in CASES:
         per_frame = {m: [] for m in methods}
@@ -118,14 +131,19 @@ def main() -> None:
                 per_frame[m].append(float(np.median(times[m])))
         med = {m: float(np.median(v)) for m, v in per_frame.items()}
         cells = "".join(f"{med[m]:>10.1f} ({min(v):>5.1f}-{max(v):>5.1f})" for m, v in per_frame.items())
-        print(f"{key[0]} atoms, {key[1]} g/cm3".ljust(22) + cells
-              + f"{med['homcloud'] / med['native']:>11.1f}x{med['homcloud'] / med['native, truncated 8 Å²']:>10.1f}x")
+        print(
+            f"{key[0]} atoms, {key[1]} g/cm3".ljust(22)
+            + cells
+            + f"{med['homcloud'] / med['native']:>11.1f}x{med['homcloud'] / med['native, truncated 8 Å²']:>10.1f}x"
+        )
     print("\nnative engine, whole filtration, CPU ms per frame (median over frames):")
     for key in CASES:
         rows = [stages(a) for a in cases[key]]
         parts = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
-        print(f"  {key[0]} atoms, {key[1]} g/cm3: " + ", ".join(
-            f"{k} {v:.0f}" if k == "image points" else f"{k} {v:.1f}" for k, v in parts.items()))
+        print(
+            f"  {key[0]} atoms, {key[1]} g/cm3: "
+            + ", ".join(f"{k} {v:.0f}" if k == "image points" else f"{k} {v:.1f}" for k, v in parts.items())
+        )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-
 from featurize_soap_schnet import bare_soap
 from harness import add_work_option, make_store, started_cluster, work_dir
+
 from phstore.descriptors import SOAP
 from phstore.featurize import featurize_chunk
 from phstore.store import FeatureStore
@@ -79,7 +79,10 @@ def main() -> None:
             times["worker bare"].append(client.submit(bare, str(store), collection, chunk, pure=False).result())
             times["process bare"].append(pool.apply(bare, (str(store), collection, chunk)))
             times["process task"].append(pool.apply(task, (str(in_process), collection, chunk)))
-        print(f"{len(times['worker task'])} chunks of {args.chunk_size} frames of {args.natoms} atoms, interleaved; ms per frame:")
+        print(
+            f"{len(times['worker task'])} chunks of {args.chunk_size} frames of {args.natoms} atoms, interleaved; "
+            "ms per frame:"
+        )
         for label, t in times.items():
             print(f"  {label:13s} min {min(t):6.1f}  median {np.median(t):6.1f}")
 

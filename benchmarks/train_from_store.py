@@ -72,8 +72,12 @@ def build_store(work: Path, n: int, chunk: int, seed: int = 0) -> tuple[Path, np
         store.ensure_descriptor(COLLECTION, d.group, d.provenance(), variables)
         for lo in range(0, n, chunk):
             region = slice(lo, min(n, lo + chunk))
-            store.write_rows(COLLECTION, d.group, region, {k: v[region] for k, v in values.items()}
-                             | {"status": np.full(region.stop - lo, DONE, dtype=np.int8)})
+            store.write_rows(
+                COLLECTION,
+                d.group,
+                region,
+                {k: v[region] for k, v in values.items()} | {"status": np.full(region.stop - lo, DONE, dtype=np.int8)},
+            )
     return path, hist.reshape(n, -1), soap
 
 
@@ -88,8 +92,15 @@ def ridge_in_memory(X: np.ndarray, y: np.ndarray, train: np.ndarray) -> float:
     return time.perf_counter() - t
 
 
-def neural_in_memory(config: NeuralConfig, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                     shapes: list[tuple[int, ...]], device: str) -> list[float]:
+def neural_in_memory(
+    config: NeuralConfig,
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    shapes: list[tuple[int, ...]],
+    device: str,
+) -> list[float]:
     """The same training on tensors already on the device: seconds of each epoch."""
     torch.manual_seed(0)
     x = torch.tensor(X, device=device)
@@ -97,9 +108,13 @@ def neural_in_memory(config: NeuralConfig, X: np.ndarray, y: np.ndarray, train: 
     x = (x - mean) / scale
     target = torch.tensor((y - y[train].mean()) / y[train].std(), dtype=torch.float32, device=device)
     net = build_network(config, shapes).to(device)
-    opt = (torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
-                           weight_decay=config.weight_decay) if config.optimizer == "sgd"
-           else torch.optim.Adam(net.parameters(), lr=config.lr))
+    opt = (
+        torch.optim.SGD(
+            net.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+        )
+        if config.optimizer == "sgd"
+        else torch.optim.Adam(net.parameters(), lr=config.lr)
+    )
     train_t = torch.tensor(train, device=device)
     seconds = []
     for _ in range(config.epochs):
@@ -107,7 +122,7 @@ def neural_in_memory(config: NeuralConfig, X: np.ndarray, y: np.ndarray, train: 
         net.train()
         order = train_t[torch.randperm(len(train), device=device)]
         for lo in range(0, len(order), config.batch_size):
-            idx = order[lo:lo + config.batch_size]
+            idx = order[lo : lo + config.batch_size]
             opt.zero_grad()
             loss = torch.nn.functional.mse_loss(net(x[idx]).squeeze(1), target[idx])
             loss.backward()
@@ -129,8 +144,11 @@ def main() -> None:
     parser.add_argument("--models", default="ridge,cnn,soap-mlp", help="comma-separated subset to run")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"{args.frames} frames, chunk {args.chunk}")
+    print(
+        f"device {device} "
+        f"({torch.cuda.get_device_name() if device == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"{args.frames} frames, chunk {args.chunk}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         path, hist, soap = build_store(work, args.frames, args.chunk)
@@ -147,8 +165,10 @@ def main() -> None:
                 spent = train_ridge(path, COLLECTION, work / f"ridge{r}").metrics["seconds"]
                 pairs.append((spent["read"] + spent["fit"], ridge_in_memory(hist64, y, data.train)))
             s, m = np.median(pairs, axis=0)
-            print(f"{'ridge':9s} {s:10.2f} s {m:10.2f} s {np.median([b / a for a, b in pairs]):5.2f}×  "
-                  f"(read + fit of {len(data.train)} × {hist.shape[1]}; the fit alone: {spent['fit']:.2f} s)")
+            print(
+                f"{'ridge':9s} {s:10.2f} s {m:10.2f} s {np.median([b / a for a, b in pairs]):5.2f}×  "
+                f"(read + fit of {len(data.train)} × {hist.shape[1]}; the fit alone: {spent['fit']:.2f} s)"
+            )
             del hist64
 
         for name, config, X, shapes in (
@@ -167,8 +187,11 @@ def main() -> None:
                 pairs.append((n * (len(store_s) - 1) / sum(store_s[1:]), n * (len(memory_s) - 1) / sum(memory_s[1:])))
             s, m = np.median(pairs, axis=0)
             f_s, f_m = np.median(firsts, axis=0)
-            print(f"{name:9s} {s:8.0f} /s   {m:8.0f} /s   {np.median([a / b for a, b in pairs]):5.2f}×  "
-                  f"(training samples/s, epochs 2–{config.epochs}; first epoch {f_s:.0f} vs {f_m:.0f} /s)")
+            print(
+                f"{name:9s} {s:8.0f} /s   {m:8.0f} /s   {np.median([a / b for a, b in pairs]):5.2f}×  "
+                f"(training samples/s, epochs 2–{config.epochs}; first epoch {f_s:.0f} vs {f_m:.0f} /s)"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -29,8 +29,13 @@ def parser() -> argparse.ArgumentParser:
     """The ``phstore`` parser: every command, ``run``, ``--version`` and the logging options."""
     p = build_parser([*COMMANDS, Run()])
     p.add_argument("--version", action="version", version=f"phstore {__version__}")
-    p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="log more (-v: INFO, -vv: DEBUG) and show the traceback of an error")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more (-v: INFO, -vv: DEBUG) and show the traceback of an error",
+    )
     p.add_argument("--log-level", choices=LOG_LEVELS, help="log level of the logging module (default WARNING)")
     return p
 
@@ -50,8 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.command.run(args))
     except KeyboardInterrupt:
-        print(f"\nphstore: interrupted; finished work is kept: run `phstore {args.command.name} ...` again to resume",
-              file=sys.stderr)
+        print(
+            f"\nphstore: interrupted; finished work is kept: run `phstore {args.command.name} ...` again to resume",
+            file=sys.stderr,
+        )
         return INTERRUPTED
     except (PhstoreError, ValueError, FileNotFoundError) as exc:  # what the user can fix; the rest are bugs
         if level <= logging.INFO:

@@ -31,21 +31,36 @@ from phstore.errors import PhstoreError
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
 KINDS = ("local", *JOBQUEUE)
 
-dask.config.update_defaults({"phstore": {"cluster": {
-    "kind": "local",
-    "jobs": 1,            # batch jobs to keep running (ignored when max-jobs is set)
-    "min-jobs": None,     # adaptive scaling between min-jobs and max-jobs
-    "max-jobs": None,
-    "tls": None,          # None: on for batch systems, off for the local cluster
-    "start-timeout": 1800,  # seconds to wait for the first worker of a batch cluster
-    # what the workers phstore starts run with (see worker_env, worker_config); a null drops an entry
-    "worker-env": {"MALLOC_ARENA_MAX": 1, "MALLOC_MMAP_THRESHOLD_": 32 << 20, "MALLOC_TRIM_THRESHOLD_": 1 << 30},
-    "worker-config": {"distributed": {
-        "worker": {"daemon": False,  # workers start descriptor children with subprocess
-                   "profile": {"interval": "100ms"}, "memory": {"monitor-interval": "500ms"}},
-        "admin": {"tick": {"interval": "200ms"}, "system-monitor": {"interval": "1s"}},
-    }},
-}}})
+dask.config.update_defaults(
+    {
+        "phstore": {
+            "cluster": {
+                "kind": "local",
+                "jobs": 1,  # batch jobs to keep running (ignored when max-jobs is set)
+                "min-jobs": None,  # adaptive scaling between min-jobs and max-jobs
+                "max-jobs": None,
+                "tls": None,  # None: on for batch systems, off for the local cluster
+                "start-timeout": 1800,  # seconds to wait for the first worker of a batch cluster
+                # what the workers phstore starts run with (see worker_env, worker_config); a null drops an entry
+                "worker-env": {
+                    "MALLOC_ARENA_MAX": 1,
+                    "MALLOC_MMAP_THRESHOLD_": 32 << 20,
+                    "MALLOC_TRIM_THRESHOLD_": 1 << 30,
+                },
+                "worker-config": {
+                    "distributed": {
+                        "worker": {
+                            "daemon": False,  # workers start descriptor children with subprocess
+                            "profile": {"interval": "100ms"},
+                            "memory": {"monitor-interval": "500ms"},
+                        },
+                        "admin": {"tick": {"interval": "200ms"}, "system-monitor": {"interval": "1s"}},
+                    }
+                },
+            }
+        }
+    }
+)
 
 
 class ClusterError(PhstoreError, RuntimeError):
@@ -150,7 +165,7 @@ def seconds(text: str) -> float:
         return float(parse_timedelta(text))
     days, _, clock = text.rpartition("-")
     parts = [float(p) for p in clock.split(":")]
-    return (float(days) if days else 0) * 86400 + sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    return (float(days) if days else 0) * 86400 + sum(p * 60**i for i, p in enumerate(reversed(parts)))
 
 
 def worker_args(kind: str) -> list[str]:
@@ -168,8 +183,10 @@ def worker_args(kind: str) -> list[str]:
     if "--lifetime" in args:
         lifetime = seconds(args[args.index("--lifetime") + 1])
         if lifetime >= wall:
-            raise ClusterError(f"worker --lifetime {lifetime:.0f} s is not shorter than the walltime {walltime}: "
-                               "jobs would be killed mid-task; set it to about 90 % of the walltime")
+            raise ClusterError(
+                f"worker --lifetime {lifetime:.0f} s is not shorter than the walltime {walltime}: "
+                "jobs would be killed mid-task; set it to about 90 % of the walltime"
+            )
         return args
     return args + ["--lifetime", f"{int(0.9 * wall)}s", "--lifetime-stagger", f"{int(0.05 * wall)}s"]
 
@@ -194,8 +211,10 @@ def jobqueue_cluster(options: ClusterOptions, kind: str):
     cfg = f"jobqueue.{kind}"
     cores = dask.config.get(f"{cfg}.cores")
     if not cores or not dask.config.get(f"{cfg}.memory"):
-        raise ClusterError(f"--cluster {kind} needs cores and memory per job: set them in a profile "
-                           f"(--profile deploy/{kind}.yaml) or as DASK_JOBQUEUE__{kind.upper()}__CORES / __MEMORY")
+        raise ClusterError(
+            f"--cluster {kind} needs cores and memory per job: set them in a profile "
+            f"(--profile deploy/{kind}.yaml) or as DASK_JOBQUEUE__{kind.upper()}__CORES / __MEMORY"
+        )
     tls = options.get("tls")
     kwargs: dict[str, Any] = {
         "processes": dask.config.get(f"{cfg}.processes") or cores,
@@ -203,8 +222,7 @@ def jobqueue_cluster(options: ClusterOptions, kind: str):
         "log_directory": str(jobs_directory(kind, "log-directory")),
         "shared_temp_directory": str(jobs_directory(kind, "shared-temp-directory")),
         "scheduler_options": {"dashboard_address": "127.0.0.1:0", **dask.config.get(f"{cfg}.scheduler-options", {})},
-        "job_script_prologue": [*(dask.config.get(f"{cfg}.job-script-prologue", []) or []),
-                                *worker_exports()],
+        "job_script_prologue": [*(dask.config.get(f"{cfg}.job-script-prologue", []) or []), *worker_exports()],
     }
     for key in ("log-directory", "shared-temp-directory"):  # the certificates are written at once
         jobs_directory(kind, key).mkdir(parents=True, exist_ok=True)
@@ -229,8 +247,12 @@ def local_cluster(options: ClusterOptions) -> Iterator[LocalCluster]:
     try:
         with dask.config.set(worker_config() | {"distributed.nanny.pre-spawn-environ": environ}):
             cluster = LocalCluster(
-                n_workers=options.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit="auto",
+                n_workers=options.workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                memory_limit="auto",
                 security=Security.temporary() if options.get("tls") else None,
             )
         leaked = _restore_environ(own)
@@ -273,7 +295,11 @@ def connect(options: ClusterOptions | None = None) -> Iterator[Client]:
         stack.enter_context(profile(options.profile))
         kind = options.get("kind")
         if options.scheduler:
-            kwargs = {"scheduler_file": options.scheduler} if options.scheduler.endswith(".json") else {"address": options.scheduler}
+            kwargs = (
+                {"scheduler_file": options.scheduler}
+                if options.scheduler.endswith(".json")
+                else {"address": options.scheduler}
+            )
             yield stack.enter_context(Client(**kwargs))
             return
         if kind == "local":
@@ -309,4 +335,5 @@ def job_script(options: ClusterOptions) -> str:
 
 def describe(client: Client) -> str:
     """One line: where the workers are and the dashboard."""
-    return f"Dask scheduler {client.scheduler.address}, {len(client.nthreads())} workers, dashboard {client.dashboard_link}"
+    workers = len(client.nthreads())
+    return f"Dask scheduler {client.scheduler.address}, {workers} workers, dashboard {client.dashboard_link}"

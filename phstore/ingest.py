@@ -83,8 +83,10 @@ def existing_sources(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, Path
     files = find_sources(p for p in paths if p.exists())
     if not files:
         given = ", ".join(map(str, paths)) or "none"
-        raise SourceError(f"nothing to ingest: no ASE-readable file in the sources given ({given})"
-                          + (f"; no such file or directory: {', '.join(missing)}" if missing else ""))
+        raise SourceError(
+            f"nothing to ingest: no ASE-readable file in the sources given ({given})"
+            + (f"; no such file or directory: {', '.join(missing)}" if missing else "")
+        )
     return files, missing
 
 
@@ -180,7 +182,9 @@ def _row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict
         "numbers": atoms.numbers.astype(np.int16),
         "energy": energy,
         "energy_per_atom": energy / len(atoms),
-        "density": float(density) if density is not None else density_gcc(float(atoms.get_masses().sum()), abs(atoms.cell.volume)),
+        "density": float(density)
+        if density is not None
+        else density_gcc(float(atoms.get_masses().sum()), abs(atoms.cell.volume)),
         "trajectory": str(path.relative_to(root).with_suffix("")),
         "frame": index,
         "process": str(info.get("process", "")),

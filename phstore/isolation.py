@@ -108,8 +108,12 @@ class IsolatedRunner:
         env = os.environ | worker_env()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "phstore.isolation", *self.preload],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            preexec_fn=_die_with_parent, close_fds=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            preexec_fn=_die_with_parent,
+            close_fds=True,
+            env=env,
         )
         self.started += 1
         try:

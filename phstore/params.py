@@ -17,6 +17,6 @@ from typing import Any, Sequence
 def param(default: Any, help: str, unit: str | None = None, choices: Sequence[Any] | None = None) -> Any:
     """A dataclass field offered as an option: ``help`` says what it is, ``unit`` its unit
     (shown as "Å", "Å²", "s", ...), ``choices`` its allowed values."""
-    return dataclasses.field(default=default, metadata={"help": help, "unit": unit,
-                                                        "choices": tuple(choices) if choices else None})
-
+    return dataclasses.field(
+        default=default, metadata={"help": help, "unit": unit, "choices": tuple(choices) if choices else None}
+    )

@@ -92,11 +92,12 @@ def load_pipeline(path: str | Path, overrides: dict[str, str] | None = None) -> 
     for i, entry in enumerate(spec["stages"], 1):
         if not isinstance(entry, dict) or len(entry) != 1:
             raise ValueError(f"{path}: stage {i} must be one `command: {{options}}` mapping, not {entry!r}")
-        (words, options), = entry.items()
+        ((words, options),) = entry.items()
         command = find(str(words).split())
         accepted = {o.name for o in command.options()}
-        options = {k: v for k, v in shared.items() if k in accepted} | {k: _expand(v, variables)
-                                                                        for k, v in (options or {}).items()}
+        options = {k: v for k, v in shared.items() if k in accepted} | {
+            k: _expand(v, variables) for k, v in (options or {}).items()
+        }
         stages.append(Stage(command, stage_argv(command, options)))
     return stages
 
@@ -131,8 +132,11 @@ def run_pipeline(path: str | Path, overrides: dict[str, str] | None = None, dry_
         if code == INCOMPLETE:
             status = INCOMPLETE
         elif code != OK:
-            print(f"stage {i} ({stage.command.name}) failed with status {code}; fix it and run the pipeline again "
-                  "(finished stages are skipped)", flush=True)
+            print(
+                f"stage {i} ({stage.command.name}) failed with status {code}; fix it and run the pipeline again "
+                "(finished stages are skipped)",
+                flush=True,
+            )
             return code
     return status
 
@@ -142,9 +146,11 @@ class Run(Command):
     help = "run a pipeline file (pipelines/*.yaml): its stages in order, those already done skipped"
 
     def options(self) -> list[Option]:
-        return [Option("pipeline", "pipeline file, e.g. pipelines/quick.yaml", action="positional"),
-                Option("set", "override one of the file's vars (repeatable)", action="append", metavar="NAME=VALUE"),
-                Option("dry_run", "print each stage's command and whether it is done; run nothing", action="flag")]
+        return [
+            Option("pipeline", "pipeline file, e.g. pipelines/quick.yaml", action="positional"),
+            Option("set", "override one of the file's vars (repeatable)", action="append", metavar="NAME=VALUE"),
+            Option("dry_run", "print each stage's command and whether it is done; run nothing", action="flag"),
+        ]
 
     def run(self, args: argparse.Namespace) -> int:
         overrides = dict(item.partition("=")[::2] for item in args.set or ())
@@ -152,4 +158,3 @@ class Run(Command):
             return run_pipeline(args.pipeline, overrides, dry_run=args.dry_run)
         except (OSError, ValueError) as exc:
             raise CommandError(f"{args.pipeline}: {exc}") from None
-

@@ -14,8 +14,13 @@ from phstore.training.metrics import regression_metrics
 
 
 @contextmanager
-def _figure(path: str | Path, size: tuple[float, float], title: str, grid: tuple[int, int] = (1, 1),
-            projection: str | None = None) -> Iterator[tuple]:
+def _figure(
+    path: str | Path,
+    size: tuple[float, float],
+    title: str,
+    grid: tuple[int, int] = (1, 1),
+    projection: str | None = None,
+) -> Iterator[tuple]:
     """``(fig, ax)`` of a new figure (``ax`` a 2-D array of axes when ``grid`` is not 1 × 1;
     ``projection="3d"`` for 3-D axes), titled, laid out and written to ``path`` on exit."""
     import matplotlib
@@ -23,8 +28,14 @@ def _figure(path: str | Path, size: tuple[float, float], title: str, grid: tuple
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(*grid, figsize=size, dpi=120, squeeze=grid == (1, 1), layout="constrained",
-                           subplot_kw={"projection": projection} if projection else None)
+    fig, ax = plt.subplots(
+        *grid,
+        figsize=size,
+        dpi=120,
+        squeeze=grid == (1, 1),
+        layout="constrained",
+        subplot_kw={"projection": projection} if projection else None,
+    )
     try:
         yield fig, ax
         (ax.set_title if grid == (1, 1) else fig.suptitle)(title, fontsize=9)
@@ -50,8 +61,9 @@ def plot_histogram(hist: np.ndarray, extent: tuple[float, float], path: str | Pa
     return Path(path)
 
 
-def plot_diagram(pairs: dict[int, np.ndarray], path: str | Path, title: str = "",
-                 box: tuple[float, float] | None = (0.0, 8.0)) -> Path:
+def plot_diagram(
+    pairs: dict[int, np.ndarray], path: str | Path, title: str = "", box: tuple[float, float] | None = (0.0, 8.0)
+) -> Path:
     """Draw persistence diagrams (``{degree: (birth, death) rows}``, Å²) in one birth × death
     plot: a colour per degree, classes with an infinite death as triangles on the top edge, and
     ``box`` (the histogram's range) outlined."""
@@ -62,14 +74,21 @@ def plot_diagram(pairs: dict[int, np.ndarray], path: str | Path, title: str = ""
     with _figure(path, (5, 4.6), title) as (fig, ax):
         ax.plot([0, top], [0, top], color="0.5", lw=0.8)
         if box:
-            ax.add_patch(Rectangle((box[0], box[0]), box[1] - box[0], box[1] - box[0], fill=False, ls="--", lw=0.8,
-                                   color="0.4"))
+            ax.add_patch(
+                Rectangle((box[0], box[0]), box[1] - box[0], box[1] - box[0], fill=False, ls="--", lw=0.8, color="0.4")
+            )
         for (degree, p), colour in zip(sorted(pairs.items()), ("tab:blue", "tab:orange", "tab:green", "tab:red")):
             inf = ~np.isfinite(p[:, 1])
             ax.scatter(p[~inf, 0], p[~inf, 1], s=6, alpha=0.6, color=colour, label=f"H{degree} ({int((~inf).sum())})")
             if inf.any():
-                ax.scatter(p[inf, 0], np.full(int(inf.sum()), top), marker="^", s=24, color=colour,
-                           label=f"H{degree} never killed ({int(inf.sum())})")
+                ax.scatter(
+                    p[inf, 0],
+                    np.full(int(inf.sum()), top),
+                    marker="^",
+                    s=24,
+                    color=colour,
+                    label=f"H{degree} never killed ({int(inf.sum())})",
+                )
         ax.set_xlim(0, top)
         ax.set_ylim(0, top * 1.03)
         ax.set_xlabel("birth (Å²)")
@@ -93,15 +112,18 @@ def plot_mean_ph_histogram(store: FeatureStore, selection: xr.Dataset, path: str
     return int(done.sum())
 
 
-def plot_parity(target: np.ndarray, predicted: np.ndarray, sets: dict[str, np.ndarray], path: str | Path,
-                title: str = "") -> Path:
+def plot_parity(
+    target: np.ndarray, predicted: np.ndarray, sets: dict[str, np.ndarray], path: str | Path, title: str = ""
+) -> Path:
     """Predicted vs reference energy per atom (eV/atom) of each named set of positions (e.g.
     train blue and test red as in the seed paper's Figs. 2 and 3), each set's RMSE (meV/atom)
     in the legend."""
     with _figure(path, (4.6, 4.4), title) as (_, ax):
         for (label, idx), colour in zip(sets.items(), ("tab:blue", "tab:red", "tab:green", "tab:orange")):
             rmse = regression_metrics(target[idx], predicted[idx])["rmse_mev"]
-            ax.scatter(target[idx], predicted[idx], s=8, alpha=0.6, color=colour, label=f"{label} (RMSE {rmse:.1f} meV/atom)")
+            ax.scatter(
+                target[idx], predicted[idx], s=8, alpha=0.6, color=colour, label=f"{label} (RMSE {rmse:.1f} meV/atom)"
+            )
         low, high = float(min(target.min(), predicted.min())), float(max(target.max(), predicted.max()))
         ax.plot([low, high], [low, high], color="0.4", lw=0.8)
         ax.set_xlabel("reference energy (eV/atom)")
@@ -123,13 +145,15 @@ def plot_learning_curve(history: list[dict[str, float]], path: str | Path, title
     return Path(path)
 
 
-def plot_maps(panels: list[tuple[str, np.ndarray]], density: np.ndarray, energy: np.ndarray, path: str | Path,
-              title: str = "") -> Path:
+def plot_maps(
+    panels: list[tuple[str, np.ndarray]], density: np.ndarray, energy: np.ndarray, path: str | Path, title: str = ""
+) -> Path:
     """One column per ``(label, 2-D coordinates)``: coloured by density (g/cm³) in the first
     row and by energy per atom (eV/atom) in the second (seed paper Figs. 4 and 5)."""
     with _figure(path, (3.2 * len(panels) + 0.8, 6.2), title, grid=(2, len(panels))) as (fig, axes):
-        for row, (values, label, cmap) in enumerate(((density, "density (g/cm³)", "viridis"),
-                                                     (energy, "energy (eV/atom)", "coolwarm"))):
+        for row, (values, label, cmap) in enumerate(
+            ((density, "density (g/cm³)", "viridis"), (energy, "energy (eV/atom)", "coolwarm"))
+        ):
             for col, (name, xy) in enumerate(panels):
                 ax = axes[row, col]
                 points = ax.scatter(xy[:, 0], xy[:, 1], c=values, s=4, cmap=cmap)
@@ -148,8 +172,9 @@ def plot_coefficient_map(values: np.ndarray, extent: tuple[float, float], path: 
 
     with _figure(path, (5, 4.2), title) as (fig, ax):
         span = float(np.abs(values).max()) or 1.0
-        image = ax.imshow(values.T, origin="lower", extent=(*extent, *extent), cmap="RdBu_r",
-                          norm=TwoSlopeNorm(0.0, -span, span))
+        image = ax.imshow(
+            values.T, origin="lower", extent=(*extent, *extent), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -span, span)
+        )
         ax.plot(extent, extent, color="0.5", lw=0.8)
         ax.set_xlabel("birth (Å²)")
         ax.set_ylabel("death (Å²)")
@@ -157,18 +182,28 @@ def plot_coefficient_map(values: np.ndarray, extent: tuple[float, float], path: 
     return Path(path)
 
 
-def plot_bond_histograms(lengths: dict[str, np.ndarray], angles: dict[str, np.ndarray], path: str | Path,
-                         title: str = "") -> Path:
+def plot_bond_histograms(
+    lengths: dict[str, np.ndarray], angles: dict[str, np.ndarray], path: str | Path, title: str = ""
+) -> Path:
     """Bond-length (Å) and bond-angle (degrees) distributions of the high- and low-energy
     regions (seed paper Fig. 6c, d), as densities."""
     colours = {"high": "tab:red", "low": "tab:blue"}
     with _figure(path, (8, 3.4), title, grid=(1, 2)) as (_, axes):
-        for ax, data, label, bins in ((axes[0, 0], lengths, "bond length (Å)", np.linspace(1.1, 1.9, 41)),
-                                      (axes[0, 1], angles, "bond angle (degrees)", np.linspace(40, 180, 71))):
+        for ax, data, label, bins in (
+            (axes[0, 0], lengths, "bond length (Å)", np.linspace(1.1, 1.9, 41)),
+            (axes[0, 1], angles, "bond angle (degrees)", np.linspace(40, 180, 71)),
+        ):
             for side, values in data.items():
                 if len(values):
-                    ax.hist(values, bins=bins, density=True, histtype="step", lw=1.5, color=colours.get(side),
-                            label=f"{side} ({len(values)})")
+                    ax.hist(
+                        values,
+                        bins=bins,
+                        density=True,
+                        histtype="step",
+                        lw=1.5,
+                        color=colours.get(side),
+                        label=f"{side} ({len(values)})",
+                    )
             ax.set_xlabel(label)
             ax.set_ylabel("density")
             ax.legend(fontsize=8)

@@ -189,8 +189,9 @@ class FeatureStore:
         except ValueError:
             names = [k for k, _ in self._root[name].arrays()]
             ds = xr.merge(
-                xr.open_zarr(path, group=name, consolidated=False, zarr_format=3,
-                             drop_variables=[o for o in names if o != k]).isel({SNAPSHOT: slice(0, n)})
+                xr.open_zarr(
+                    path, group=name, consolidated=False, zarr_format=3, drop_variables=[o for o in names if o != k]
+                ).isel({SNAPSHOT: slice(0, n)})
                 for k in names
             )
         strings = [k for k, v in ds.variables.items() if v.dtype.kind == "T"]
@@ -231,9 +232,15 @@ class FeatureStore:
         if stored < n:  # ingested after the last featurize: pad lazily with pending rows
             tail = xr.Dataset(
                 {
-                    v: (x.dims, da.full((n - stored, *x.shape[1:]),
-                                        self._root[f"{collection}/{group}/{v}"].metadata.fill_value,
-                                        dtype=x.dtype, chunks=self.chunk_size))
+                    v: (
+                        x.dims,
+                        da.full(
+                            (n - stored, *x.shape[1:]),
+                            self._root[f"{collection}/{group}/{v}"].metadata.fill_value,
+                            dtype=x.dtype,
+                            chunks=self.chunk_size,
+                        ),
+                    )
                     for v, x in ds.data_vars.items()
                 }
             )
@@ -245,7 +252,7 @@ class FeatureStore:
         read from Zarr directly: the cheap question every resume and selection asks."""
         n = self.n_snapshots(collection)
         stored = self._root[f"{collection}/{group}/status"]
-        values = stored[:min(n, stored.shape[0])]
+        values = stored[: min(n, stored.shape[0])]
         return np.concatenate([values, np.full(n - len(values), PENDING, dtype=values.dtype)])
 
     def dataset(self, collection: str) -> xr.Dataset:
@@ -294,9 +301,7 @@ class FeatureStore:
         list or a slice of frame indices within their trajectories)."""
         if collection is None:
             if len(self.collections) != 1:
-                raise ValueError(
-                    f"the store holds collections {self.collections}; pass collection=... to choose one"
-                )
+                raise ValueError(f"the store holds collections {self.collections}; pass collection=... to choose one")
             collection = self.collections[0]
         table = self.frames(collection)
         mask = np.ones(table.sizes[SNAPSHOT], dtype=bool)
@@ -333,12 +338,17 @@ class FeatureStore:
         ``key`` (a prefix of the provenance key) chooses the PH variant when there are several.
         Raises ValueError when there is none, or the snapshot has no diagram.
         """
-        variants = {g: p for g, p in self.descriptor_groups(collection).items()
-                    if p["descriptor"] == "ph" and p["key"].startswith(key)}
+        variants = {
+            g: p
+            for g, p in self.descriptor_groups(collection).items()
+            if p["descriptor"] == "ph" and p["key"].startswith(key)
+        }
         if len(variants) != 1:
             keys = [p["key"] for p in variants.values()]
-            raise ValueError(f"{collection} has {len(variants) or 'no'} PH variants{' with key ' + key if key else ''}"
-                             + (f"; choose one by key: {keys}" if keys else "; run `phstore featurize ph`"))
+            raise ValueError(
+                f"{collection} has {len(variants) or 'no'} PH variants{' with key ' + key if key else ''}"
+                + (f"; choose one by key: {keys}" if keys else "; run `phstore featurize ph`")
+            )
         (group,) = variants
         if not 0 <= snapshot < self.n_snapshots(collection):
             raise ValueError(f"{collection} has no snapshot {snapshot} (it holds {self.n_snapshots(collection)})")
@@ -415,8 +425,16 @@ class FeatureStore:
                 ) from None
             fh.seek(0)
             fh.truncate()
-            fh.write(json.dumps({"operation": operation, "pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+            fh.write(
+                json.dumps(
+                    {
+                        "operation": operation,
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    }
+                )
+            )
             fh.flush()
             _held[path] = 1
             try:
@@ -441,15 +459,21 @@ class FeatureStore:
         n_new = frames.sizes[SNAPSHOT]
         if n_new == 0:
             return
-        chunks = {v: (self.chunk_size, *frames[v].shape[1:]) if frames[v].ndim > 1 else (TABLE_ROWS,)
-                  for v in frames.data_vars}
+        chunks = {
+            v: (self.chunk_size, *frames[v].shape[1:]) if frames[v].ndim > 1 else (TABLE_ROWS,)
+            for v in frames.data_vars
+        }
         if collection not in self.collections:
             self._root.create_group(collection, attributes={**attrs, "n_snapshots": 0})
         n = self.n_snapshots(collection)
         group = f"{collection}/{FRAMES}"
         if FRAMES not in dict(self._root[collection].groups()):
             frames.to_zarr(
-                str(self.path), group=group, mode="w", zarr_format=3, consolidated=False,
+                str(self.path),
+                group=group,
+                mode="w",
+                zarr_format=3,
+                consolidated=False,
                 encoding={v: {"chunks": c} for v, c in chunks.items()},
             )
         else:
@@ -508,8 +532,13 @@ class FeatureStore:
         template = xr.Dataset(data, attrs={"provenance": provenance})
         dense = {name: {"compressors": [DENSE_CODEC]} for name, spec in variables.items() if spec.dense}
         template.to_zarr(
-            str(self.path), group=f"{collection}/{group}", mode="w", zarr_format=3,
-            consolidated=False, compute=False, encoding={"error": {"chunks": (cs,)}, **dense},
+            str(self.path),
+            group=f"{collection}/{group}",
+            mode="w",
+            zarr_format=3,
+            consolidated=False,
+            compute=False,
+            encoding={"error": {"chunks": (cs,)}, **dense},
         )
 
     def _extend(self, group: str, n: int) -> None:
@@ -539,8 +568,7 @@ class FeatureStore:
         """The snapshots in the region ``rows`` as periodic ``ase.Atoms`` (positions in Å)."""
         f = self.read_rows(collection, FRAMES, rows, ["positions", "cell", "numbers"])
         return [
-            Atoms(numbers=z, positions=p, cell=c, pbc=True)
-            for p, c, z in zip(f["positions"], f["cell"], f["numbers"])
+            Atoms(numbers=z, positions=p, cell=c, pbc=True) for p, c, z in zip(f["positions"], f["cell"], f["numbers"])
         ]
 
     def write_rows(self, collection: str, group: str, rows: slice, values: dict[str, np.ndarray]) -> None:
@@ -565,8 +593,12 @@ class FeatureStore:
         """Replace the ragged output of one chunk (written whole by the task that owns the chunk)."""
         self._require_writable()
         self._root.create_array(
-            f"{collection}/{group}/{RECORDS}/c{chunk:06d}", shape=records.shape, dtype=records.dtype,
-            chunks=tuple(max(1, d) for d in records.shape), overwrite=True, attributes=attrs,
+            f"{collection}/{group}/{RECORDS}/c{chunk:06d}",
+            shape=records.shape,
+            dtype=records.dtype,
+            chunks=tuple(max(1, d) for d in records.shape),
+            overwrite=True,
+            attributes=attrs,
             compressors=[RECORDS_CODEC],
         )[...] = records
 

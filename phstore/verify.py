@@ -66,11 +66,15 @@ def _check_frames(group: zarr.Group, n: int, where: str, report: VerifyReport) -
         elif name == "content_hash":
             hashes = _read_all(arr, n, f"{where}/{name}", report)
             if len(np.unique(hashes)) != len(hashes):
-                report.problems.append(f"{where}: {len(hashes) - len(np.unique(hashes))} duplicate snapshots (same content hash)")
+                report.problems.append(
+                    f"{where}: {len(hashes) - len(np.unique(hashes))} duplicate snapshots (same content hash)"
+                )
         elif name == TARGET:
             energy = _read_all(arr, n, f"{where}/{name}", report)
             if not np.isfinite(energy).all():
-                report.problems.append(f"{where}: {int((~np.isfinite(energy)).sum())} snapshots without a finite energy")
+                report.problems.append(
+                    f"{where}: {int((~np.isfinite(energy)).sum())} snapshots without a finite energy"
+                )
         else:
             for _ in _chunks(arr, n, f"{where}/{name}", report):
                 pass
@@ -79,11 +83,13 @@ def _check_frames(group: zarr.Group, n: int, where: str, report: VerifyReport) -
 def _check_records(group: zarr.Group, status: np.ndarray, chunk_size: int, where: str, report: VerifyReport) -> None:
     stored = dict(group[RECORDS].arrays()) if RECORDS in dict(group.groups()) else {}
     for c in range(-(-len(status) // chunk_size)):
-        rows = status[c * chunk_size:(c + 1) * chunk_size]
+        rows = status[c * chunk_size : (c + 1) * chunk_size]
         name = f"c{c:06d}"
         if name not in stored:
             if (rows == DONE).any():
-                report.problems.append(f"{where}/{RECORDS}/{name}: missing, but {int((rows == DONE).sum())} rows are done")
+                report.problems.append(
+                    f"{where}/{RECORDS}/{name}: missing, but {int((rows == DONE).sum())} rows are done"
+                )
             continue
         try:
             records = stored[name][...]
@@ -98,7 +104,9 @@ def _check_records(group: zarr.Group, status: np.ndarray, chunk_size: int, where
             report.problems.append(f"{where}/{RECORDS}/{name}: records of rows that are not done")
         empty = np.setdiff1d(np.flatnonzero(rows == DONE), owners)
         if empty.size:
-            report.problems.append(f"{where}/{RECORDS}/{name}: done rows {(empty + c * chunk_size).tolist()} have no records")
+            report.problems.append(
+                f"{where}/{RECORDS}/{name}: done rows {(empty + c * chunk_size).tolist()} have no records"
+            )
 
 
 def _check_group(group: zarr.Group, name: str, n: int, chunk_size: int, where: str, report: VerifyReport) -> None:
@@ -107,8 +115,10 @@ def _check_group(group: zarr.Group, name: str, n: int, chunk_size: int, where: s
         report.problems.append(f"{where}: no provenance record")
         return
     if record_key(prov) != prov["key"] or name != f"{prov['descriptor']}-{prov['key']}":
-        report.problems.append(f"{where}: provenance record hashes to {record_key(prov)}, "
-                               f"but the group claims {name.rpartition('-')[2]} (record key {prov['key']})")
+        report.problems.append(
+            f"{where}: provenance record hashes to {record_key(prov)}, "
+            f"but the group claims {name.rpartition('-')[2]} (record key {prov['key']})"
+        )
     arrays = dict(group.arrays())
     held = min(n, arrays["status"].shape[0])  # rows past the array are pending
     status = _read_all(arrays["status"], held, f"{where}/status", report)

@@ -49,8 +49,14 @@ def schnet_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("schnet")
     source = write_trajectory(root / "data" / "run1.xyz", 12, density=2.4, seed=11)
     ingest(root / "s.zarr", [source], chunk_size=4, progress=False)
-    train_schnet(root / "s.zarr", "C64", root / "model", SchNetArchitecture(n_interactions=2),
-                 SchNetTraining(epochs=2, batch_size=4), progress=False)
+    train_schnet(
+        root / "s.zarr",
+        "C64",
+        root / "model",
+        SchNetArchitecture(n_interactions=2),
+        SchNetTraining(epochs=2, batch_size=4),
+        progress=False,
+    )
     return root / "model"
 
 
@@ -86,11 +92,17 @@ def _oxygen(atoms: Atoms) -> Atoms:
 #: Every descriptor must pass the contract suite: adding one means adding an entry here.
 DESCRIPTOR_CASES = {
     "ph": DescriptorCase(lambda r: PH(time_limit=60), _duplicated_atom, "duplicated atom", 1e-6, 0.04),
-    "pimage": DescriptorCase(lambda r: PersistenceImage(), _duplicated_atom, "duplicated atom", 1e-6, 0.04,
-                             lambda d: [d.source]),
+    "pimage": DescriptorCase(
+        lambda r: PersistenceImage(), _duplicated_atom, "duplicated atom", 1e-6, 0.04, lambda d: [d.source]
+    ),
     "soap": DescriptorCase(lambda r: SOAP(), _oxygen, "not in the SOAP species", 1e-5, 1e-5),
-    "schnet": DescriptorCase(lambda r: SchNet.from_model(r.getfixturevalue("schnet_model")), _oxygen,
-                             "not in the SchNet training data", 1e-5, 1e-5),
+    "schnet": DescriptorCase(
+        lambda r: SchNet.from_model(r.getfixturevalue("schnet_model")),
+        _oxygen,
+        "not in the SchNet training data",
+        1e-5,
+        1e-5,
+    ),
 }
 
 

@@ -20,8 +20,9 @@ REAL_CARBON = ROOT.parent / "shared" / "data" / "real-carbon"
 def run(*args: str) -> str:
     """``phstore ARGS`` in a fresh interpreter from the repository root; its stdout (fails on a
     non-zero exit with the end of its output)."""
-    out = subprocess.run([sys.executable, "-m", "phstore", *args], capture_output=True, text=True,
-                         timeout=1500, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "phstore", *args], capture_output=True, text=True, timeout=1500, cwd=ROOT
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
 
@@ -67,8 +68,10 @@ def write_vasprun(path: Path, frames: list[Atoms]) -> Path:
 
     def structure(atoms: Atoms, name: str = "") -> str:
         attr = f' name="{name}"' if name else ""
-        return (f"<structure{attr}><crystal>{varray('basis', atoms.cell.array)}</crystal>"
-                f"{varray('positions', atoms.get_scaled_positions())}</structure>")
+        return (
+            f"<structure{attr}><crystal>{varray('basis', atoms.cell.array)}</crystal>"
+            f"{varray('positions', atoms.get_scaled_positions())}</structure>"
+        )
 
     first = frames[0]
     atom_rows = "".join(f"<rc><c>{s}</c><c>1</c></rc>" for s in first.get_chemical_symbols())
@@ -76,12 +79,14 @@ def write_vasprun(path: Path, frames: list[Atoms]) -> Path:
     for atoms in frames:
         e = atoms.get_potential_energy()
         energy = f'<energy><i name="e_fr_energy">{e:.8f}</i><i name="e_0_energy">{e:.8f}</i></energy>'
-        steps.append(f"<calculation><scstep>{energy}</scstep>{structure(atoms)}"
-                     f"{varray('forces', atoms.get_forces())}{energy}</calculation>")
+        steps.append(
+            f"<calculation><scstep>{energy}</scstep>{structure(atoms)}"
+            f"{varray('forces', atoms.get_forces())}{energy}</calculation>"
+        )
     path.write_text(
         '<?xml version="1.0" encoding="ISO-8859-1"?><modeling>'
         '<kpoints><varray name="kpointlist"><v>0 0 0</v></varray><varray name="weights"><v>1</v></varray></kpoints>'
         f'<parameters></parameters><atominfo><array name="atoms"><set>{atom_rows}</set></array></atominfo>'
-        f'{structure(first, "initialpos")}{"".join(steps)}</modeling>'
+        f"{structure(first, 'initialpos')}{''.join(steps)}</modeling>"
     )
     return path

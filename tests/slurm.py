@@ -2,7 +2,7 @@
 
 Follows ``../shared/notes/slurm-one-node.md``: Debian's packages, no systemd and no cgroups,
 every daemon a child of this process bound to 127.0.0.1 on free ports, all state in one
-temporary directory. :func:`install` adds the packages when they are missing (root + apt only);
+temporary directory. :func:`install` adds the packages when they are missing (``make slurm``);
 :class:`OneNodeSlurm` starts and stops the daemons; clients find them through ``SLURM_CONF``.
 """
 
@@ -16,23 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
-PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
+ROOT = Path(__file__).resolve().parents[1]
 DAEMONS = ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scancel", "squeue", "scontrol", "sinfo"]
 
 
 def install() -> str | None:
-    """Make sure the SLURM and munge programs are there; the reason when they cannot be."""
+    """Make sure the SLURM and munge programs are there (``make slurm``: Debian's packages, as
+    root); the reason when they cannot be."""
     if all(shutil.which(p) for p in DAEMONS):
         return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "SLURM is not installed and this is not a root Debian/Ubuntu machine to apt-get it on"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        if proc.returncode:
-            return f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]}"
+    proc = subprocess.run(["make", "-s", "slurm"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if proc.returncode:
+        return f"SLURM is not installed and `make slurm` failed: {(proc.stdout + proc.stderr).strip()[-500:]}"
     missing = [p for p in DAEMONS if not shutil.which(p)]
-    return f"installed {PACKAGES} but {missing} are missing" if missing else None
+    return f"`make slurm` ran but {missing} are missing" if missing else None
 
 
 def _free_port() -> int:
@@ -60,7 +57,9 @@ class OneNodeSlurm:
         for d in ("munge", "etc", "state/ctld", "state/d", "log", "run", "jobs"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         (self.root / "munge").chmod(0o755)
-        mem = int(next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemAvailable")) / 1024 * 0.9)
+        mem = int(
+            next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemAvailable")) / 1024 * 0.9
+        )
         r = self.root
         self.conf.write_text(f"""ClusterName=phstoretest
 SlurmctldHost={self.host}(127.0.0.1)
@@ -94,12 +93,20 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 NodeName={self.host} NodeAddr=127.0.0.1 NodeHostname={self.host} CPUs={self.cpus} CoresPerSocket={self.cpus} RealMemory={mem} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-""")
+""")  # noqa: E501 (slurm.conf lines are one line each)
 
     def _spawn(self, name: str, *cmd: str) -> None:
         log = open(self.root / "log" / f"{name}.out", "w")
-        self._procs.append(subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True))
+        self._procs.append(
+            subprocess.Popen(
+                cmd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
 
     def _wait(self, what: str, check, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -120,8 +127,16 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         self._write_config()
         m = self.root / "munge"
         subprocess.run(["mungekey", "--create", f"--keyfile={m}/munge.key"], check=True, capture_output=True)
-        self._spawn("munged", "munged", "--foreground", f"--key-file={m}/munge.key", f"--socket={m}/munge.socket",
-                    f"--pid-file={m}/munged.pid", f"--log-file={m}/munged.log", f"--seed-file={m}/munged.seed")
+        self._spawn(
+            "munged",
+            "munged",
+            "--foreground",
+            f"--key-file={m}/munge.key",
+            f"--socket={m}/munge.socket",
+            f"--pid-file={m}/munged.pid",
+            f"--log-file={m}/munged.log",
+            f"--seed-file={m}/munged.seed",
+        )
         self._wait("munged", lambda: (m / "munge.socket").exists())
         self._spawn("slurmctld", "slurmctld", "-D")
         self._wait("slurmctld", lambda: "UP" in self._run("scontrol", "ping").stdout)
@@ -155,10 +170,17 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         """A phstore cluster profile (like ``deploy/slurm.yaml``) for this SLURM, on loopback."""
         import yaml
 
-        config = {"cores": 1, "memory": "2GB", "walltime": "00:15:00", "queue": "debug",
-                  "log-directory": str(path.parent / "logs"), "shared-temp-directory": str(path.parent),
-                  "scheduler-options": {"host": "127.0.0.1"},
-                  "worker-extra-args": ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"], **slurm}
+        config = {
+            "cores": 1,
+            "memory": "2GB",
+            "walltime": "00:15:00",
+            "queue": "debug",
+            "log-directory": str(path.parent / "logs"),
+            "shared-temp-directory": str(path.parent),
+            "scheduler-options": {"host": "127.0.0.1"},
+            "worker-extra-args": ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"],
+            **slurm,
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump({"jobqueue": {"slurm": config}, "phstore": {"cluster": {"start-timeout": 120}}}))
         return path

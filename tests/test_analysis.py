@@ -11,9 +11,9 @@ from phstore.analysis.inverse import selected_pairs, stable_volume_atoms
 from phstore.analysis.maps import MapParams, descriptor_map, embed, roughness
 from phstore.analysis.ridge_map import coefficient_grid
 from phstore.descriptors import PH, SOAP
-from phstore.ph.homcloud import persistence_diagrams
 from phstore.featurize import featurize
 from phstore.ingest import ingest
+from phstore.ph.homcloud import persistence_diagrams
 from phstore.store import FeatureStore
 from phstore.training.modeldir import load_model_dir
 from phstore.training.ridge import train_ridge
@@ -130,8 +130,10 @@ def test_ridge_map_and_pair_selection(store, tmp_path):
     chosen = selected_pairs(diagram, grid, high, low)
     coef = grid.values[ib, idb]
     assert len(chosen) == int(((coef > high) | (coef < low)).sum()) > 0
-    assert all((side == "high") == (grid.values[grid.bin_of(np.array([b]), np.array([d]))[:2]][0] > high)
-               for side, b, d in chosen)
+    assert all(
+        (side == "high") == (grid.values[grid.bin_of(np.array([b]), np.array([d]))[:2]][0] > high)
+        for side, b, d in chosen
+    )
 
 
 def extreme_cells(model_path, share: float = 0.0015) -> tuple[float, float]:
@@ -142,19 +144,62 @@ def extreme_cells(model_path, share: float = 0.0015) -> tuple[float, float]:
 
 def test_analyze_commands_end_to_end(store, tmp_path):
     out = tmp_path / "out"
-    maps = run("analyze", "maps", "--store", str(store), "--collection", "C64", "--descriptors", "ph,soap",
-               "--perplexity", "5", "--out", str(out))
+    maps = run(
+        "analyze",
+        "maps",
+        "--store",
+        str(store),
+        "--collection",
+        "C64",
+        "--descriptors",
+        "ph,soap",
+        "--perplexity",
+        "5",
+        "--out",
+        str(out),
+    )
     assert "trustworthiness" in maps and maps.count("tsne_p5") == 2 and "computed" in maps
     for name in ("maps-pca.png", "maps-tsne_p5.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
-    assert "reused" in run("analyze", "maps", "--store", str(store), "--collection", "C64", "--descriptors", "ph,soap",
-                           "--perplexity", "5", "--out", str(out))
+    assert "reused" in run(
+        "analyze",
+        "maps",
+        "--store",
+        str(store),
+        "--collection",
+        "C64",
+        "--descriptors",
+        "ph,soap",
+        "--perplexity",
+        "5",
+        "--out",
+        str(out),
+    )
     run("train", "ridge", "--store", str(store), "--out", str(tmp_path / "ridge"), "--quiet")
     assert "drawn to" in run("analyze", "ridge-map", "--model", str(tmp_path / "ridge"))
     assert (tmp_path / "ridge" / "ridge-map.png").exists()
     high, low = extreme_cells(tmp_path / "ridge")
-    inv = run("analyze", "inverse", "--model", str(tmp_path / "ridge"), "--store", str(store), "--collection", "C64",
-              "--snapshots", "16:", "--high", str(high), "--low", str(low), "--out", str(out), "--workers", "1", "--quiet")
+    inv = run(
+        "analyze",
+        "inverse",
+        "--model",
+        str(tmp_path / "ridge"),
+        "--store",
+        str(store),
+        "--collection",
+        "C64",
+        "--snapshots",
+        "16:",
+        "--high",
+        str(high),
+        "--low",
+        str(low),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--quiet",
+    )
     assert "high:" in inv and "low :" in inv and "(0 failed)" in inv
     tagged = ase.io.read(out / "inverse-regions.extxyz", ":")
     assert len(tagged) == 2 and all(len(a) == 64 for a in tagged)
@@ -165,8 +210,10 @@ def test_analyze_commands_end_to_end(store, tmp_path):
     s = open_store(store)
     group = next(g for g in s.descriptor_groups("C64") if g.startswith("inverse-"))
     stored = s.descriptor("C64", group)
-    np.testing.assert_array_equal(stored["region"].values[16:], [[("none", "high", "low", "both").index(t) for t in a.arrays["region"]]
-                                                                  for a in tagged])
+    np.testing.assert_array_equal(
+        stored["region"].values[16:],
+        [[("none", "high", "low", "both").index(t) for t in a.arrays["region"]] for a in tagged],
+    )
     # `--snapshots 16:` (an open range once raised TypeError): the last two, the others not analysed
     assert stored["status"].values[16:].tolist() == [1, 1] and (stored["status"].values[:16] == 0).all()
     hist = s.group_attrs("C64", group)["bond_histograms"]
@@ -181,8 +228,19 @@ def test_a_failing_stable_volume_is_recorded_and_the_rest_goes_on(store, tmp_pat
 
     model = train_ridge(store, "C64", tmp_path / "ridge")
     high, low = extreme_cells(model.path, share=0.0004)  # a few pairs: each timeout restarts the child
-    report = inverse_analysis(model.path, store, "C64", client, [0], high, low, noise=0.3, time_limit=1e-3,
-                              out=tmp_path / "out", progress=False)
+    report = inverse_analysis(
+        model.path,
+        store,
+        "C64",
+        client,
+        [0],
+        high,
+        low,
+        noise=0.3,
+        time_limit=1e-3,
+        out=tmp_path / "out",
+        progress=False,
+    )
     assert report.pairs and len(report.failed) == len(report.pairs)  # every pair overran its time limit
     assert all("ChildTimeout" in p.error for p in report.failed)
     assert (tmp_path / "out" / "inverse-regions.extxyz").exists()

@@ -20,8 +20,20 @@ from tests.helpers import ROOT, carbon_frame, run
 def test_help_lists_every_command_and_its_kinds():
     p = parser()
     text = p.format_help()
-    for command in ("generate", "ingest", "featurize", "train", "predict", "compare", "analyze", "info", "query",
-                    "verify", "cluster", "run"):
+    for command in (
+        "generate",
+        "ingest",
+        "featurize",
+        "train",
+        "predict",
+        "compare",
+        "analyze",
+        "info",
+        "query",
+        "verify",
+        "cluster",
+        "run",
+    ):
         assert f"\n    {command} " in text
     for words in (["featurize", "--help"], ["train", "--help"]):
         proc = subprocess.run([sys.executable, "-m", "phstore", *words], capture_output=True, text=True, cwd=ROOT)
@@ -32,9 +44,11 @@ def test_help_lists_every_command_and_its_kinds():
 def test_building_the_parser_imports_no_heavy_library():
     """`phstore --help` builds every command's options; Dask, xarray, zarr, numba and torch are
     imported only when a command runs."""
-    code = ("import sys; from phstore.cli import parser; parser().format_help(); "
-            "print(sorted(m for m in ('dask', 'distributed', 'xarray', 'zarr', 'numba', 'torch', 'ase', 'sklearn') "
-            "if m in sys.modules))")
+    code = (
+        "import sys; from phstore.cli import parser; parser().format_help(); "
+        "print(sorted(m for m in ('dask', 'distributed', 'xarray', 'zarr', 'numba', 'torch', 'ase', 'sklearn') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -55,15 +69,36 @@ def test_every_descriptor_parameter_is_an_option(name, cls):
 
 
 def test_command_line_values_reach_the_parameters():
-    args = parser().parse_args(["featurize", "ph", "--store", "s", "--bins", "64", "--range", "0", "4", "--no-truncate",
-                                "--degrees", "1", "2", "--engine", "homcloud", "--time-limit", "9"])
+    args = parser().parse_args(
+        [
+            "featurize",
+            "ph",
+            "--store",
+            "s",
+            "--bins",
+            "64",
+            "--range",
+            "0",
+            "4",
+            "--no-truncate",
+            "--degrees",
+            "1",
+            "2",
+            "--engine",
+            "homcloud",
+            "--time-limit",
+            "9",
+        ]
+    )
     ph = args.command.descriptor(args)
     assert ph.params == PHParams(engine="homcloud", degrees=(1, 2), bins=64, range=(0.0, 4.0), truncate=False)
     assert ph.time_limit == 9.0
-    args = parser().parse_args(["featurize", "pimage", "--store", "s", "--no-ph-truncate", "--sigma", "0.2",
-                                "--birth-range", "0", "9"])
-    assert args.command.descriptor(args).params == PersistenceImageParams(ph=PHParams(truncate=False), sigma=0.2,
-                                                                          birth_range=(0.0, 9.0))
+    args = parser().parse_args(
+        ["featurize", "pimage", "--store", "s", "--no-ph-truncate", "--sigma", "0.2", "--birth-range", "0", "9"]
+    )
+    assert args.command.descriptor(args).params == PersistenceImageParams(
+        ph=PHParams(truncate=False), sigma=0.2, birth_range=(0.0, 9.0)
+    )
     args = parser().parse_args(["train", "soap-mlp", "--store", "s", "--hidden", "8", "8", "8", "--lr", "0.01"])
     assert params_from(args.command.preset, args) == NeuralConfig.soap_mlp(hidden=(8, 8, 8), lr=0.01)
     args = parser().parse_args(["train", "schnet", "--store", "s", "--n-interactions", "1", "--cutoff", "4"])
@@ -73,21 +108,33 @@ def test_command_line_values_reach_the_parameters():
 
 
 def test_every_model_kind_is_a_train_command():
-    assert {c.kind for c in models.COMMANDS if isinstance(c, models.Train)} == {"ridge", "cnn", "soap-mlp", "ph-soap",
-                                                                                "schnet"}
+    assert {c.kind for c in models.COMMANDS if isinstance(c, models.Train)} == {
+        "ridge",
+        "cnn",
+        "soap-mlp",
+        "ph-soap",
+        "schnet",
+    }
     assert len({c.name for c in COMMANDS}) == len(COMMANDS)
 
 
 def test_version_module_entry_and_verbose_traceback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "phstore", "--version"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == f"phstore {__version__}"
-    quiet = subprocess.run([sys.executable, "-m", "phstore", "info", "--store", str(tmp_path / "none.zarr")],
-                           capture_output=True, text=True, cwd=ROOT)
+    quiet = subprocess.run(
+        [sys.executable, "-m", "phstore", "info", "--store", str(tmp_path / "none.zarr")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert quiet.returncode == 1 and quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
-    loud = subprocess.run([sys.executable, "-m", "phstore", "-v", "info", "--store", str(tmp_path / "none.zarr")],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert loud.returncode == 1 and "Traceback" in loud.stderr and loud.stderr.strip().endswith(
-        quiet.stderr.strip())
+    loud = subprocess.run(
+        [sys.executable, "-m", "phstore", "-v", "info", "--store", str(tmp_path / "none.zarr")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert loud.returncode == 1 and "Traceback" in loud.stderr and loud.stderr.strip().endswith(quiet.stderr.strip())
 
 
 def test_ctrl_c_is_one_line_and_says_it_resumes(monkeypatch, capsys):
@@ -115,13 +162,30 @@ def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
     run("ingest", str(tiny_source), "--store", store, "--quiet", "--chunk-size", "4")
     assert "computed 11 snapshots" in run("featurize", "soap", "--store", store, "--quiet", "--workers", "1")
     mlp = run("train", "soap-mlp", "--store", store, "--epochs", "20", "--out", str(tmp_path / "mlp"), "--quiet")
-    assert "test  RMSE" in mlp and json.loads((tmp_path / "mlp" / "model.json").read_text())["config"]["network"]["epochs"] == 20
-    out = run("train", "schnet", "--store", store, "--out", model, "--epochs", "2", "--n-interactions", "1",
-              "--batch-size", "4", "--quiet")
+    assert (
+        "test  RMSE" in mlp
+        and json.loads((tmp_path / "mlp" / "model.json").read_text())["config"]["network"]["epochs"] == 20
+    )
+    out = run(
+        "train",
+        "schnet",
+        "--store",
+        store,
+        "--out",
+        model,
+        "--epochs",
+        "2",
+        "--n-interactions",
+        "1",
+        "--batch-size",
+        "4",
+        "--quiet",
+    )
     assert "test  RMSE" in out and "meV/atom" in out and f"written to {model}" in out
     assert json.loads((tmp_path / "model" / "model.json").read_text())["config"]["architecture"]["n_interactions"] == 1
-    assert "computed 11 snapshots" in run("featurize", "schnet", "--store", store, "--model", model,
-                                          "--quiet", "--workers", "1")
+    assert "computed 11 snapshots" in run(
+        "featurize", "schnet", "--store", store, "--model", model, "--quiet", "--workers", "1"
+    )
     info = run("info", "--store", store)
     assert '"r_cut": 4.1' in info and '"n_max": 8' in info and '"n_atom_basis": 100' in info
     assert info.count("done 11, failed 0, pending 0") == 2
@@ -135,8 +199,10 @@ def test_a_mistyped_store_is_one_line_and_creates_nothing(tiny_source, tmp_path,
     """featurize, predict and analyze on a store that does not exist stop with one line (no
     cluster started, no empty store left behind); ingest's --chunk-size cannot be 0 or change."""
     missing = tmp_path / "typo.zarr"
-    for argv in (["featurize", "ph", "--store", str(missing)],
-                 ["analyze", "maps", "--store", str(missing), "--collection", "C64"]):
+    for argv in (
+        ["featurize", "ph", "--store", str(missing)],
+        ["analyze", "maps", "--store", str(missing), "--collection", "C64"],
+    ):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "no phstore store at" in err and "phstore ingest" in err
@@ -161,7 +227,7 @@ def test_ingest_exit_status_says_what_happened(tiny_source, tmp_path, capsys):
     assert main(["ingest", str(tiny_source), str(tmp_path / "nope.xyz"), "--store", store, "--quiet"]) == 3
     assert "no such file or directory" in capsys.readouterr().err
     bad = tmp_path / "bad.xyz"
-    bad.write_text("2\nenergy=1.0 pbc=\"T T T\" Lattice=\"5 0 0 0 5 0 0 0 5\"\nC 0 0 0\n")  # truncated frame
+    bad.write_text('2\nenergy=1.0 pbc="T T T" Lattice="5 0 0 0 5 0 0 0 5"\nC 0 0 0\n')  # truncated frame
     assert main(["ingest", str(bad), "--store", store, "--quiet"]) == 3
     assert "rejected" in capsys.readouterr().err
     assert main(["ingest", str(tiny_source), "--store", store, "--quiet"]) == 0

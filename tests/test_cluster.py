@@ -8,16 +8,31 @@ import pytest
 import yaml
 from distributed.comm import connect as comm_connect
 
-from phstore.cluster import (ClusterError, ClusterOptions, connect, job_script, profile, seconds, worker_config,
-                             worker_env, worker_exports)
+from phstore.cluster import (
+    ClusterError,
+    ClusterOptions,
+    connect,
+    job_script,
+    profile,
+    seconds,
+    worker_config,
+    worker_env,
+    worker_exports,
+)
 from tests.helpers import ROOT, run
 
 DEPLOY = ROOT / "deploy"
 
 
 def write_profile(path, **slurm):
-    path.write_text(yaml.safe_dump({"jobqueue": {"slurm": {"cores": 2, "memory": "4GB", "walltime": "01:00:00", **slurm}},
-                                    "phstore": {"cluster": {"jobs": 3}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "jobqueue": {"slurm": {"cores": 2, "memory": "4GB", "walltime": "01:00:00", **slurm}},
+                "phstore": {"cluster": {"jobs": 3}},
+            }
+        )
+    )
     return path
 
 
@@ -55,7 +70,9 @@ def test_lifetime_not_shorter_than_walltime_is_refused(tmp_path):
     with pytest.raises(ClusterError, match="not shorter than the walltime"):
         job_script(ClusterOptions(kind="slurm", profile=path))
     path = write_profile(tmp_path / "q.yaml", walltime="02:00:00")
-    assert "--lifetime 6480s --lifetime-stagger 360s" in job_script(ClusterOptions(kind="slurm", profile=path, tls=False))
+    assert "--lifetime 6480s --lifetime-stagger 360s" in job_script(
+        ClusterOptions(kind="slurm", profile=path, tls=False)
+    )
 
 
 def test_missing_resources_say_what_to_set():
@@ -144,8 +161,12 @@ def test_workers_start_with_phstore_settings(client):
     if platform.libc_ver()[0] == "glibc":
         faults = client.submit(soap_faults, pure=False).result()
         assert sorted(faults[1:])[5] < 100, faults  # the median; ~800 with Dask's MALLOC_TRIM_THRESHOLD_
-    with dask.config.set({"phstore.cluster.worker-env.MALLOC_ARENA_MAX": None,
-                          "phstore.cluster.worker-config.distributed.admin.tick.interval": None}):
+    with dask.config.set(
+        {
+            "phstore.cluster.worker-env.MALLOC_ARENA_MAX": None,
+            "phstore.cluster.worker-config.distributed.admin.tick.interval": None,
+        }
+    ):
         assert "MALLOC_ARENA_MAX" not in worker_env() and "MALLOC_MMAP_THRESHOLD_" in worker_env()
         assert "distributed.admin.tick.interval" not in worker_config()
         assert "export DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL=100ms" in worker_exports()

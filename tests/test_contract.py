@@ -26,8 +26,14 @@ def rel_l1(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).sum() / max(np.abs(b).sum(), 1e-300))
 
 
-def assert_agree(descriptor: Descriptor, ref: FrameResult, out: FrameResult, tol: float,
-                 perm: np.ndarray | None = None, tile: int = 1) -> None:
+def assert_agree(
+    descriptor: Descriptor,
+    ref: FrameResult,
+    out: FrameResult,
+    tol: float,
+    perm: np.ndarray | None = None,
+    tile: int = 1,
+) -> None:
     """``out`` holds ``ref``'s values, with per-atom rows permuted by ``perm`` or tiled ``tile`` times."""
     assert ref.error is None and out.error is None, (ref.error, out.error)
     specs = descriptor.variables(len(perm) if perm is not None else 1)
@@ -58,7 +64,9 @@ def test_translation(case):
     atoms = frame()
     moved = atoms.copy()
     moved.translate([1.3, -2.1, 0.7])
-    assert_agree(descriptor, descriptor.compute(atoms), descriptor.compute(moved), entry.tol, perm=np.arange(len(atoms)))
+    assert_agree(
+        descriptor, descriptor.compute(atoms), descriptor.compute(moved), entry.tol, perm=np.arange(len(atoms))
+    )
 
 
 def test_permutation(case):
@@ -71,15 +79,21 @@ def test_permutation(case):
 def test_cubic_rotation(case):
     descriptor, entry = case
     atoms = frame()
-    assert_agree(descriptor, descriptor.compute(atoms), descriptor.compute(rotate_cubic(atoms)), entry.tol,
-                 perm=np.arange(len(atoms)))
+    assert_agree(
+        descriptor,
+        descriptor.compute(atoms),
+        descriptor.compute(rotate_cubic(atoms)),
+        entry.tol,
+        perm=np.arange(len(atoms)),
+    )
 
 
 def test_periodic_images(case):
     descriptor, entry = case
     atoms = frame()
-    assert_agree(descriptor, descriptor.compute(atoms), descriptor.compute(atoms.repeat((2, 2, 2))),
-                 entry.periodic_tol, tile=8)
+    assert_agree(
+        descriptor, descriptor.compute(atoms), descriptor.compute(atoms.repeat((2, 2, 2))), entry.periodic_tol, tile=8
+    )
 
 
 def test_inputs_not_mutated(case):
@@ -118,8 +132,7 @@ def test_dask_result_equals_serial_and_bad_frame_is_recorded(case, client, tmp_p
                 failed.append(ds["error"].values[i])
                 continue
             assert ds["status"].values[i] == DONE
-            stored = FrameResult(values={v: ds[v].values[i] for v in descriptor.variables(len(atoms))},
-                                 records=None)
+            stored = FrameResult(values={v: ds[v].values[i] for v in descriptor.variables(len(atoms))}, records=None)
             serial = descriptor.compute(atoms)
             assert_agree(descriptor, FrameResult(serial.values), stored, entry.tol, perm=np.arange(len(atoms)))
     assert len(failed) == 1 and entry.bad_reason in failed[0]

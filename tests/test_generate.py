@@ -101,7 +101,11 @@ def test_layout(out: Path) -> None:
 
 def test_frames_per_process(out: Path) -> None:
     stages = [s for s in tiny().protocol.stages() if s.frames]
-    for name, natoms, run in (("64atom_amorphous/run1.xyz", 64, 1), ("64atom_amorphous/run2.xyz", 64, 2), ("27atom_amorphous/run1.xyz", 27, 1)):
+    for name, natoms, run in (
+        ("64atom_amorphous/run1.xyz", 64, 1),
+        ("64atom_amorphous/run2.xyz", 64, 2),
+        ("27atom_amorphous/run1.xyz", 27, 1),
+    ):
         frames = read(out / name, ":")
         assert Counter(a.info["process"] for a in frames) == {s.label: s.frames * len(DENSITIES) for s in stages}
         per_density = sum(s.frames for s in stages)

@@ -145,11 +145,18 @@ def _bad_frames(tmp_path: Path) -> tuple[Path, dict[int, str]]:
         texts.append(path.read_text())
     lines = texts[1].splitlines()
     texts[1] = "\n".join(lines[:2] + [lines[2].replace("C ", "C nonsense ", 1)] + lines[3:]) + "\n"  # unparseable
-    nan = good[2].copy(); nan.calc = good[2].calc; nan.positions[0, 0] = np.nan
-    nonper = good[3].copy(); nonper.calc = good[3].calc; nonper.pbc = [True, True, False]
-    flat = good[4].copy(); flat.calc = good[4].calc; flat.cell[2] = [0, 0, 0]
+    nan = good[2].copy()
+    nan.calc = good[2].calc
+    nan.positions[0, 0] = np.nan
+    nonper = good[3].copy()
+    nonper.calc = good[3].calc
+    nonper.pbc = [True, True, False]
+    flat = good[4].copy()
+    flat.calc = good[4].calc
+    flat.cell[2] = [0, 0, 0]
     noen = good[5].copy()
-    unknown = good[6].copy(); unknown.calc = good[6].calc
+    unknown = good[6].copy()
+    unknown.calc = good[6].calc
     for i, a in ((2, nan), (3, nonper), (4, flat), (5, noen)):
         ase.io.write(tmp_path / "one.xyz", a, format="extxyz")
         texts[i] = (tmp_path / "one.xyz").read_text()
@@ -157,8 +164,15 @@ def _bad_frames(tmp_path: Path) -> tuple[Path, dict[int, str]]:
     texts[7] = "\n".join(texts[7].splitlines()[:10]) + "\n"  # truncated mid-frame
     path = tmp_path / "bad.xyz"
     path.write_text("".join(texts[:7] + texts[8:] + texts[7:8]))  # the truncated one last
-    reasons = {1: "unparseable", 2: "non-finite", 3: "not periodic", 4: "zero-volume", 5: "missing energy",
-               6: "unknown species 'Xx'", 8: "unparseable"}
+    reasons = {
+        1: "unparseable",
+        2: "non-finite",
+        3: "not periodic",
+        4: "zero-volume",
+        5: "missing energy",
+        6: "unknown species 'Xx'",
+        8: "unparseable",
+    }
     return path, reasons
 
 

@@ -39,7 +39,13 @@ def test_paper_architectures():
     assert [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)] == [40, 40, 1]
     c = NeuralConfig.cnn()
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.milestones, c.epochs) == (
-        "sgd", 0.0015, 0.9, 0.001, (200, 400, 800, 1200), 1600)
+        "sgd",
+        0.0015,
+        0.9,
+        0.001,
+        (200, 400, 800, 1200),
+        1600,
+    )
     m = NeuralConfig.soap_mlp()
     assert (m.optimizer, m.lr, m.milestones, m.epochs) == ("adam", 0.001, (200, 500, 1000), 2000)
 
@@ -57,8 +63,8 @@ def test_stream_reads_one_chunk_at_a_time_and_covers_every_row(store):
     for pos, x in stream.batches(data.train, 3, np.random.default_rng(0)):
         pos = pos.numpy()
         sizes.append(len(pos))
-        np.testing.assert_array_equal(x[:, :128 * 128], direct[rows[pos]].reshape(len(pos), -1))
-        np.testing.assert_array_equal(x[:, 128 * 128:], soap[rows[pos]])
+        np.testing.assert_array_equal(x[:, : 128 * 128], direct[rows[pos]].reshape(len(pos), -1))
+        np.testing.assert_array_equal(x[:, 128 * 128 :], soap[rows[pos]])
         seen += pos.tolist()
     assert sorted(seen) == sorted(data.train.tolist())
     assert all(n == 3 for n in sizes[:-1]) and 0 < sizes[-1] <= 3  # batches fill across chunks
@@ -68,8 +74,11 @@ def test_stream_reads_one_chunk_at_a_time_and_covers_every_row(store):
         list(stream.batches(data.train, 3, np.random.default_rng(1)))
     assert not reads and stream._all is not None
     fresh = ChunkStream(s, data.parts, [(group, "histogram"), (SOAP().group, "mean")])
-    for (p1, x1), (p2, x2) in zip(stream.batches(data.train, 3, np.random.default_rng(2)),
-                                  fresh.batches(data.train, 3, np.random.default_rng(2)), strict=True):
+    for (p1, x1), (p2, x2) in zip(
+        stream.batches(data.train, 3, np.random.default_rng(2)),
+        fresh.batches(data.train, 3, np.random.default_rng(2)),
+        strict=True,
+    ):
         assert p1.tolist() == p2.tolist() and torch.equal(x1, x2)  # cached or read: the same batches
     small = ChunkStream(s, data.parts, [(group, "histogram")], cache_bytes=2 * 4 * 128 * 128 * s.chunk_size)
     for _ in range(2):
@@ -89,13 +98,22 @@ def test_standardized_stream_yields_zscores_of_the_stored_rows(store, cache_chun
     stream.standardize(mean, scale)
     for _ in range(2):  # chunks from the cache, the gathered tensor or the store
         for pos, x in stream.batches(np.arange(len(raw)), 5, np.random.default_rng(0)):
-            np.testing.assert_allclose(x.numpy(), (raw[pos.numpy()] - mean.numpy()) / scale.numpy(), rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(
+                x.numpy(), (raw[pos.numpy()] - mean.numpy()) / scale.numpy(), rtol=1e-6, atol=1e-6
+            )
     with pytest.raises(RuntimeError, match="already standardised"):
         stream.standardize(mean, scale)
 
 
-@pytest.mark.parametrize("config", [NeuralConfig.cnn(epochs=3, batch_size=4), NeuralConfig.soap_mlp(epochs=30, batch_size=4),
-                                    NeuralConfig.ph_soap(epochs=30, batch_size=4)], ids=["cnn", "soap-mlp", "ph-soap"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        NeuralConfig.cnn(epochs=3, batch_size=4),
+        NeuralConfig.soap_mlp(epochs=30, batch_size=4),
+        NeuralConfig.ph_soap(epochs=30, batch_size=4),
+    ],
+    ids=["cnn", "soap-mlp", "ph-soap"],
+)
 def test_training_writes_a_complete_model(store, tmp_path, config):
     model = train_neural(store, "C125", tmp_path / "m", config, progress=False)
     history = model.metrics["history"]
@@ -109,8 +127,10 @@ def test_training_writes_a_complete_model(store, tmp_path, config):
     # the saved network and scaler reproduce the recorded test RMSE
     ds = open_store(store).dataset("C125").load()
     test = model.test["C125"]
-    x = torch.tensor(np.concatenate([ds[f"{d}_{v}"].values[test].reshape(len(test), -1)
-                                     for d, v in config.features], axis=1), dtype=torch.float32)
+    x = torch.tensor(
+        np.concatenate([ds[f"{d}_{v}"].values[test].reshape(len(test), -1) for d, v in config.features], axis=1),
+        dtype=torch.float32,
+    )
     with torch.no_grad():
         z = net((x - state["input_mean"].float()) / state["input_scale"].float()).squeeze(1).numpy()
     pred = z * model.config["target"]["std"] + model.config["target"]["mean"]
@@ -127,7 +147,9 @@ def test_scaler_is_fit_on_the_training_split_only(store, tmp_path):
     s = FeatureStore(copy, mode="a")
     for row in model.test["C125"]:
         region = slice(int(row), int(row) + 1)
-        s.write_rows("C125", SOAP().group, region, {"mean": s.read_rows("C125", SOAP().group, region, ["mean"])["mean"] + 5})
+        s.write_rows(
+            "C125", SOAP().group, region, {"mean": s.read_rows("C125", SOAP().group, region, ["mean"])["mean"] + 5}
+        )
     again = train_neural(copy, "C125", tmp_path / "b", config, progress=False)
     a, b = load_model_dir(model.path).state_dict(), load_model_dir(again.path).state_dict()
     for name in ("input_mean", "input_scale"):
@@ -147,10 +169,14 @@ def test_stream_spans_collections(tmp_path, client):
     assert [c for c, _ in data.parts] == ["C125", "C64"] and len(data) == 8
     expected = np.concatenate([s.descriptor(c, SOAP().group)["mean"].values for c in ("C125", "C64")])
     seen = np.full((8, 360), np.nan, dtype=np.float32)
-    for pos, x in ChunkStream(s, data.parts, [(SOAP().group, "mean")]).batches(np.arange(8), 3, np.random.default_rng(0)):
+    for pos, x in ChunkStream(s, data.parts, [(SOAP().group, "mean")]).batches(
+        np.arange(8), 3, np.random.default_rng(0)
+    ):
         seen[pos.numpy()] = x.numpy()
     np.testing.assert_array_equal(seen, expected)
-    model = train_neural(tmp_path / "s.zarr", ["C125", "C64"], tmp_path / "m", NeuralConfig.soap_mlp(epochs=2), progress=False)
+    model = train_neural(
+        tmp_path / "s.zarr", ["C125", "C64"], tmp_path / "m", NeuralConfig.soap_mlp(epochs=2), progress=False
+    )
     assert sum(len(v) for v in model.test.values()) == round(0.2 * 8) and model.metrics["test"]["n"] == 2
 
 

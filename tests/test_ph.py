@@ -22,7 +22,7 @@ def direct_h1(atoms, factor=(1, 1, 1)):
     pts = np.mod(atoms.positions, L)
     shifts = np.array([(i, j, k) for i in range(factor[0]) for j in range(factor[1]) for k in range(factor[2])])
     pts = (pts[None] + (shifts * L)[:, None]).reshape(-1, 3)
-    pd = hc.PDList.from_alpha_filtration(pts, periodicity=[(0, l * f) for l, f in zip(L, factor)]).dth_diagram(1)
+    pd = hc.PDList.from_alpha_filtration(pts, periodicity=[(0, side * f) for side, f in zip(L, factor)]).dth_diagram(1)
     return pd.births, pd.deaths
 
 

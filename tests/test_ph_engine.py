@@ -33,13 +33,18 @@ def homcloud_diagram(atoms: Atoms) -> dict[int, np.ndarray]:
     """HomCloud's periodic alpha diagrams of an orthorhombic cell, in this process (boxes here
     are ones HomCloud accepts)."""
     lengths = np.diag(atoms.cell.array)
-    pdlist = import_homcloud().PDList.from_alpha_filtration(atoms.positions % lengths,
-                                                            periodicity=[(0, x) for x in lengths])
+    pdlist = import_homcloud().PDList.from_alpha_filtration(
+        atoms.positions % lengths, periodicity=[(0, x) for x in lengths]
+    )
     out = {}
     for d in (0, 1, 2):
         pd = pdlist.dth_diagram(d)
-        out[d] = np.concatenate([np.column_stack([pd.births, pd.deaths]),
-                                 np.column_stack([pd.essential_births, np.full(len(pd.essential_births), np.inf)])])
+        out[d] = np.concatenate(
+            [
+                np.column_stack([pd.births, pd.deaths]),
+                np.column_stack([pd.essential_births, np.full(len(pd.essential_births), np.inf)]),
+            ]
+        )
     return out
 
 
@@ -173,8 +178,9 @@ TORUS_CASES = {
     "sheared cell": lambda: unimodular(carbon_frame(4, seed=9), [[1, 0, 0], [2, 1, 0], [0, 0, 1]]),
     "hexagonal 4-atom graphite": distorted_graphite,
     "one atom (simple cubic)": lambda: Atoms("C", positions=[[0.3, 0.2, 0.1]], cell=np.eye(3) * 2.0, pbc=True),
-    "two atoms, triclinic": lambda: Atoms("C2", positions=[[0, 0, 0], [0.9, 1.1, 0.7]],
-                                          cell=[[2.1, 0, 0], [0.6, 2.3, 0], [0.4, -0.3, 2.5]], pbc=True),
+    "two atoms, triclinic": lambda: Atoms(
+        "C2", positions=[[0, 0, 0], [0.9, 1.1, 0.7]], cell=[[2.1, 0, 0], [0.6, 2.3, 0], [0.4, -0.3, 2.5]], pbc=True
+    ),
     "graphene sheet in vacuum": graphene_sheet,
 }
 

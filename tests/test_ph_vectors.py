@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from phstore import open_store
-from phstore.descriptors import (PH, DiagramHistogram, DiagramHistogramParams, PersistenceImage,
-                                 PersistenceImageParams, PHParams)
+from phstore.descriptors import (
+    PH,
+    DiagramHistogram,
+    DiagramHistogramParams,
+    PersistenceImage,
+    PersistenceImageParams,
+    PHParams,
+)
 from phstore.featurize import featurize
 from phstore.ingest import ingest
 from phstore.ph import periodic_alpha_diagram
@@ -28,10 +34,16 @@ def brute_force_image(pairs, bins, birth_range, persistence_range, sigma, sample
         p = d - b
         w = min(p / persistence_range[1], 1.0)
         for i in range(bins):
-            xb = np.linspace(edges_b[i], edges_b[i + 1], samples, endpoint=False) + (edges_b[1] - edges_b[0]) / samples / 2
+            xb = (
+                np.linspace(edges_b[i], edges_b[i + 1], samples, endpoint=False)
+                + (edges_b[1] - edges_b[0]) / samples / 2
+            )
             gb = np.exp(-((xb - b) ** 2) / (2 * sigma**2)).sum() * (edges_b[1] - edges_b[0]) / samples
             for j in range(bins):
-                xp = np.linspace(edges_p[j], edges_p[j + 1], samples, endpoint=False) + (edges_p[1] - edges_p[0]) / samples / 2
+                xp = (
+                    np.linspace(edges_p[j], edges_p[j + 1], samples, endpoint=False)
+                    + (edges_p[1] - edges_p[0]) / samples / 2
+                )
                 gp = np.exp(-((xp - p) ** 2) / (2 * sigma**2)).sum() * (edges_p[1] - edges_p[0]) / samples
                 image[i, j] += w * gb * gp / (2 * np.pi * sigma**2)
     total = sum(min((d - b) / persistence_range[1], 1.0) for b, d in pairs)
@@ -112,8 +124,12 @@ def test_vectors_read_the_stored_diagrams_not_recompute_them(store, client, tmp_
     stored = open_store(copy).descriptor("C64", PersistenceImage().group).image.values[0]
     p = PersistenceImageParams()
     doubled = open_store(path).diagram("C64", 0, 1) * 2
-    np.testing.assert_allclose(stored, persistence_image(doubled, p.bins, p.birth_range, p.persistence_range, p.sigma,
-                                                         p.min_persistence), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(
+        stored,
+        persistence_image(doubled, p.bins, p.birth_range, p.persistence_range, p.sigma, p.min_persistence),
+        rtol=1e-5,
+        atol=1e-8,
+    )
 
 
 def test_vector_parameters_and_ph_variant_are_in_the_key():
@@ -148,8 +164,19 @@ def test_models_train_on_persistence_images_and_the_diagram_plot(store, tmp_path
     model = load_model_dir(tmp_path / "r", "ridge")
     assert model.config["features"] == [["pimage", "image"]] and model.config["feature_shapes"] == [[32, 32]]
     assert len(np.unique(model.state_dict()["scale"].numpy())) == 1  # one scale for the whole image
-    run("train", "cnn", "--store", str(path), "--ph-features", "pimage", "--epochs", "2",
-        "--out", str(tmp_path / "c"), "--quiet")
+    run(
+        "train",
+        "cnn",
+        "--store",
+        str(path),
+        "--ph-features",
+        "pimage",
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path / "c"),
+        "--quiet",
+    )
     assert load_model_dir(tmp_path / "c", "cnn").config["feature_shapes"] == [[32, 32]]
     out = run("query", "--store", str(path), "--frames", "1:3", "--plot-diagram", str(tmp_path / "d.png"))
     assert "snapshot 1" in out and (tmp_path / "d.png").stat().st_size > 10_000

@@ -17,10 +17,33 @@ from tests.helpers import ROOT, run, write_trajectory
 
 def test_options_become_the_commands_own_arguments():
     soap = find(["featurize", "soap"])
-    argv = stage_argv(soap, {"store": "s.zarr", "collection": ["C64", "C216"], "species": ["C", "H"],
-                             "retry_failed": True, "quiet": False, "r-cut": 5})
-    assert argv == ("featurize", "soap", "--store", "s.zarr", "--collection", "C64", "--collection", "C216",
-                    "--species", "C", "H", "--retry-failed", "--r-cut", "5")
+    argv = stage_argv(
+        soap,
+        {
+            "store": "s.zarr",
+            "collection": ["C64", "C216"],
+            "species": ["C", "H"],
+            "retry_failed": True,
+            "quiet": False,
+            "r-cut": 5,
+        },
+    )
+    assert argv == (
+        "featurize",
+        "soap",
+        "--store",
+        "s.zarr",
+        "--collection",
+        "C64",
+        "--collection",
+        "C216",
+        "--species",
+        "C",
+        "H",
+        "--retry-failed",
+        "--r-cut",
+        "5",
+    )
     assert stage_argv(find(["ingest"]), {"sources": ["a", "b"], "store": "s"}) == ("ingest", "--store", "s", "a", "b")
     parsed = build_parser().parse_args(argv)
     assert parsed.collection == ["C64", "C216"] and parsed.r_cut == 5.0 and parsed.retry_failed
@@ -30,11 +53,20 @@ def test_options_become_the_commands_own_arguments():
     with pytest.raises(ValueError, match="unknown command 'fit'"):
         find(["fit"])
     assert stage_argv(find(["analyze", "maps"]), {"collection": "C216", "perplexity": [10, 30]}) == (
-        "analyze", "maps", "--collection", "C216", "--perplexity", "10", "30")
+        "analyze",
+        "maps",
+        "--collection",
+        "C216",
+        "--perplexity",
+        "10",
+        "30",
+    )
 
 
-@pytest.mark.parametrize("value, word, parsed", [(True, "--tls", True), (False, "--no-tls", False),
-                                                 ("false", "--no-tls", False), (None, None, None)])
+@pytest.mark.parametrize(
+    "value, word, parsed",
+    [(True, "--tls", True), (False, "--no-tls", False), ("false", "--no-tls", False), (None, None, None)],
+)
 def test_a_pipeline_turns_tls_on_and_off(value, word, parsed):
     """`tls: true` once became `--no-tls True` and `tls: false` was dropped as a default."""
     featurize = find(["featurize", "ph"])
@@ -53,15 +85,27 @@ def test_switches_and_pairs_of_descriptor_parameters_in_a_pipeline():
 
 
 def test_vars_store_and_overrides(tmp_path):
-    spec = {"vars": {"out": "o", "n": 4, "tls": ""}, "store": "{out}/s.zarr", "scheduler": "tcp://127.0.0.1:8786",
-            "tls": "{tls}", "stages": [{"ingest": {"sources": ["{out}/data"]}}, {"featurize ph": {"workers": "{n}"}},
-                                       {"compare": None}]}
+    spec = {
+        "vars": {"out": "o", "n": 4, "tls": ""},
+        "store": "{out}/s.zarr",
+        "scheduler": "tcp://127.0.0.1:8786",
+        "tls": "{tls}",
+        "stages": [{"ingest": {"sources": ["{out}/data"]}}, {"featurize ph": {"workers": "{n}"}}, {"compare": None}],
+    }
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(spec))
     stages = load_pipeline(path, {"out": "elsewhere"})
     assert stages[0] == Stage(find(["ingest"]), ("ingest", "--store", "elsewhere/s.zarr", "elsewhere/data"))
-    assert stages[1].argv == ("featurize", "ph", "--store", "elsewhere/s.zarr", "--scheduler", "tcp://127.0.0.1:8786",
-                              "--workers", "4")
+    assert stages[1].argv == (
+        "featurize",
+        "ph",
+        "--store",
+        "elsewhere/s.zarr",
+        "--scheduler",
+        "tcp://127.0.0.1:8786",
+        "--workers",
+        "4",
+    )
     assert stages[2].argv == ("compare", "--store", "elsewhere/s.zarr")  # compare takes no --scheduler
     assert "--no-tls" in load_pipeline(path, {"tls": "false"})[1].argv
     path.write_text(yaml.safe_dump({"stages": [{"ingest": {"sources": ["{nope}"]}}]}))
@@ -126,7 +170,7 @@ def test_quick_pipeline_end_to_end(tmp_path):
     out = run("run", "pipelines/quick.yaml", "--set", f"out={tmp_path}", "--set", "runs=1")
     assert "predicted" in out and "RMSE" in out and "parity plot" in out
     assert "dashboard http://127.0.0.1:" in out and "0 failed" in out
-    table = out[out.index("phstore compare"):].splitlines()[3:8]
+    table = out[out.index("phstore compare") :].splitlines()[3:8]
     assert sorted(line.split()[1] for line in table) == ["cnn", "ph-soap", "ridge", "ridge", "soap-mlp"]
     assert "C216: " in out and "pending 0" in out and "pending 1" not in out  # info
     with xr.open_dataset(tmp_path / "density-2.4.nc") as sel:  # closed before the re-run rewrites it
@@ -134,7 +178,9 @@ def test_quick_pipeline_end_to_end(tmp_path):
     ds = open_store(tmp_path / "store.zarr").sel("C216", density=2.4)
     np.testing.assert_array_equal(exported, ds["ph_histogram"].values)
     np.testing.assert_allclose(exported.sum(axis=(1, 2)), 1, rtol=1e-5)
-    assert (tmp_path / "analysis" / "maps-tsne_p30.png").exists() and (tmp_path / "models" / "ridge" / "ridge-map.png").exists()
+    assert (tmp_path / "analysis" / "maps-tsne_p30.png").exists() and (
+        tmp_path / "models" / "ridge" / "ridge-map.png"
+    ).exists()
     for kind in ("ridge", "cnn", "soap-mlp", "ph-soap"):
         assert (tmp_path / "models" / kind / "parity.png").exists()
     assert (tmp_path / "models" / "ridge" / "parity-C512.png").exists()

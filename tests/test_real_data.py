@@ -24,8 +24,13 @@ from tests.helpers import assert_float32_of
 
 pytestmark = pytest.mark.real_data
 DISORDERED = "aC_wang2024nep_test_disordered.extxyz"
-FILES = {DISORDERED: 406, "aC_CGAP17_castepLDA_64at_metatrain.extxyz": 20, "crystal_wang2024nep_test.extxyz": 44,
-         "crystal_CGAP17_castepLDA_graphite4at_metatrain.extxyz": 100, "crystal_Wen2020_vasp_diamond_graphite.extxyz": 165}
+FILES = {
+    DISORDERED: 406,
+    "aC_CGAP17_castepLDA_64at_metatrain.extxyz": 20,
+    "crystal_wang2024nep_test.extxyz": 44,
+    "crystal_CGAP17_castepLDA_graphite4at_metatrain.extxyz": 100,
+    "crystal_Wen2020_vasp_diamond_graphite.extxyz": 165,
+}
 # index in the file: (atoms, cell) -- what HomCloud does with the cell as it is
 CUBIC_125 = 142  # 125 atoms, 10.34 Å cube: accepted as it is
 ELONGATED_64 = 340  # 64 atoms, 7.53×7.53×22.53 Å: aborts or runs for hours as it is
@@ -57,9 +62,13 @@ def direct_h1(atoms, factor):
     """HomCloud in this process on the tiled cell; numpy for the histogram (pairs of persistence
     above the descriptor's threshold)."""
     L = np.diag(atoms.cell.array)
-    pd = import_homcloud().PDList.from_alpha_filtration(
-        replicate(atoms.positions, L, factor), periodicity=[(0, l) for l in L * factor]
-    ).dth_diagram(1)
+    pd = (
+        import_homcloud()
+        .PDList.from_alpha_filtration(
+            replicate(atoms.positions, L, factor), periodicity=[(0, side) for side in L * factor]
+        )
+        .dth_diagram(1)
+    )
     keep = pd.deaths - pd.births > PHParams.min_persistence
     hist, _, _ = np.histogram2d(pd.births[keep], pd.deaths[keep], bins=128, range=[[0, 8], [0, 8]])
     return np.column_stack([pd.births, pd.deaths]), hist / hist.sum()
@@ -273,7 +282,9 @@ def trained(disordered, client, tmp_path_factory):
     return store, {
         "ridge": train_ridge(store.path, small, out / "ridge"),
         "cnn": train_neural(store.path, small, out / "cnn", NeuralConfig.cnn(epochs=3), progress=False),
-        "soap-mlp": train_neural(store.path, store.collections, out / "mlp", NeuralConfig.soap_mlp(epochs=300), progress=False),
+        "soap-mlp": train_neural(
+            store.path, store.collections, out / "mlp", NeuralConfig.soap_mlp(epochs=300), progress=False
+        ),
     }
 
 
@@ -301,12 +312,15 @@ def test_analysis_runs_on_real_frames(trained, client, tmp_path):
     store, models = trained
     reports = analyze_maps(store.path, "C48", ("ph", "soap", "schnet"), tmp_path, perplexities=(10,))
     assert [r.descriptor for r in reports] == ["ph", "soap", "schnet"] and all(r.n == 44 for r in reports)
-    assert all(0.5 < s["trustworthiness"] <= 1 and 0 <= s["roughness"] < 1.5 for r in reports for s in r.scores.values())
+    assert all(
+        0.5 < s["trustworthiness"] <= 1 and 0 <= s["roughness"] < 1.5 for r in reports for s in r.scores.values()
+    )
     grid, png = ridge_map(models["ridge"].path, tmp_path / "ridge-map.png")
     assert png.exists() and grid.values.shape == (128, 128)
     high, low = np.quantile(grid.values, [0.998, 0.002])
-    report = inverse_analysis(models["ridge"].path, store.path, "C48", client, [0, 1], high, low, out=tmp_path,
-                              progress=False)
+    report = inverse_analysis(
+        models["ridge"].path, store.path, "C48", client, [0, 1], high, low, out=tmp_path, progress=False
+    )
     assert report.pairs and not report.failed
     assert all(set(p.atoms) <= set(range(48)) for p in report.pairs)
     assert sum(int((t > 0).sum()) for t in report.tags.values()) > 0

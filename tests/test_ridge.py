@@ -57,7 +57,9 @@ def test_ridge_equals_sklearn_on_the_stored_histograms(store, tmp_path):
     rmse = np.sqrt(np.mean((predicted - y[test]) ** 2)) * 1000
     assert model.metrics["test"]["rmse_mev"] == pytest.approx(rmse, rel=1e-6)
     assert (model.path / "parity.png").read_bytes()[:4] == b"\x89PNG"
-    assert model.config["descriptor_keys"] == [PH().provenance()["key"]] and model.config["feature_shapes"] == [[128, 128]]
+    assert model.config["descriptor_keys"] == [PH().provenance()["key"]] and model.config["feature_shapes"] == [
+        [128, 128]
+    ]
 
 
 def test_trajectory_split_and_alpha(store, tmp_path):
@@ -102,7 +104,6 @@ def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_p
     coarse = train_ridge(store, "C125", tmp_path / "m16", descriptor_keys=(other.provenance()["key"],))
     with pytest.raises(ValueError, match=f"C64 has no {other.group} features"):
         predict(coarse.path, store, "C64")
-
 
 
 def test_scaler_is_fit_on_the_training_split_only(store, tmp_path):
@@ -175,7 +176,9 @@ def test_features_read_block_by_block_equal_the_dataset(mixed, monkeypatch):
     store = open_store(mixed)
     group = descriptor_group(store, "C64", "ph", [PH().provenance()["key"]])
     parts = [("C125", np.arange(6)), ("C64", np.array([5, 0, 4, 2])), ("C64", np.array([3]))]
-    expected = np.concatenate([store.descriptor(c, group)["histogram"].values[rows].reshape(len(rows), -1) for c, rows in parts])
+    expected = np.concatenate(
+        [store.descriptor(c, group)["histogram"].values[rows].reshape(len(rows), -1) for c, rows in parts]
+    )
     for dtype in (np.float64, np.float32):
         X = read_features(store, parts, [(group, "histogram"), (group, "histogram")], dtype)
         assert X.dtype == dtype and X.shape == (11, 2 * 128 * 128)

@@ -23,12 +23,15 @@ def direct_embedding(model_path, atoms):
     meta = json.loads((model_path / "model.json").read_text())
     a = meta["config"]["architecture"]
     rep = spk.representation.SchNet(
-        n_atom_basis=a["n_atom_basis"], n_interactions=a["n_interactions"],
+        n_atom_basis=a["n_atom_basis"],
+        n_interactions=a["n_interactions"],
         radial_basis=spk.nn.GaussianRBF(n_rbf=a["n_rbf"], cutoff=a["cutoff"]),
         cutoff_fn=spk.nn.CosineCutoff(a["cutoff"]),
     )
     state = torch.load(model_path / "weights.pt", weights_only=True)
-    rep.load_state_dict({k.removeprefix("representation."): v for k, v in state.items() if k.startswith("representation.")})
+    rep.load_state_dict(
+        {k.removeprefix("representation."): v for k, v in state.items() if k.startswith("representation.")}
+    )
     inputs = spk.interfaces.AtomsConverter(neighbor_list=spk.transform.ASENeighborList(cutoff=a["cutoff"]))(atoms)
     inputs = spk.atomistic.PairwiseDistances()(inputs)
     with torch.no_grad():
@@ -61,7 +64,9 @@ def test_batched_embeddings_equal_single_frames(schnet_model):
     schnet = SchNet.from_model(schnet_model, batch_atoms=128)  # passes of two frames and of one
     batched = schnet.compute_batch(frames)
     for atoms, res in zip(frames, batched):
-        np.testing.assert_allclose(res.values["per_atom"], schnet.compute(atoms).values["per_atom"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            res.values["per_atom"], schnet.compute(atoms).values["per_atom"], rtol=1e-5, atol=1e-6
+        )
 
 
 def test_forward_passes_hold_at_most_batch_atoms():
@@ -78,8 +83,15 @@ def test_the_key_follows_the_weights(schnet_model, tmp_path):
     assert SchNet.from_model(copy).params == SchNet.from_model(schnet_model).params  # moved: same key
     other = tmp_path / "other"
     store = schnet_model.parent / "s.zarr"
-    train_schnet(store, "C64", other, SchNetArchitecture(n_interactions=2), SchNetTraining(epochs=1, batch_size=4), Split(seed=1),
-                 progress=False)
+    train_schnet(
+        store,
+        "C64",
+        other,
+        SchNetArchitecture(n_interactions=2),
+        SchNetTraining(epochs=1, batch_size=4),
+        Split(seed=1),
+        progress=False,
+    )
     assert SchNet.from_model(other).group != SchNet.from_model(schnet_model).group
 
 
@@ -115,6 +127,13 @@ def test_mixed_datasets_need_a_choice(tmp_path):
     ingest(tmp_path / "s.zarr", [tmp_path / "a.xyz", tmp_path / "b.xyz"], progress=False)
     with pytest.raises(ValueError, match="choose one with dataset"):
         train_schnet(tmp_path / "s.zarr", "C64", tmp_path / "m", training=SchNetTraining(epochs=1), progress=False)
-    m = train_schnet(tmp_path / "s.zarr", "C64", tmp_path / "m", SchNetArchitecture(n_interactions=1),
-                     SchNetTraining(epochs=1, batch_size=4), dataset="b", progress=False)
+    m = train_schnet(
+        tmp_path / "s.zarr",
+        "C64",
+        tmp_path / "m",
+        SchNetArchitecture(n_interactions=1),
+        SchNetTraining(epochs=1, batch_size=4),
+        dataset="b",
+        progress=False,
+    )
     assert sorted([*m.train["C64"], *m.test["C64"]]) == [4, 5, 6, 7] and m.provenance["dataset"] == "b"

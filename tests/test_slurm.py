@@ -42,9 +42,27 @@ def test_featurize_on_slurm_equals_local(slurm, tmp_path, client):
     featurize(local, PH(), client, progress=False)
     profile = slurm.profile(tmp_path / "jobs" / "slurm.yaml")
     proc = subprocess.run(
-        [sys.executable, "-m", "phstore", "featurize", "ph", "--store", str(remote), "--cluster", "slurm",
-         "--profile", str(profile), "--jobs", "2", "--quiet"],
-        cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "phstore",
+            "featurize",
+            "ph",
+            "--store",
+            str(remote),
+            "--cluster",
+            "slurm",
+            "--profile",
+            str(profile),
+            "--jobs",
+            "2",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Dask scheduler tls://127.0.0.1:" in proc.stdout  # TLS is the batch default
@@ -59,9 +77,29 @@ def test_featurize_on_slurm_equals_local(slurm, tmp_path, client):
     # adaptive scaling: jobs come and go with the work; SOAP equals the local run's
     featurize(local, SOAP(), client, progress=False)
     proc = subprocess.run(
-        [sys.executable, "-m", "phstore", "featurize", "soap", "--store", str(remote),
-         "--cluster", "slurm", "--profile", str(profile), "--min-jobs", "1", "--max-jobs", "2", "--quiet"],
-        cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "phstore",
+            "featurize",
+            "soap",
+            "--store",
+            str(remote),
+            "--cluster",
+            "slurm",
+            "--profile",
+            str(profile),
+            "--min-jobs",
+            "1",
+            "--max-jobs",
+            "2",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0 and "computed 8 snapshots" in proc.stdout, proc.stderr[-3000:]
     a, b = (open_store(p).descriptor("C64", SOAP().group).load() for p in (local, remote))
@@ -76,15 +114,38 @@ def test_pipeline_inside_one_allocation(slurm, tmp_path):
     """deploy/phstore-allocation.sbatch: scheduler, srun workers and the client in one job, TLS."""
     source = write_trajectory(tmp_path / "data" / "run1.xyz", 4, n_side=4, seed=23)
     pipeline = tmp_path / "tiny.yaml"
-    pipeline.write_text(yaml.safe_dump({
-        "vars": {"scheduler": ""}, "store": str(tmp_path / "s.zarr"), "scheduler": "{scheduler}",
-        "stages": [{"ingest": {"sources": [str(source)], "chunk_size": 2}}, {"featurize ph": {}},
-                   {"verify": {}}]}))
+    pipeline.write_text(
+        yaml.safe_dump(
+            {
+                "vars": {"scheduler": ""},
+                "store": str(tmp_path / "s.zarr"),
+                "scheduler": "{scheduler}",
+                "stages": [
+                    {"ingest": {"sources": [str(source)], "chunk_size": 2}},
+                    {"featurize ph": {}},
+                    {"verify": {}},
+                ],
+            }
+        )
+    )
     out = tmp_path / "allocation.out"
     submit = subprocess.run(
-        ["sbatch", "--parsable", "--ntasks=2", "--ntasks-per-node=2", "--mem-per-cpu=1G", f"--output={out}",
-         "deploy/phstore-allocation.sbatch", str(pipeline)],
-        cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=60)
+        [
+            "sbatch",
+            "--parsable",
+            "--ntasks=2",
+            "--ntasks-per-node=2",
+            "--mem-per-cpu=1G",
+            f"--output={out}",
+            "deploy/phstore-allocation.sbatch",
+            str(pipeline),
+        ],
+        cwd=ROOT,
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert submit.returncode == 0, submit.stderr
     job = submit.stdout.strip()
     deadline = time.monotonic() + 300
@@ -108,16 +169,52 @@ def test_workers_past_their_lifetime_hand_work_back(slurm, tmp_path):
     one lifetime (with 8, a quick run once finished before any worker retired)."""
     frames = [carbon_frame(6, seed=i) for i in range(16)]
     for atoms in frames:
-        atoms.set_cell(np.diag(atoms.cell[0, 0] * np.array([2 ** -0.5, 2 ** -0.5, 2.0])), scale_atoms=True)
+        atoms.set_cell(np.diag(atoms.cell[0, 0] * np.array([2**-0.5, 2**-0.5, 2.0])), scale_atoms=True)
     ase.io.write(tmp_path / "run1.xyz", frames, format="extxyz")
     path = tmp_path / "s.zarr"
     ingest(path, [tmp_path / "run1.xyz"], chunk_size=1, progress=False)
-    profile = slurm.profile(tmp_path / "jobs" / "slurm.yaml", walltime="00:01:00", **{"worker-extra-args": [
-        "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0", "--lifetime", "10s", "--lifetime-stagger", "1s"]})
+    profile = slurm.profile(
+        tmp_path / "jobs" / "slurm.yaml",
+        walltime="00:01:00",
+        **{
+            "worker-extra-args": [
+                "--host",
+                "127.0.0.1",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--lifetime",
+                "10s",
+                "--lifetime-stagger",
+                "1s",
+            ]
+        },
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "phstore", "featurize", "ph", "--store", str(path), "--cluster", "slurm",
-         "--profile", str(profile), "--min-jobs", "1", "--max-jobs", "2", "--engine", "homcloud", "--quiet"],
-        cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "phstore",
+            "featurize",
+            "ph",
+            "--store",
+            str(path),
+            "--cluster",
+            "slurm",
+            "--profile",
+            str(profile),
+            "--min-jobs",
+            "1",
+            "--max-jobs",
+            "2",
+            "--engine",
+            "homcloud",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((tmp_path / "jobs" / "logs").glob("dask-worker-*.err"))) >= 3  # retired jobs were replaced

@@ -28,8 +28,13 @@ def finished(tmp_path_factory, client):
 
 
 def cli_verify(path):
-    return subprocess.run([sys.executable, "-m", "phstore", "verify", "--store", str(path), "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "phstore", "verify", "--store", str(path), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_finished_store_is_consistent(finished):
@@ -81,15 +86,18 @@ def _duplicate_frame(path):
     arr[1] = arr[0]
 
 
-@pytest.mark.parametrize("damage,message", [
-    (_garbage_chunk, "histogram: chunk unreadable"),
-    (_garbage_status, "status: chunk unreadable"),
-    (_lost_chunk, "histogram: NaN or inf in done snapshots [2, 3]"),
-    (_tampered_provenance, "provenance record hashes to"),
-    (_pending_row, "1 snapshots pending"),
-    (_lost_records, "records/c000001: missing, but 2 rows are done"),
-    (_duplicate_frame, "1 duplicate snapshots"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (_garbage_chunk, "histogram: chunk unreadable"),
+        (_garbage_status, "status: chunk unreadable"),
+        (_lost_chunk, "histogram: NaN or inf in done snapshots [2, 3]"),
+        (_tampered_provenance, "provenance record hashes to"),
+        (_pending_row, "1 snapshots pending"),
+        (_lost_records, "records/c000001: missing, but 2 rows are done"),
+        (_duplicate_frame, "1 duplicate snapshots"),
+    ],
+)
 def test_damage_is_found(finished, tmp_path, damage, message):
     path = tmp_path / "s.zarr"
     shutil.copytree(finished, path)

@@ -40,8 +40,9 @@ TAGS = ("none", HIGH, LOW, "both")
 _DIAGRAMS: dict[str, Any] = {}  # in the isolated child: the last snapshot's H1 pairs and their (birth, death)
 
 
-def stable_volume_atoms(key: str, points: np.ndarray, box: np.ndarray, natoms: int, birth: float, death: float,
-                        noise: float) -> list[int]:
+def stable_volume_atoms(
+    key: str, points: np.ndarray, box: np.ndarray, natoms: int, birth: float, death: float, noise: float
+) -> list[int]:
     """Atoms (indices in the unreplicated cell) of the stable volume of the H1 pair
     ``(birth, death)`` (Å²) of the periodic alpha filtration of ``points`` in ``box``.
 
@@ -54,9 +55,12 @@ def stable_volume_atoms(key: str, points: np.ndarray, box: np.ndarray, natoms: i
     if key not in _DIAGRAMS:
         hc = import_homcloud()
         _DIAGRAMS.clear()
-        pdlist = hc.PDList.from_alpha_filtration(points, periodicity=[(0.0, float(L)) for L in box],
-                                                 vertex_symbols=[str(i) for i in range(len(points))],
-                                                 save_boundary_map=True)
+        pdlist = hc.PDList.from_alpha_filtration(
+            points,
+            periodicity=[(0.0, float(L)) for L in box],
+            vertex_symbols=[str(i) for i in range(len(points))],
+            save_boundary_map=True,
+        )
         pairs = pdlist.dth_diagram(1).pairs()
         _DIAGRAMS[key] = (pairs, np.array([(p.birth_time(), p.death_time()) for p in pairs]).reshape(-1, 2))
     pairs, values = _DIAGRAMS[key]
@@ -80,7 +84,9 @@ class PairVolume:
     error: str = ""
 
 
-def selected_pairs(diagram: np.ndarray, grid: CoefficientGrid, high: float, low: float) -> list[tuple[str, float, float]]:
+def selected_pairs(
+    diagram: np.ndarray, grid: CoefficientGrid, high: float, low: float
+) -> list[tuple[str, float, float]]:
     """``(side, birth, death)`` of the finite H1 pairs (rows ``degree, birth, death``) whose
     coefficient cell is above ``high`` or below ``low``. The periodic images of one pair in a
     supercell (equal birth and death to 1e-9 Å²) count once."""
@@ -92,8 +98,17 @@ def selected_pairs(diagram: np.ndarray, grid: CoefficientGrid, high: float, low:
     return [(HIGH if c > high else LOW, float(b), float(d)) for (_, b, d), c in zip(h1, coef) if c > high or c < low]
 
 
-def snapshot_volumes(store_path: str, collection: str, ph_group: str, row: int, grid: CoefficientGrid,
-                     high: float, low: float, noise: float, time_limit: float) -> list[PairVolume]:
+def snapshot_volumes(
+    store_path: str,
+    collection: str,
+    ph_group: str,
+    row: int,
+    grid: CoefficientGrid,
+    high: float,
+    low: float,
+    noise: float,
+    time_limit: float,
+) -> list[PairVolume]:
     """The stable volumes of one snapshot's selected pairs (runs on a Dask worker)."""
     store = FeatureStore(store_path, mode="r")
     chunk = store.chunk_size
@@ -110,12 +125,23 @@ def snapshot_volumes(store_path: str, collection: str, ph_group: str, row: int, 
     out = []
     for side, birth, death in selected_pairs(diagram, grid, high, low):
         if points is None:
-            out.append(PairVolume(row, side, birth, death, None, "triclinic cell: HomCloud's stable volumes need "
-                                  "an orthorhombic box"))
+            out.append(
+                PairVolume(
+                    row, side, birth, death, None, "triclinic cell: HomCloud's stable volumes need an orthorhombic box"
+                )
+            )
             continue
         try:
-            found = runner.call("phstore.analysis.inverse:stable_volume_atoms", f"{collection}/{row}", points,
-                                lengths * np.array(factor), len(atoms), birth, death, noise)
+            found = runner.call(
+                "phstore.analysis.inverse:stable_volume_atoms",
+                f"{collection}/{row}",
+                points,
+                lengths * np.array(factor),
+                len(atoms),
+                birth,
+                death,
+                noise,
+            )
             out.append(PairVolume(row, side, birth, death, found))
         except ChildFailure as exc:
             out.append(PairVolume(row, side, birth, death, None, f"{type(exc).__name__}: {exc}"))
@@ -175,12 +201,22 @@ def tag_atoms(natoms: int, volumes: Sequence[PairVolume]) -> np.ndarray:
     return (high * 1 + low * 2).astype(np.int8)
 
 
-def inverse_analysis(model_path: str | Path, store_path: str | Path, collection: str, client,
-                     rows: Sequence[int] | slice | None = None, high: float = 0.003, low: float = -0.0045,
-                     noise: float = 0.3, time_limit: float = 60.0, out: str | Path = ".",
-                     progress: bool = True) -> InverseReport:
+def inverse_analysis(
+    model_path: str | Path,
+    store_path: str | Path,
+    collection: str,
+    client,
+    rows: Sequence[int] | slice | None = None,
+    high: float = 0.003,
+    low: float = -0.0045,
+    noise: float = 0.3,
+    time_limit: float = 60.0,
+    out: str | Path = ".",
+    progress: bool = True,
+) -> InverseReport:
     """Inverse analysis of ``rows`` of ``collection`` (snapshot indices, or a slice of them;
-    default: its first 25 snapshots with finished PH) with the Ridge model at ``model_path``; stable volumes on ``client``'s workers.
+    default: its first 25 snapshots with finished PH) with the Ridge model at ``model_path``;
+    stable volumes on ``client``'s workers.
 
     Stores per-atom region tags, bond histograms and failed pairs in an ``inverse-<key>`` group
     of the collection, and writes under ``out``: ``inverse-bonds.png`` (bond lengths and angles, high vs low),
@@ -206,11 +242,26 @@ def inverse_analysis(model_path: str | Path, store_path: str | Path, collection:
     missing = sorted(set(rows) - set(finished.tolist()))
     if missing:
         raise ValueError(f"snapshots {missing} of {collection} have no finished {ph_group} diagram")
-    futures = [client.submit(snapshot_volumes, str(Path(store_path).resolve()), collection, ph_group, r, grid, high, low,
-                             noise, time_limit, pure=False) for r in rows]
+    futures = [
+        client.submit(
+            snapshot_volumes,
+            str(Path(store_path).resolve()),
+            collection,
+            ph_group,
+            r,
+            grid,
+            high,
+            low,
+            noise,
+            time_limit,
+            pure=False,
+        )
+        for r in rows
+    ]
     report = InverseReport(collection, rows)
-    for future in tqdm(as_completed(futures), total=len(futures), desc="stable volumes", unit="snapshot",
-                       disable=not progress):
+    for future in tqdm(
+        as_completed(futures), total=len(futures), desc="stable volumes", unit="snapshot", disable=not progress
+    ):
         report.pairs += future.result()
     frames = dict(zip(rows, (store.atoms(collection, slice(r, r + 1))[0] for r in rows)))
     lengths: dict[str, list[np.ndarray]] = {HIGH: [], LOW: []}
@@ -241,14 +292,30 @@ def _store_results(report: InverseReport, params: InverseParams, store_path: str
     group = f"inverse-{prov['key']}"
     natoms = int(store.collection_attrs(report.collection)["natoms"])
     with store.writer(f"analyze inverse {group}"):
-        store.ensure_descriptor(report.collection, group, prov, {"region": VariableSpec(("atom",), (natoms,), "int8", 0)})
+        store.ensure_descriptor(
+            report.collection, group, prov, {"region": VariableSpec(("atom",), (natoms,), "int8", 0)}
+        )
         for r, tags in report.tags.items():
-            store.write_rows(report.collection, group, slice(r, r + 1), {
-                "region": tags[None], "error": np.array([""], dtype=object), "status": np.array([DONE], dtype=np.int8)})
-        store.annotate(report.collection, group, {
-            "bond_histograms": report.histograms(),
-            "failed_pairs": [{"snapshot": p.row, "birth": p.birth, "death": p.death, "error": p.error} for p in report.failed],
-        })
+            store.write_rows(
+                report.collection,
+                group,
+                slice(r, r + 1),
+                {
+                    "region": tags[None],
+                    "error": np.array([""], dtype=object),
+                    "status": np.array([DONE], dtype=np.int8),
+                },
+            )
+        store.annotate(
+            report.collection,
+            group,
+            {
+                "bond_histograms": report.histograms(),
+                "failed_pairs": [
+                    {"snapshot": p.row, "birth": p.birth, "death": p.death, "error": p.error} for p in report.failed
+                ],
+            },
+        )
     return group
 
 
@@ -258,7 +325,9 @@ def _write_outputs(report: InverseReport, frames: dict, store: FeatureStore, out
     from phstore.plots import plot_bond_histograms, plot_regions
 
     out.mkdir(parents=True, exist_ok=True)
-    energy = store.read_rows(report.collection, FRAMES, slice(0, store.n_snapshots(report.collection)), [TARGET])[TARGET]
+    energy = store.read_rows(report.collection, FRAMES, slice(0, store.n_snapshots(report.collection)), [TARGET])[
+        TARGET
+    ]
     tagged = []
     for r, atoms in frames.items():
         a = atoms.copy()
@@ -268,11 +337,25 @@ def _write_outputs(report: InverseReport, frames: dict, store: FeatureStore, out
     xyz = out / "inverse-regions.extxyz"
     ase.io.write(xyz, tagged, format="extxyz")
     npz = out / "inverse-bonds.npz"
-    np.savez(npz, **{f"{kind}_{side}": values for kind, data in (("length", report.lengths), ("angle", report.angles))
-                     for side, values in data.items()})
+    np.savez(
+        npz,
+        **{
+            f"{kind}_{side}": values
+            for kind, data in (("length", report.lengths), ("angle", report.angles))
+            for side, values in data.items()
+        },
+    )
     shown = max(frames, key=lambda r: int((report.tags[r] > 0).sum()))
-    return [xyz, npz,
-            plot_bond_histograms(report.lengths, report.angles, out / "inverse-bonds.png",
-                                 f"{report.collection}: {len(frames)} snapshots"),
-            plot_regions(frames[shown], report.tags[shown], out / "inverse-regions.png",
-                         f"{report.collection} snapshot {shown}: high (red) and low (blue) energy regions")]
+    return [
+        xyz,
+        npz,
+        plot_bond_histograms(
+            report.lengths, report.angles, out / "inverse-bonds.png", f"{report.collection}: {len(frames)} snapshots"
+        ),
+        plot_regions(
+            frames[shown],
+            report.tags[shown],
+            out / "inverse-regions.png",
+            f"{report.collection} snapshot {shown}: high (red) and low (blue) energy regions",
+        ),
+    ]

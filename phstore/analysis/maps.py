@@ -31,6 +31,7 @@ from phstore.provenance import provenance
 from phstore.store import DONE, FAILED, FRAMES, FeatureStore, VariableSpec
 from phstore.training.data import TARGET, descriptor_group, read_features
 
+
 @dataclass(frozen=True)
 class MapParams:
     """What a map is of and how it is made: the descriptor variant (its provenance key), the
@@ -89,12 +90,21 @@ def scores(X: np.ndarray, coords: np.ndarray, energy: np.ndarray, sample: int, s
 
     pick = np.random.default_rng(seed).permutation(len(X))[:sample]
     k = min(10, len(pick) // 2 - 1)
-    return {"trustworthiness": float(trustworthiness(X[pick], coords[pick], n_neighbors=k)),
-            "roughness": roughness(coords, energy)}
+    return {
+        "trustworthiness": float(trustworthiness(X[pick], coords[pick], n_neighbors=k)),
+        "roughness": roughness(coords, energy),
+    }
 
 
-def descriptor_map(store: FeatureStore, collection: str, descriptor: str, keys: Sequence[str] = (),
-                   perplexities: tuple[int, ...] = (10, 30, 50), seed: int = 0, sample: int = 2000) -> MapReport:
+def descriptor_map(
+    store: FeatureStore,
+    collection: str,
+    descriptor: str,
+    keys: Sequence[str] = (),
+    perplexities: tuple[int, ...] = (10, 30, 50),
+    seed: int = 0,
+    sample: int = 2000,
+) -> MapReport:
     """Map one descriptor of ``collection`` (snapshots with finished features) and store the
     coordinates as ``map-<key>`` (reused when already there); return its numbers."""
     source = descriptor_group(store, collection, descriptor, keys)
@@ -106,19 +116,24 @@ def descriptor_map(store: FeatureStore, collection: str, descriptor: str, keys: 
     n = store.n_snapshots(collection)
     rows = np.flatnonzero(store.status(collection, source) == DONE)
     if len(rows) < 5:
-        raise ValueError(f"{collection} has {len(rows)} snapshots with finished {source} features; a map needs at least 5")
+        raise ValueError(
+            f"{collection} has {len(rows)} snapshots with finished {source} features; a map needs at least 5"
+        )
     X = read_features(store, [(collection, rows)], [(source, params.variable)])
     if params.standardise:
         X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
     energy = store.read_rows(collection, FRAMES, slice(0, n), [TARGET])[TARGET][rows]
     names = methods(params.perplexities)
     reused = group in store.descriptor_groups(collection) and bool(
-        (store.status(collection, group)[rows] == DONE).all())
+        (store.status(collection, group)[rows] == DONE).all()
+    )
     if reused:
         coords = {m: store.read_rows(collection, group, slice(0, n), [m])[m][rows] for m in names}
     else:
         coords = embed(X, params)
-        store.ensure_descriptor(collection, group, prov, {m: VariableSpec(("xy",), (2,), "float64", np.nan) for m in names})
+        store.ensure_descriptor(
+            collection, group, prov, {m: VariableSpec(("xy",), (2,), "float64", np.nan) for m in names}
+        )
         values: dict[str, Any] = {}
         for m in names:
             full = np.full((n, 2), np.nan)
@@ -129,12 +144,20 @@ def descriptor_map(store: FeatureStore, collection: str, descriptor: str, keys: 
         values["error"] = np.where(done, "", f"no finished {source} features").astype(object)
         values["status"] = np.where(done, DONE, FAILED).astype(np.int8)
         store.write_rows(collection, group, slice(0, n), values)
-    return MapReport(descriptor, group, len(rows), {m: scores(X, coords[m], energy, sample, seed) for m in names}, reused)
+    return MapReport(
+        descriptor, group, len(rows), {m: scores(X, coords[m], energy, sample, seed) for m in names}, reused
+    )
 
 
-def analyze_maps(store_path: str | Path, collection: str, descriptors: Sequence[str] = ("ph", "soap", "schnet"),
-                 out: str | Path = ".", keys: Sequence[str] = (), perplexities: tuple[int, ...] = (10, 30, 50),
-                 seed: int = 0) -> list[MapReport]:
+def analyze_maps(
+    store_path: str | Path,
+    collection: str,
+    descriptors: Sequence[str] = ("ph", "soap", "schnet"),
+    out: str | Path = ".",
+    keys: Sequence[str] = (),
+    perplexities: tuple[int, ...] = (10, 30, 50),
+    seed: int = 0,
+) -> list[MapReport]:
     """Map each descriptor of ``collection``, store the coordinates, and draw one PNG per method
     (``maps-pca.png``, ``maps-tsne_p30.png``, …) under ``out`` with one column per descriptor,
     read back from the store."""
@@ -153,6 +176,11 @@ def analyze_maps(store_path: str | Path, collection: str, descriptors: Sequence[
             group = store.read_rows(collection, r.group, slice(0, n), [method, "status"])
             done &= group["status"] == DONE
             panels.append((r.descriptor, group[method]))
-        plot_maps([(name, xy[done]) for name, xy in panels], frames["density"][done], frames[TARGET][done],
-                  out / f"maps-{method}.png", f"{collection}: {method.replace('_p', ', perplexity ')}")
+        plot_maps(
+            [(name, xy[done]) for name, xy in panels],
+            frames["density"][done],
+            frames[TARGET][done],
+            out / f"maps-{method}.png",
+            f"{collection}: {method.replace('_p', ', perplexity ')}",
+        )
     return reports

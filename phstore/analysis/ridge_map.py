@@ -41,8 +41,10 @@ class CoefficientGrid:
 def coefficient_grid(model: ModelDir) -> CoefficientGrid:
     """The coefficients of a Ridge model trained on the PH histogram alone, on its grid."""
     if model.kind != "ridge" or model.config["features"] != [["ph", "histogram"]]:
-        raise ModelDirError(f"{model.path} is a {model.kind} model on {model.config.get('features')}; the coefficient "
-                            "map needs a Ridge model on the PH histogram alone (`phstore train ridge`)")
+        raise ModelDirError(
+            f"{model.path} is a {model.kind} model on {model.config.get('features')}; the coefficient "
+            "map needs a Ridge model on the PH histogram alone (`phstore train ridge`)"
+        )
     coef = model.state_dict()["coef"].numpy()
     shape = tuple(model.config["feature_shapes"][0])
     low, high = model.config["descriptor_params"][0]["range"]

@@ -16,20 +16,24 @@ from phstore.commands import analyze, data, featurize, inspect, models
 from phstore.commands.base import Command
 from phstore.commands.options import add_options
 
-COMMANDS: list[Command] = [*data.COMMANDS, *featurize.COMMANDS, *models.COMMANDS, *analyze.COMMANDS,
-                           *inspect.COMMANDS]
+COMMANDS: list[Command] = [*data.COMMANDS, *featurize.COMMANDS, *models.COMMANDS, *analyze.COMMANDS, *inspect.COMMANDS]
 
 #: What the second word of multi-word commands names, and the first word's help.
 GROUPS = {
-    "featurize": ("DESCRIPTOR", "compute a descriptor for every pending snapshot on Dask workers (exit 3 if frames failed)"),
+    "featurize": (
+        "DESCRIPTOR",
+        "compute a descriptor for every pending snapshot on Dask workers (exit 3 if frames failed)",
+    ),
     "train": ("MODEL", "train a model on stored data and write a model directory"),
     "analyze": ("ANALYSIS", "descriptor-space maps, the Ridge coefficient map, inverse analysis"),
     "cluster": ("WHAT", "inspect the batch-system set-up (deploy/)"),
 }
 
-DESCRIPTION = ("Feature store of persistent-homology descriptors for amorphous materials "
-               "(generate → ingest → featurize on Dask → train → analyze). Exit status: 0 all done, 1 error, "
-               "3 finished with rejected or failed frames.")
+DESCRIPTION = (
+    "Feature store of persistent-homology descriptors for amorphous materials "
+    "(generate → ingest → featurize on Dask → train → analyze). Exit status: 0 all done, 1 error, "
+    "3 finished with rejected or failed frames."
+)
 
 
 def find(words: Sequence[str], commands: Sequence[Command] = COMMANDS) -> Command:

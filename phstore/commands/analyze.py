@@ -6,8 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phstore.commands.base import (CLUSTER_OPTIONS, INCOMPLETE, OK, QUIET, Command, cluster_options, parse_indices,
-                                   store_option)
+from phstore.commands.base import (
+    CLUSTER_OPTIONS,
+    INCOMPLETE,
+    OK,
+    QUIET,
+    Command,
+    cluster_options,
+    parse_indices,
+    store_option,
+)
 from phstore.commands.options import Option
 
 _RIDGE_MODEL = Option("model", "Ridge model directory (on the PH histogram)", required=True)
@@ -19,7 +27,8 @@ class Maps(Command):
 
     def options(self) -> list[Option]:
         return [
-            store_option(), Option("collection", "collection to map", required=True),
+            store_option(),
+            Option("collection", "collection to map", required=True),
             Option("descriptors", "comma-separated (default ph,soap,schnet)", default="ph,soap,schnet"),
             Option("descriptor_key", "provenance key (prefix) of a variant to use (repeatable)", action="append"),
             Option("perplexity", "t-SNE perplexities (default 10 30 50)", int, default=[10, 30, 50], nargs="+"),
@@ -30,15 +39,27 @@ class Maps(Command):
     def run(self, args: argparse.Namespace) -> int:
         from phstore.analysis.maps import analyze_maps
 
-        reports = analyze_maps(args.store, args.collection, args.descriptors.split(","), args.out,
-                               tuple(args.descriptor_key or ()), tuple(args.perplexity), args.seed)
+        reports = analyze_maps(
+            args.store,
+            args.collection,
+            args.descriptors.split(","),
+            args.out,
+            tuple(args.descriptor_key or ()),
+            tuple(args.perplexity),
+            args.seed,
+        )
         print(f"{'descriptor':10s} {'map':9s} {'n':>6s} {'trustworthiness':>15s} {'roughness':>9s}")
         for r in reports:
             for method, score in r.scores.items():
-                print(f"{r.descriptor:10s} {method:9s} {r.n:6d} {score['trustworthiness']:15.3f} {score['roughness']:9.3f}")
+                print(
+                    f"{r.descriptor:10s} {method:9s} {r.n:6d} "
+                    f"{score['trustworthiness']:15.3f} {score['roughness']:9.3f}"
+                )
         print("(roughness: mean |ΔE| to the 10 nearest neighbours in 2-D over the s.d. of E; 0 smooth, ~1.13 random)")
-        print(f"coordinates in {', '.join(sorted({r.group for r in reports}))} "
-              f"({'reused' if all(r.reused for r in reports) else 'computed'}); figures {args.out}/maps-*.png")
+        print(
+            f"coordinates in {', '.join(sorted({r.group for r in reports}))} "
+            f"({'reused' if all(r.reused for r in reports) else 'computed'}); figures {args.out}/maps-*.png"
+        )
         return OK
 
 
@@ -63,17 +84,26 @@ class Inverse(Command):
 
     def options(self) -> list[Option]:
         return [
-            _RIDGE_MODEL, store_option(), Option("collection", "collection to analyse", required=True),
+            _RIDGE_MODEL,
+            store_option(),
+            Option("collection", "collection to analyse", required=True),
             Option("high", "coefficient above which a cell is high-energy (default 0.003)", float, default=0.003),
             Option("low", "coefficient below which a cell is low-energy (default -0.0045)", float, default=-0.0045),
-            Option("snapshots", "snapshot indices of the collection, START:STOP or 1,2,3 (default: the first 25 "
-                   "with PH)"),
-            Option("noise", "stable-volume noise bandwidth, Å², capped at half a pair's lifetime (default 0.3)",
-                   float, default=0.3),
-            Option("time_limit", "seconds per stable volume before it is recorded failed (default 60)", float,
-                   default=60.0),
+            Option(
+                "snapshots", "snapshot indices of the collection, START:STOP or 1,2,3 (default: the first 25 with PH)"
+            ),
+            Option(
+                "noise",
+                "stable-volume noise bandwidth, Å², capped at half a pair's lifetime (default 0.3)",
+                float,
+                default=0.3,
+            ),
+            Option(
+                "time_limit", "seconds per stable volume before it is recorded failed (default 60)", float, default=60.0
+            ),
             Option("out", "directory of the outputs (default: here)", default="."),
-            QUIET, *CLUSTER_OPTIONS,
+            QUIET,
+            *CLUSTER_OPTIONS,
         ]
 
     def run(self, args: argparse.Namespace) -> int:
@@ -82,18 +112,34 @@ class Inverse(Command):
 
         rows = parse_indices(args.snapshots) if args.snapshots else None
         with connect(cluster_options(args)) as client:
-            report = inverse_analysis(args.model, args.store, args.collection, client, rows, args.high, args.low,
-                                      args.noise, args.time_limit, args.out, progress=not args.quiet)
+            report = inverse_analysis(
+                args.model,
+                args.store,
+                args.collection,
+                client,
+                rows,
+                args.high,
+                args.low,
+                args.noise,
+                args.time_limit,
+                args.out,
+                progress=not args.quiet,
+            )
         for p in report.failed:
             print(f"failed: snapshot {p.row} pair ({p.birth:.4f}, {p.death:.4f}) Å²: {p.error}", file=sys.stderr)
         hist = report.histograms()
         for side in (HIGH, LOW):
             pairs = [p for p in report.pairs if p.side == side]
-            peak = (f"bond-length peak {hist[f'length_peak_{side}']:.3f} Å, angle peak {hist[f'angle_peak_{side}']:.1f}°"
-                    if len(report.lengths[side]) else "no bonds")
+            peak = (
+                f"bond-length peak {hist[f'length_peak_{side}']:.3f} Å, angle peak {hist[f'angle_peak_{side}']:.1f}°"
+                if len(report.lengths[side])
+                else "no bonds"
+            )
             tag = 1 if side == HIGH else 2
             atoms = sum(int(((t == tag) | (t == 3)).sum()) for t in report.tags.values())
-            print(f"{side:4s}: {len(pairs)} pairs ({sum(p.atoms is None for p in pairs)} failed), {atoms} atoms; {peak}")
+            print(
+                f"{side:4s}: {len(pairs)} pairs ({sum(p.atoms is None for p in pairs)} failed), {atoms} atoms; {peak}"
+            )
         print(f"stored in {args.collection}/{report.group}; wrote " + ", ".join(str(f) for f in report.files))
         return INCOMPLETE if report.failed else OK
 

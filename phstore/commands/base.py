@@ -59,17 +59,29 @@ _WHERE = "where the work runs (each falls back to Dask config phstore.cluster.*;
 
 #: The options of every command that runs work on Dask workers (:class:`phstore.cluster.ClusterOptions`).
 CLUSTER_OPTIONS = [
-    Option("cluster", "local: a LocalCluster on this machine (default); slurm, pbs, sge, lsf: workers submitted "
-           "as batch jobs through dask-jobqueue (checked when it runs)", group=_WHERE),
-    Option("profile", "cluster profile: a Dask config YAML (e.g. deploy/slurm.yaml) with the jobqueue.<kind> keys "
-           "(cores, memory, walltime, account, queue, job-script-prologue, ...)", group=_WHERE),
+    Option(
+        "cluster",
+        "local: a LocalCluster on this machine (default); slurm, pbs, sge, lsf: workers submitted "
+        "as batch jobs through dask-jobqueue (checked when it runs)",
+        group=_WHERE,
+    ),
+    Option(
+        "profile",
+        "cluster profile: a Dask config YAML (e.g. deploy/slurm.yaml) with the jobqueue.<kind> keys "
+        "(cores, memory, walltime, account, queue, job-script-prologue, ...)",
+        group=_WHERE,
+    ),
     Option("scheduler", "address or scheduler-file of a running Dask scheduler (wins over --cluster)", group=_WHERE),
     Option("workers", "local worker processes (default: cores)", int, group=_WHERE),
     Option("jobs", "batch jobs to submit (default 1)", int, group=_WHERE),
     Option("min_jobs", "adaptive scaling: fewest batch jobs", int, group=_WHERE),
     Option("max_jobs", "adaptive scaling: most batch jobs (turns adaptive scaling on)", int, group=_WHERE),
-    Option("tls", "TLS with certificates made for this run (default: on for batch systems, off locally)",
-           action="switch", group=_WHERE),
+    Option(
+        "tls",
+        "TLS with certificates made for this run (default: on for batch systems, off locally)",
+        action="switch",
+        group=_WHERE,
+    ),
 ]
 
 

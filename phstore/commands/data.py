@@ -19,8 +19,11 @@ class Generate(Command):
     def options(self) -> list[Option]:
         return [
             Option("out", "output directory", required=True),
-            Option("paper_scale", "the seed paper's counts (16,830 + 2,805 + 560 frames); default: a small demo set",
-                   action="flag"),
+            Option(
+                "paper_scale",
+                "the seed paper's counts (16,830 + 2,805 + 560 frames); default: a small demo set",
+                action="flag",
+            ),
             Option("densities", "densities, g/cm³", float, nargs="+"),
             Option("natoms", "atoms per cell (a cube number)", int),
             Option("runs", "independent melt-quench runs per density", int),
@@ -35,7 +38,9 @@ class Generate(Command):
         from phstore.generate import GenerateConfig
 
         base = GenerateConfig.paper() if args.paper_scale else GenerateConfig.demo()
-        overrides = {k: getattr(args, k) for k in ("natoms", "runs", "seed", "large_natoms") if getattr(args, k) is not None}
+        overrides = {
+            k: getattr(args, k) for k in ("natoms", "runs", "seed", "large_natoms") if getattr(args, k) is not None
+        }
         if args.densities:
             overrides["densities"] = tuple(args.densities)
         return dataclasses.replace(base, **overrides)
@@ -59,27 +64,39 @@ class Ingest(Command):
 
     def options(self) -> list[Option]:
         return [
-            Option("sources", "files or directories (extxyz, OUTCAR, vasprun.xml, LAMMPS dump, ASE db)", nargs="+",
-                   action="positional"),
+            Option(
+                "sources",
+                "files or directories (extxyz, OUTCAR, vasprun.xml, LAMMPS dump, ASE db)",
+                nargs="+",
+                action="positional",
+            ),
             Option("store", "store directory (created if missing)", required=True),
-            Option("chunk_size", "snapshots per chunk of a new store (default 32); an existing store keeps its own", int),
-            Option("dataset", "name of the origin of these energies (one code and functional); default: each SOURCE "
-                   "is its own dataset. Models train within one dataset"),
+            Option(
+                "chunk_size", "snapshots per chunk of a new store (default 32); an existing store keeps its own", int
+            ),
+            Option(
+                "dataset",
+                "name of the origin of these energies (one code and functional); default: each SOURCE "
+                "is its own dataset. Models train within one dataset",
+            ),
             QUIET,
         ]
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.ingest import ingest
 
-        report = ingest(args.store, args.sources, chunk_size=args.chunk_size, progress=not args.quiet,
-                        dataset=args.dataset)
+        report = ingest(
+            args.store, args.sources, chunk_size=args.chunk_size, progress=not args.quiet, dataset=args.dataset
+        )
         for path in report.missing:
             print(f"no such file or directory: {path} (skipped)", file=sys.stderr)
         for rej in report.rejected:
             print(f"rejected {rej['source']} frame {rej['index']}: {rej['reason']}", file=sys.stderr)
         added = ", ".join(f"{c}: {n}" for c, n in sorted(report.added.items())) or "nothing"
-        print(f"added {added}; {report.duplicates} duplicates skipped; {len(report.rejected)} frames rejected; "
-              f"{report.known} files ingested before skipped")
+        print(
+            f"added {added}; {report.duplicates} duplicates skipped; {len(report.rejected)} frames rejected; "
+            f"{report.known} files ingested before skipped"
+        )
         return INCOMPLETE if report.rejected or report.missing else OK
 
     def done(self, args: argparse.Namespace) -> bool:

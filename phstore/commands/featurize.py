@@ -24,8 +24,12 @@ class Featurize(Command):
         self.descriptor_name, self.params, self.settings = name, params, settings
 
     def options(self) -> list[Option]:
-        common = [store_option(), Option("collection", "only this collection (repeatable)", action="append"),
-                  Option("retry_failed", "compute failed snapshots again", action="flag"), QUIET]
+        common = [
+            store_option(),
+            Option("collection", "only this collection (repeatable)", action="append"),
+            Option("retry_failed", "compute failed snapshots again", action="flag"),
+            QUIET,
+        ]
         return common + self.descriptor_options() + CLUSTER_OPTIONS
 
     def descriptor_options(self) -> list[Option]:
@@ -47,15 +51,25 @@ class Featurize(Command):
 
         descriptor = self.descriptor(args)
         # the store's writer lock first: a second run stops before it starts a cluster
-        with FeatureStore(args.store, mode="r+").writer(f"featurize {descriptor.group}"), \
-                connect(cluster_options(args)) as client:
+        with (
+            FeatureStore(args.store, mode="r+").writer(f"featurize {descriptor.group}"),
+            connect(cluster_options(args)) as client,
+        ):
             print(describe(client))
-            report = featurize(args.store, descriptor, client, collections=args.collection or None,
-                               retry_failed=args.retry_failed, progress=not args.quiet)
+            report = featurize(
+                args.store,
+                descriptor,
+                client,
+                collections=args.collection or None,
+                retry_failed=args.retry_failed,
+                progress=not args.quiet,
+            )
         for coll, row, reason in report.failures:
             print(f"failed {coll} snapshot {row}: {reason}", file=sys.stderr)
-        print(f"{report.group}: computed {report.computed} snapshots in {len(report.chunks)} chunks, "
-              f"{len(report.failures)} failed, {report.skipped_chunks} chunks already done")
+        print(
+            f"{report.group}: computed {report.computed} snapshots in {len(report.chunks)} chunks, "
+            f"{len(report.failures)} failed, {report.skipped_chunks} chunks already done"
+        )
         for error in report.errors:
             print(f"error: {error} (run featurize again to retry)", file=sys.stderr)
         return ERROR if report.errors else INCOMPLETE if report.failures else OK
@@ -82,8 +96,12 @@ class FeaturizeSchNet(Featurize):
     """SchNet embeddings: the parameters are the trained model's (its key and architecture)."""
 
     def __init__(self) -> None:
-        super().__init__("schnet", "SchNet embeddings (last interaction block, per atom and atom-mean) of a model "
-                         "trained with `phstore train schnet`", None)
+        super().__init__(
+            "schnet",
+            "SchNet embeddings (last interaction block, per atom and atom-mean) of a model "
+            "trained with `phstore train schnet`",
+            None,
+        )
 
     def descriptor_options(self) -> list[Option]:
         return [Option("model", "SchNet model directory written by `phstore train schnet`", required=True)]
@@ -97,13 +115,25 @@ class FeaturizeSchNet(Featurize):
 _PH_VECTORS = "(no PH is recomputed; the ph_* options name the PH variant to read)"
 
 COMMANDS = [
-    Featurize("ph", "persistence diagrams of the periodic alpha filtration and their normalised histogram "
-              "(seed paper §2.2)", PHParams,
-              (Option("time_limit", "seconds one frame may take before it is recorded failed (default 120)", float,
-                      group="ph execution (not provenance)"),)),
+    Featurize(
+        "ph",
+        "persistence diagrams of the periodic alpha filtration and their normalised histogram (seed paper §2.2)",
+        PHParams,
+        (
+            Option(
+                "time_limit",
+                "seconds one frame may take before it is recorded failed (default 120)",
+                float,
+                group="ph execution (not provenance)",
+            ),
+        ),
+    ),
     Featurize("soap", "SOAP of every atom and its atom-mean (dscribe; seed paper §2.3)", SOAPParams),
     Featurize("pimage", f"persistence images of the stored PH diagrams {_PH_VECTORS}", PersistenceImageParams),
-    Featurize("phist", f"histograms of the stored PH diagrams with other bins, range or threshold {_PH_VECTORS}",
-              DiagramHistogramParams),
+    Featurize(
+        "phist",
+        f"histograms of the stored PH diagrams with other bins, range or threshold {_PH_VECTORS}",
+        DiagramHistogramParams,
+    ),
     FeaturizeSchNet(),
 ]

@@ -7,8 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-from phstore.commands.base import CLUSTER_OPTIONS, ERROR, OK, QUIET, Command, CommandError, cluster_options, \
-    parse_indices, store_option
+from phstore.commands.base import (
+    CLUSTER_OPTIONS,
+    ERROR,
+    OK,
+    QUIET,
+    Command,
+    CommandError,
+    cluster_options,
+    parse_indices,
+    store_option,
+)
 from phstore.commands.options import Option
 
 
@@ -30,11 +39,15 @@ class Info(Command):
         for coll, entry in info["collections"].items():
             dens = entry["densities"]
             shown = dens if len(dens) <= 8 else f"{len(dens)} values in [{dens[0]}, {dens[-1]}]" if dens else "none"
-            print(f"  {coll}: {entry['n_snapshots']} snapshots, {entry['natoms']} atoms, "
-                  f"{entry['trajectories']} trajectories, densities (g/cm³) {shown}")
+            print(
+                f"  {coll}: {entry['n_snapshots']} snapshots, {entry['natoms']} atoms, "
+                f"{entry['trajectories']} trajectories, densities (g/cm³) {shown}"
+            )
             for group, d in entry["descriptors"].items():
-                print(f"    {group}: done {d['done']}, failed {d['failed']}, pending {d['pending']}; "
-                      f"params {json.dumps(d['params'])}; versions {json.dumps(d['versions'])}")
+                print(
+                    f"    {group}: done {d['done']}, failed {d['failed']}, pending {d['pending']}; "
+                    f"params {json.dumps(d['params'])}; versions {json.dumps(d['versions'])}"
+                )
         return OK
 
 
@@ -44,16 +57,22 @@ class Query(Command):
 
     def options(self) -> list[Option]:
         return [
-            store_option(), Option("collection", "collection (required when the store holds several)"),
+            store_option(),
+            Option("collection", "collection (required when the store holds several)"),
             Option("density", "density, g/cm³ (within 0.005)", float, nargs="+"),
             Option("trajectory", "trajectory names", nargs="+"),
             Option("frames", "frame indices within their trajectories, START:STOP or 1,2,3"),
             Option("export", "write the selection to a .npz or .nc file"),
             Option("plot", "draw the mean PH histogram of the selection to this PNG"),
-            Option("plot_diagram", "draw the persistence diagrams (degrees 0-2) of the selection's first snapshot "
-                   "to this PNG"),
-            Option("descriptor_key", "provenance key (prefix) of the PH variant to draw, when there are several",
-                   default=""),
+            Option(
+                "plot_diagram",
+                "draw the persistence diagrams (degrees 0-2) of the selection's first snapshot to this PNG",
+            ),
+            Option(
+                "descriptor_key",
+                "provenance key (prefix) of the PH variant to draw, when there are several",
+                default="",
+            ),
         ]
 
     def run(self, args: argparse.Namespace) -> int:
@@ -65,8 +84,12 @@ class Query(Command):
         if args.export and Path(args.export).suffix not in (".nc", ".npz"):
             raise CommandError(f"--export takes a .npz or .nc path, not {args.export}")
         store = FeatureStore(args.store, mode="r")
-        collection, rows = store.select(args.collection, density=args.density, trajectory=args.trajectory,
-                                        frames=parse_indices(args.frames) if args.frames else None)
+        collection, rows = store.select(
+            args.collection,
+            density=args.density,
+            trajectory=args.trajectory,
+            frames=parse_indices(args.frames) if args.frames else None,
+        )
         ds = store.dataset(collection).isel(snapshot=rows)
         n = ds.sizes["snapshot"]
         print(f"{n} snapshots selected")
@@ -81,8 +104,11 @@ class Query(Command):
             print(f"plotted the mean histogram of {used} snapshots to {args.plot}")
         if args.plot_diagram and n:
             pairs = {d: store.diagram(collection, int(rows[0]), d, args.descriptor_key) for d in (0, 1, 2)}
-            plot_diagram(pairs, args.plot_diagram, f"{collection} snapshot {rows[0]} (frame {ds['frame'].values[0]} "
-                         f"of {ds['trajectory'].values[0]})")
+            plot_diagram(
+                pairs,
+                args.plot_diagram,
+                f"{collection} snapshot {rows[0]} (frame {ds['frame'].values[0]} of {ds['trajectory'].values[0]})",
+            )
             print(f"plotted the diagrams of {collection} snapshot {rows[0]} to {args.plot_diagram}")
         if args.export:
             out = Path(args.export)
@@ -109,7 +135,10 @@ class Verify(Command):
         for problem in report.problems:
             print(f"problem: {problem}", file=sys.stderr)
         verdict = "consistent" if report.ok else f"{len(report.problems)} problems"
-        print(f"{args.store}: {verdict} ({report.snapshots} snapshots, {report.groups} groups, {report.chunks} chunks read)")
+        print(
+            f"{args.store}: {verdict} ({report.snapshots} snapshots, {report.groups} groups, "
+            f"{report.chunks} chunks read)"
+        )
         return OK if report.ok else ERROR
 
 
@@ -129,8 +158,10 @@ class JobScript(Command):
 
 class WorkerEnv(Command):
     words = ("cluster", "worker-env")
-    help = ("print what phstore starts workers with (phstore.cluster.worker-env: glibc malloc settings; "
-            "worker-config: Dask settings) as shell exports, for workers you start yourself")
+    help = (
+        "print what phstore starts workers with (phstore.cluster.worker-env: glibc malloc settings; "
+        "worker-config: Dask settings) as shell exports, for workers you start yourself"
+    )
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.cluster import worker_exports

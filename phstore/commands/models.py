@@ -38,18 +38,32 @@ class Train(Command):
     def options(self) -> list[Option]:
         common = [
             store_option(),
-            Option("collection", "collection to train on (repeatable: several cell sizes of one dataset train "
-                   "together; 'all': every collection; required when the store holds several)", action="append"),
+            Option(
+                "collection",
+                "collection to train on (repeatable: several cell sizes of one dataset train "
+                "together; 'all': every collection; required when the store holds several)",
+                action="append",
+            ),
             Option("out", "model directory (default: STORE-models/COLLECTION-MODEL-sSEED)"),
             Option("dataset", "train on this dataset's snapshots (required when the collection holds several)"),
-            Option("descriptor_key", "provenance key (prefix) of the descriptor variant to use, when the store holds "
-                   "several (repeatable)", action="append"),
+            Option(
+                "descriptor_key",
+                "provenance key (prefix) of the descriptor variant to use, when the store holds several (repeatable)",
+                action="append",
+            ),
             QUIET,
         ]
         if self.takes_ph:
-            common.append(Option("ph_features", "what the model takes of PH: ph, the PH descriptor's histogram; "
-                                 "pimage, persistence images; phist, histograms of the stored diagrams (featurize "
-                                 "them first; default ph)", choices=tuple(PH_FEATURES), default="ph"))
+            common.append(
+                Option(
+                    "ph_features",
+                    "what the model takes of PH: ph, the PH descriptor's histogram; "
+                    "pimage, persistence images; phist, histograms of the stored diagrams (featurize "
+                    "them first; default ph)",
+                    choices=tuple(PH_FEATURES),
+                    default="ph",
+                )
+            )
         return common + options_of(Split, group="split", rename=_SPLIT) + self.model_options()
 
     def model_options(self) -> list[Option]:
@@ -126,20 +140,37 @@ class TrainNeural(Train):
         if self.takes_ph:
             features = self.features(args, tuple(f for f in features if f[0] != "ph"))
         config = dataclasses.replace(params_from(self.preset, args), features=features)
-        return train_neural(args.store, collections, out, config, split, args.dataset,
-                            tuple(args.descriptor_key or ()), progress=not args.quiet)
+        return train_neural(
+            args.store,
+            collections,
+            out,
+            config,
+            split,
+            args.dataset,
+            tuple(args.descriptor_key or ()),
+            progress=not args.quiet,
+        )
 
 
 class TrainSchNet(Train):
     def model_options(self) -> list[Option]:
-        return (options_of(SchNetArchitecture, group="schnet architecture (seed paper §2.4)")
-                + options_of(SchNetTraining, group="schnet training"))
+        return options_of(SchNetArchitecture, group="schnet architecture (seed paper §2.4)") + options_of(
+            SchNetTraining, group="schnet training"
+        )
 
     def fit(self, args: argparse.Namespace, collections: list[str], out: Path, split: Split) -> Any:
         from phstore.training.schnet import train_schnet
 
-        return train_schnet(args.store, collections, out, params_from(SchNetArchitecture, args),
-                            params_from(SchNetTraining, args), split, args.dataset, progress=not args.quiet)
+        return train_schnet(
+            args.store,
+            collections,
+            out,
+            params_from(SchNetArchitecture, args),
+            params_from(SchNetTraining, args),
+            split,
+            args.dataset,
+            progress=not args.quiet,
+        )
 
 
 class Predict(Command):
@@ -147,15 +178,20 @@ class Predict(Command):
     help = "predict a collection's energies with a trained model and store them (exit 3 if some had no features)"
 
     def options(self) -> list[Option]:
-        return [Option("model", "model directory written by `phstore train`", required=True), store_option(),
-                Option("collection", "e.g. C512 for a model trained on C216 (transfer)", required=True)]
+        return [
+            Option("model", "model directory written by `phstore train`", required=True),
+            store_option(),
+            Option("collection", "e.g. C512 for a model trained on C216 (transfer)", required=True),
+        ]
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.training.predict import predict
 
         report = predict(args.model, args.store, args.collection)
-        print(f"{report.group}: predicted {report.predicted} snapshots of {args.collection}, "
-              f"{report.failed} without features")
+        print(
+            f"{report.group}: predicted {report.predicted} snapshots of {args.collection}, "
+            f"{report.failed} without features"
+        )
         if report.metrics is None:
             print("no snapshot of the model's dataset in this collection: energies not comparable, no errors computed")
         else:
@@ -170,8 +206,10 @@ class Predict(Command):
 
         group = prediction_group(load_model_dir(args.model))
         store = FeatureStore(args.store, mode="r")
-        return group in store.descriptor_groups(args.collection) and not (
-            store.status(args.collection, group) == PENDING).any()
+        return (
+            group in store.descriptor_groups(args.collection)
+            and not (store.status(args.collection, group) == PENDING).any()
+        )
 
 
 class Compare(Command):
@@ -187,17 +225,22 @@ class Compare(Command):
         root = Path(args.models) if args.models else models_root(args.store)
         models = find_models(root, args.store)
         if not models:
-            raise CommandError(f"no models of {args.store} under {root}; train one with `phstore train` "
-                               "(or pass --models DIR)")
-        header = (f"{'model':28s} {'kind':9s} {'collections':14s} {'split':10s} {'n train/test':>12s} "
-                  f"{'train RMSE':>10s} {'test RMSE':>9s} {'test MAE':>8s} {'test R²':>7s}")
+            raise CommandError(
+                f"no models of {args.store} under {root}; train one with `phstore train` (or pass --models DIR)"
+            )
+        header = (
+            f"{'model':28s} {'kind':9s} {'collections':14s} {'split':10s} {'n train/test':>12s} "
+            f"{'train RMSE':>10s} {'test RMSE':>9s} {'test MAE':>8s} {'test R²':>7s}"
+        )
         print(header + "\n" + "-" * len(header))
         for m in sorted(models, key=lambda m: m.metrics["test"]["rmse_mev"]):
             tr, te = m.metrics["train"], m.metrics["test"]
             name = str(m.path.relative_to(root)) if m.path.is_relative_to(root) else str(m.path)
-            print(f"{name[:28]:28s} {m.kind:9s} {'+'.join(m.provenance['collections'])[:14]:14s} "
-                  f"{m.config['split']['kind']:10s} {tr['n']:>5d}/{te['n']:<6d} {tr['rmse_mev']:10.1f} "
-                  f"{te['rmse_mev']:9.1f} {te['mae_mev']:8.1f} {te['r2']:7.3f}")
+            print(
+                f"{name[:28]:28s} {m.kind:9s} {'+'.join(m.provenance['collections'])[:14]:14s} "
+                f"{m.config['split']['kind']:10s} {tr['n']:>5d}/{te['n']:<6d} {tr['rmse_mev']:10.1f} "
+                f"{te['rmse_mev']:9.1f} {te['mae_mev']:8.1f} {te['r2']:7.3f}"
+            )
         print("(RMSE and MAE in meV/atom)")
         return OK
 

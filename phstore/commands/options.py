@@ -47,12 +47,22 @@ class Option:
         elif self.action == "flag":
             parser.add_argument(self.flag, dest=self.name, action="store_true", help=self.help)
         elif self.action == "switch":
-            parser.add_argument(self.flag, dest=self.name, action=argparse.BooleanOptionalAction,
-                                default=self.default, help=self.help)
+            parser.add_argument(
+                self.flag, dest=self.name, action=argparse.BooleanOptionalAction, default=self.default, help=self.help
+            )
         else:
-            parser.add_argument(self.flag, dest=self.name, type=self.type, default=self.default, nargs=self.nargs,
-                                choices=self.choices, required=self.required, metavar=self.metavar,
-                                action="append" if self.action == "append" else "store", help=self.help)
+            parser.add_argument(
+                self.flag,
+                dest=self.name,
+                type=self.type,
+                default=self.default,
+                nargs=self.nargs,
+                choices=self.choices,
+                required=self.required,
+                metavar=self.metavar,
+                action="append" if self.action == "append" else "store",
+                help=self.help,
+            )
 
     def argv(self, value: Any) -> list[str]:
         """The command-line words that give this option ``value`` (a pipeline file's value:
@@ -102,8 +112,13 @@ def _fields(params: Any) -> list[tuple[dataclasses.Field, Any]]:
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if "help" in f.metadata]
 
 
-def options_of(params: Any, prefix: str = "", group: str | None = None, rename: dict[str, str] | None = None,
-               presets: dict[str, Any] | None = None) -> list[Option]:
+def options_of(
+    params: Any,
+    prefix: str = "",
+    group: str | None = None,
+    rename: dict[str, str] | None = None,
+    presets: dict[str, Any] | None = None,
+) -> list[Option]:
     """An option for each described field of the parameter dataclass ``params`` (a class, or an
     instance whose values are the defaults); a nested parameter dataclass gives options named
     ``<field>_<its field>``. ``rename`` maps field names to option names. With ``presets``
@@ -126,8 +141,19 @@ def options_of(params: Any, prefix: str = "", group: str | None = None, rename: 
             shown = f"default {_shown(default)}"
         text = f"{f.metadata['help']} ({unit + '; ' if unit else ''}{shown})"
         metavar = tuple(["LOW", "HIGH"]) if nargs == 2 else None
-        out.append(Option(name, text, type_, None if presets else default, nargs, action, f.metadata["choices"],
-                          metavar=metavar, group=group))
+        out.append(
+            Option(
+                name,
+                text,
+                type_,
+                None if presets else default,
+                nargs,
+                action,
+                f.metadata["choices"],
+                metavar=metavar,
+                group=group,
+            )
+        )
     return out
 
 
@@ -151,5 +177,7 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
     """Add ``options`` to ``parser``, each in its argument group (made once per title)."""
     groups: dict[str, Any] = {}
     for option in options:
-        target = parser if option.group is None else groups.setdefault(option.group, parser.add_argument_group(option.group))
+        target = (
+            parser if option.group is None else groups.setdefault(option.group, parser.add_argument_group(option.group))
+        )
         option.add_to(target)

@@ -13,8 +13,16 @@ from typing import Any
 from phstore.descriptors.params import DiagramHistogramParams, PersistenceImageParams, PHParams, SOAPParams
 
 #: Where each class lives, and the descriptors by their command-line name (:data:`REGISTRY`).
-_MODULES = {"Descriptor": "base", "FrameResult": "base", "PH": "ph", "SOAP": "soap", "SchNet": "schnet",
-            "SchNetParams": "schnet", "PersistenceImage": "diagram_features", "DiagramHistogram": "diagram_features"}
+_MODULES = {
+    "Descriptor": "base",
+    "FrameResult": "base",
+    "PH": "ph",
+    "SOAP": "soap",
+    "SchNet": "schnet",
+    "SchNetParams": "schnet",
+    "PersistenceImage": "diagram_features",
+    "DiagramHistogram": "diagram_features",
+}
 _DESCRIPTORS = ("PH", "SOAP", "SchNet", "PersistenceImage", "DiagramHistogram")
 
 

@@ -41,7 +41,8 @@ class DiagramFeature(Descriptor):
         if params.highest_death > params.ph.truncated_at:
             raise ValueError(
                 f"{self.name} reaches deaths up to {params.highest_death:g} Å², but the PH diagrams are truncated at "
-                f"{params.ph.truncated_at:g} Å²; narrow its range or use PH computed with truncate=False (--no-truncate)"
+                f"{params.ph.truncated_at:g} Å²; narrow its range or use PH computed with truncate=False "
+                "(--no-truncate)"
             )
         self.params = params
 
@@ -73,18 +74,24 @@ class DiagramFeature(Descriptor):
 
     def compute_batch(self, frames: Sequence[Atoms | np.ndarray | FrameResult]) -> list[FrameResult]:
         """Frames (PH computed first), stored diagrams, or the failures :meth:`inputs` passed on."""
-        return [f if isinstance(f, FrameResult) else self.compute(f) if isinstance(f, Atoms) else self.vectorize(f)
-                for f in frames]
+        return [
+            f if isinstance(f, FrameResult) else self.compute(f) if isinstance(f, Atoms) else self.vectorize(f)
+            for f in frames
+        ]
 
     def check_inputs(self, store: FeatureStore, collection: str) -> None:
         group = self.source.group
         if group not in store.descriptor_groups(collection):
-            raise ValueError(f"{collection} has no {group} diagrams for {self.name}; run `phstore featurize "
-                             "ph` with the same PH options (the --ph-* options here) first")
+            raise ValueError(
+                f"{collection} has no {group} diagrams for {self.name}; run `phstore featurize "
+                "ph` with the same PH options (the --ph-* options here) first"
+            )
         pending = int((store.status(collection, group) == PENDING).sum())
         if pending:
-            raise ValueError(f"{collection}: {pending} snapshots have no {group} diagram yet; run `phstore featurize "
-                             "ph` with the same PH options (the --ph-* options here) first")
+            raise ValueError(
+                f"{collection}: {pending} snapshots have no {group} diagram yet; run `phstore featurize "
+                "ph` with the same PH options (the --ph-* options here) first"
+            )
 
     def inputs(self, store: FeatureStore, collection: str, rows: slice) -> list[np.ndarray | FrameResult]:
         """The stored diagram of every row (a failure for rows whose PH failed)."""
@@ -92,10 +99,15 @@ class DiagramFeature(Descriptor):
         state = store.read_rows(collection, group, rows, ["status", "error"])
         records, _ = store.records(collection, group, rows.start // store.chunk_size)
         offset = rows.start % store.chunk_size
-        bounds = np.searchsorted(records[:, 0], np.arange(offset, offset + rows.stop - rows.start + 1)) \
-            if records.size else np.zeros(rows.stop - rows.start + 1, dtype=int)
-        return [records[lo:hi, 1:] if status == DONE else FrameResult.failed(f"no PH diagram: {error}")
-                for status, error, lo, hi in zip(state["status"], state["error"], bounds, bounds[1:])]
+        bounds = (
+            np.searchsorted(records[:, 0], np.arange(offset, offset + rows.stop - rows.start + 1))
+            if records.size
+            else np.zeros(rows.stop - rows.start + 1, dtype=int)
+        )
+        return [
+            records[lo:hi, 1:] if status == DONE else FrameResult.failed(f"no PH diagram: {error}")
+            for status, error, lo, hi in zip(state["status"], state["error"], bounds, bounds[1:])
+        ]
 
 
 class PersistenceImage(DiagramFeature):
@@ -136,4 +148,3 @@ class DiagramHistogram(DiagramFeature):
     def _vector(self, pairs: np.ndarray) -> np.ndarray:
         p = self.params
         return histogram(pairs, p.bins, p.range, p.min_persistence)
-

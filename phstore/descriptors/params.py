@@ -26,18 +26,31 @@ class PHParams:
     boxes into near-cubes, as HomCloud needs.
     """
 
-    engine: str = param("native", "native: phstore's periodic alpha engine, any cell as it is; homcloud: HomCloud in a "
-                        "child process, orthorhombic cells replicated into near-cubes", choices=ENGINES)
+    engine: str = param(
+        "native",
+        "native: phstore's periodic alpha engine, any cell as it is; homcloud: HomCloud in a "
+        "child process, orthorhombic cells replicated into near-cubes",
+        choices=ENGINES,
+    )
     degrees: tuple[int, ...] = param((0, 1, 2), "homology degrees whose diagrams are stored")
     histogram_degree: int = param(1, "homology degree of the histogram")
     bins: int = param(128, "histogram bins per axis")
     range: tuple[float, float] = param((0.0, 8.0), "birth and death range of the histogram", "Å², squared radii")
-    min_persistence: float = param(1e-5, "pairs with death - birth at or below this are left out of the histogram", "Å²")
-    truncate: bool = param(True, "native engine: compute the filtration up to the histogram's upper bound only (exact "
-                           "for every pair dying below it; 2-3x faster at low density); pairs dying above are stored "
-                           "with death = inf")
-    min_side: float = param(0.0, "replicate the cell along its lattice vectors until every cell height is at least "
-                            "this (0: the cell as it is, the paper's definition)", "Å")
+    min_persistence: float = param(
+        1e-5, "pairs with death - birth at or below this are left out of the histogram", "Å²"
+    )
+    truncate: bool = param(
+        True,
+        "native engine: compute the filtration up to the histogram's upper bound only (exact "
+        "for every pair dying below it; 2-3x faster at low density); pairs dying above are stored "
+        "with death = inf",
+    )
+    min_side: float = param(
+        0.0,
+        "replicate the cell along its lattice vectors until every cell height is at least "
+        "this (0: the cell as it is, the paper's definition)",
+        "Å",
+    )
     max_atoms: int = param(4096, "homcloud engine: give up growing the near-cube supercell beyond this many atoms")
 
     @property

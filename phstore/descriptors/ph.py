@@ -30,8 +30,7 @@ from ase import Atoms
 from phstore.descriptors.base import Descriptor, FrameResult
 from phstore.descriptors.params import ENGINES, PHParams
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, runner_for
-from phstore.ph import Deadline, PeriodicAlphaError, periodic_alpha_diagram
-from phstore.ph import homcloud
+from phstore.ph import Deadline, PeriodicAlphaError, homcloud, periodic_alpha_diagram
 from phstore.ph.vectorize import histogram
 from phstore.store import VariableSpec
 
@@ -102,8 +101,11 @@ class PH(Descriptor):
         except ValueError as exc:
             return FrameResult.failed(f"degree {p.histogram_degree}: {exc}")
         return FrameResult(
-            values={"histogram": hist.astype(np.float32), "supercell": np.asarray(factor, dtype=np.int16),
-                    "jittered": np.int8(jittered)},
+            values={
+                "histogram": hist.astype(np.float32),
+                "supercell": np.asarray(factor, dtype=np.int16),
+                "jittered": np.int8(jittered),
+            },
             records=diagram[np.isin(diagram[:, 0], p.degrees)],
         )
 
@@ -112,8 +114,9 @@ class PH(Descriptor):
         factor = lattice_supercell(atoms.cell.array, p.min_side)
         frame = atoms.repeat(factor) if factor != (1, 1, 1) else atoms
         try:
-            d = periodic_alpha_diagram(frame.positions, frame.cell.array, (0, 1, 2),
-                                       max_value=p.truncated_at, time_limit=self.time_limit)
+            d = periodic_alpha_diagram(
+                frame.positions, frame.cell.array, (0, 1, 2), max_value=p.truncated_at, time_limit=self.time_limit
+            )
         except Deadline:
             return f"PH took longer than its time limit of {self.time_limit:g} s"
         except PeriodicAlphaError as exc:
@@ -124,8 +127,10 @@ class PH(Descriptor):
         p = self.params
         lengths = homcloud.orthorhombic_lengths(atoms.cell.array)
         if lengths is None:
-            return ("triclinic cell: HomCloud's periodic alpha filtration takes an orthorhombic box; "
-                    "use the native engine (engine='native'), which takes any cell")
+            return (
+                "triclinic cell: HomCloud's periodic alpha filtration takes an orthorhombic box; "
+                "use the native engine (engine='native'), which takes any cell"
+            )
         factor = homcloud.supercell(lengths, p.min_side)
         runner = runner_for(homcloud.PRELOAD, self.time_limit)
         while True:

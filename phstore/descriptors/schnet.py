@@ -85,7 +85,10 @@ class SchNet(Descriptor):
         model_dir = load_model_dir(path, KIND)
         arch = model_dir.config["architecture"]
         params = SchNetParams(
-            model_dir.key, arch["n_atom_basis"], arch["n_interactions"], arch["cutoff"],
+            model_dir.key,
+            arch["n_atom_basis"],
+            arch["n_interactions"],
+            arch["cutoff"],
             tuple(model_dir.config["species"]),
         )
         return cls(params, str(model_dir.path.resolve()), batch_atoms)
@@ -136,8 +139,12 @@ class SchNet(Descriptor):
             except Exception:
                 embeddings = [self._embed_one(frames[i]) for i in idx]
             for i, x in zip(idx, embeddings):
-                results[i] = x if isinstance(x, FrameResult) else FrameResult(
-                    values={"per_atom": x.astype(np.float32), "mean": x.mean(axis=0).astype(np.float32)}
+                results[i] = (
+                    x
+                    if isinstance(x, FrameResult)
+                    else FrameResult(
+                        values={"per_atom": x.astype(np.float32), "mean": x.mean(axis=0).astype(np.float32)}
+                    )
                 )
         return results  # type: ignore[return-value]
 

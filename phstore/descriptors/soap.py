@@ -31,8 +31,14 @@ def dscribe_soap(params: SOAPParams):
 
     with threadpool_limits(limits=1, user_api="blas"):
         return DScribeSOAP(
-            species=list(params.species), r_cut=params.r_cut, n_max=params.n_max, l_max=params.l_max,
-            sigma=params.sigma, rbf=params.rbf, periodic=True, dtype="float64",
+            species=list(params.species),
+            r_cut=params.r_cut,
+            n_max=params.n_max,
+            l_max=params.l_max,
+            sigma=params.sigma,
+            rbf=params.rbf,
+            periodic=True,
+            dtype="float64",
         )
 
 

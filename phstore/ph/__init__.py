@@ -57,5 +57,12 @@ def periodic_alpha_diagram(
     return Diagram(rows[np.isin(rows[:, 0], degrees)], f.jittered, f.max_value, f.counts)
 
 
-__all__ = ["Deadline", "Diagram", "Filtration", "PeriodicAlphaError", "periodic_alpha_diagram",
-           "periodic_alpha_filtration", "persistence_pairs"]
+__all__ = [
+    "Deadline",
+    "Diagram",
+    "Filtration",
+    "PeriodicAlphaError",
+    "periodic_alpha_diagram",
+    "periodic_alpha_filtration",
+    "persistence_pairs",
+]

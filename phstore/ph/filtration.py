@@ -113,7 +113,9 @@ class _Cell:
         cell = np.asarray(cell, dtype=float)
         positions = np.asarray(positions, dtype=float)
         if cell.shape != (3, 3) or positions.ndim != 2 or positions.shape[1] != 3 or len(positions) == 0:
-            raise PeriodicAlphaError(f"need positions (N, 3) with N ≥ 1 and a 3×3 cell, got {positions.shape} and {cell.shape}")
+            raise PeriodicAlphaError(
+                f"need positions (N, 3) with N ≥ 1 and a 3×3 cell, got {positions.shape} and {cell.shape}"
+            )
         if not (np.isfinite(cell).all() and np.isfinite(positions).all()):
             raise PeriodicAlphaError("positions or cell hold NaN or infinity")
         if abs(float(np.linalg.det(cell))) <= 1e-9 * max(1.0, float(np.abs(cell).max())) ** 3:
@@ -164,7 +166,8 @@ def _within(cell: _Cell, reach: np.ndarray, max_points: int) -> _Images:
     expected = n * float(np.prod(1 + 2 * reach))
     if expected > max_points:
         raise PeriodicAlphaError(
-            f"the cell needs about {expected:,.0f} image points for a skin of {float((reach * cell.heights).max()):.1f} Å "
+            f"the cell needs about {expected:,.0f} image points for a skin of "
+            f"{float((reach * cell.heights).max()):.1f} Å "
             f"(limit {max_points:,}): it holds large empty regions (a slab with vacuum?); truncate the filtration "
             "(a finite max_value) to compute it"
         )
@@ -234,7 +237,8 @@ def _triangulate(cell: _Cell, max_value: float, deadline: float, max_points: int
         rows, index = kernels.canonical_tetrahedra(tri.simplices, _codes(img.atom, img.offset, img.span), n)
         tets = _Orbits(img.atom[rows], img.offset[rows])
         centre, r2, volume6, scale, need = kernels.tetrahedra(
-            cell.frac, cell.vectors, cell.inverse, cell.heights, tets.atoms, tets.offsets)
+            cell.frac, cell.vectors, cell.inverse, cell.heights, tets.atoms, tets.offsets
+        )
         if np.any(np.abs(volume6) <= DEGENERATE * scale):
             raise _Degenerate("flat tetrahedra")
         if np.any(np.bincount(tets.atoms.ravel(), minlength=n) == 0):
@@ -259,17 +263,33 @@ def _check(deadline: float) -> None:
         raise Deadline("time limit reached")
 
 
-def _filtration(cell: _Cell, max_value: float, deadline: float, max_points: int) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+def _filtration(
+    cell: _Cell, max_value: float, deadline: float, max_points: int
+) -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """Values per dimension (0..3) and boundaries (faces' indices within their dimension)."""
     tets, tet_values, skin = _triangulate(cell, max_value, deadline, max_points)
     _check(deadline)
     span = int(max(np.abs(tets.offsets).max(), 1))
     triangles, tet_faces = _faces(tets, span)
-    tri_values = kernels.attach(cell.frac, cell.vectors, tets.atoms, tets.offsets, tet_values, tet_faces,
-                                kernels.own_values(cell.frac, cell.vectors, triangles.atoms, triangles.offsets))
+    tri_values = kernels.attach(
+        cell.frac,
+        cell.vectors,
+        tets.atoms,
+        tets.offsets,
+        tet_values,
+        tet_faces,
+        kernels.own_values(cell.frac, cell.vectors, triangles.atoms, triangles.offsets),
+    )
     edges, tri_faces = _faces(triangles, span)
-    edge_values = kernels.attach(cell.frac, cell.vectors, triangles.atoms, triangles.offsets, tri_values, tri_faces,
-                                 kernels.own_values(cell.frac, cell.vectors, edges.atoms, edges.offsets))
+    edge_values = kernels.attach(
+        cell.frac,
+        cell.vectors,
+        triangles.atoms,
+        triangles.offsets,
+        tri_values,
+        tri_faces,
+        kernels.own_values(cell.frac, cell.vectors, edges.atoms, edges.offsets),
+    )
     if math.isinf(max_value):
         counts = [len(cell.frac), len(edges.atoms), len(triangles.atoms), len(tets.atoms)]
         if counts[0] - counts[1] + counts[2] - counts[3] != 0 or 2 * counts[3] != counts[2]:

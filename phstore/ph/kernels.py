@@ -111,7 +111,7 @@ def tetrahedra(frac, vectors, inverse, heights, atoms, offsets):
             longest = max(longest, _dot(e[j], e[j]))
         _cross(e[1], e[2], x)
         volume6[s] = _dot(e[0], x)
-        scale[s] = longest ** 1.5
+        scale[s] = longest**1.5
         r2[s] = _centre(e, 3, c)
         r = np.sqrt(r2[s])
         worst = -np.inf

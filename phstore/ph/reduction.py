@@ -14,8 +14,9 @@ import numpy as np
 from numba import njit
 
 
-def boundary_matrix(values: list[np.ndarray], bounds: list[np.ndarray],
-                    max_value: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def boundary_matrix(
+    values: list[np.ndarray], bounds: list[np.ndarray], max_value: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Filtration order and mod-2 boundary columns of a complex given per dimension.
 
     ``values[d]`` are the values of the d-simplices, ``bounds[d]`` their faces' indices among
@@ -35,12 +36,12 @@ def boundary_matrix(values: list[np.ndarray], bounds: list[np.ndarray],
     where = []  # filtration position of every simplex of each dimension (-1: left out)
     for d, k in enumerate(keep):
         w = np.full(len(k), -1, dtype=np.int64)
-        w[k] = position[start[d]:start[d + 1]]
+        w[k] = position[start[d] : start[d + 1]]
         where.append(w)
     raw = np.full((len(order), 4), -1, dtype=np.int64)
     for d in range(1, 4):
         rows = where[d - 1][bounds[d][keep[d]]]
-        raw[position[start[d]:start[d + 1]], :d + 1] = rows
+        raw[position[start[d] : start[d + 1]], : d + 1] = rows
     indptr, indices = _columns(raw)
     return dims[order], vals[order], indptr, indices
 
@@ -99,7 +100,7 @@ def _reduce(indptr: np.ndarray, indices: np.ndarray, dims: np.ndarray) -> np.nda
             if dims[j] != d or cleared[j]:
                 continue
             k = indptr[j + 1] - indptr[j]
-            work[:k] = indices[indptr[j]:indptr[j + 1]]
+            work[:k] = indices[indptr[j] : indptr[j + 1]]
             while k > 0:
                 low = work[k - 1]
                 c = owner[low]
@@ -139,15 +140,14 @@ def _reduce(indptr: np.ndarray, indices: np.ndarray, dims: np.ndarray) -> np.nda
                 bigger = np.empty(2 * (used + k), dtype=np.int64)
                 bigger[:used] = pool[:used]
                 pool = bigger
-            pool[used:used + k] = work[:k]
+            pool[used : used + k] = work[:k]
             start[j] = used
             length[j] = k
             used += k
     return owner
 
 
-def persistence_pairs(dims: np.ndarray, values: np.ndarray, indptr: np.ndarray,
-                      indices: np.ndarray) -> np.ndarray:
+def persistence_pairs(dims: np.ndarray, values: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """Rows ``(degree, birth, death)`` of every pair of positive persistence, and of every class
     never killed (``death = inf``), sorted by degree, birth, death."""
     owner = _reduce(indptr, indices, dims)
@@ -156,9 +156,11 @@ def persistence_pairs(dims: np.ndarray, values: np.ndarray, indptr: np.ndarray,
     negative = np.zeros(len(dims), dtype=bool)
     negative[deaths] = True
     essential = np.flatnonzero(~negative & (owner < 0))
-    rows = np.concatenate([
-        np.column_stack([dims[births], values[births], values[deaths]]),
-        np.column_stack([dims[essential], values[essential], np.full(len(essential), np.inf)]),
-    ])
+    rows = np.concatenate(
+        [
+            np.column_stack([dims[births], values[births], values[deaths]]),
+            np.column_stack([dims[essential], values[essential], np.full(len(essential), np.inf)]),
+        ]
+    )
     rows = rows[rows[:, 1] != rows[:, 2]]
     return rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]

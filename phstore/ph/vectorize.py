@@ -28,8 +28,14 @@ def histogram(pairs: np.ndarray, bins: int, range_: tuple[float, float], min_per
     return hist / total
 
 
-def persistence_image(pairs: np.ndarray, bins: int, birth_range: tuple[float, float],
-                      persistence_range: tuple[float, float], sigma: float, min_persistence: float = 0.0) -> np.ndarray:
+def persistence_image(
+    pairs: np.ndarray,
+    bins: int,
+    birth_range: tuple[float, float],
+    persistence_range: tuple[float, float],
+    sigma: float,
+    min_persistence: float = 0.0,
+) -> np.ndarray:
     """``bins × bins`` persistence image (birth × persistence) of the finite pairs with
     persistence above ``min_persistence``: each pair is a Gaussian of standard deviation
     ``sigma`` (Å²) at (birth, death − birth), weighted by its persistence over the upper bound

@@ -22,8 +22,9 @@ TARGET = "energy_per_atom"
 PARITY = "parity.png"
 
 
-def training_rows(collections: Sequence[str], labels: Sequence[np.ndarray], dataset: str | None
-                  ) -> tuple[str, list[np.ndarray]]:
+def training_rows(
+    collections: Sequence[str], labels: Sequence[np.ndarray], dataset: str | None
+) -> tuple[str, list[np.ndarray]]:
     """The dataset trained on and, per collection, the snapshot indices whose energies come from
     it (``labels``: each collection's per-snapshot dataset names).
 
@@ -42,7 +43,9 @@ def training_rows(collections: Sequence[str], labels: Sequence[np.ndarray], data
     rows = [np.flatnonzero(lab == dataset) for lab in labels]
     for coll, r in zip(collections, rows):
         if not len(r):
-            raise ValueError(f"{coll} has no snapshots of dataset {dataset!r}; leave it out or choose another dataset of {names}")
+            raise ValueError(
+                f"{coll} has no snapshots of dataset {dataset!r}; leave it out or choose another dataset of {names}"
+            )
     if sum(map(len, rows)) < 2:
         raise ValueError(f"{where} has fewer than 2 snapshots of dataset {dataset!r}; datasets: {names}")
     return dataset, rows
@@ -59,14 +62,18 @@ def descriptor_group(store: FeatureStore, collection: str, descriptor: str, keys
     variants = {g: p for g, p in store.descriptor_groups(collection).items() if p["descriptor"] == descriptor}
     chosen = [g for g, p in variants.items() if any(p["key"].startswith(k) for k in keys)] or list(variants)
     if len(chosen) != 1:
-        hint = (f"run `phstore featurize {descriptor}` first" if not chosen
-                else f"choose one with --descriptor-key: {[variants[g]['key'] for g in chosen]}")
+        hint = (
+            f"run `phstore featurize {descriptor}` first"
+            if not chosen
+            else f"choose one with --descriptor-key: {[variants[g]['key'] for g in chosen]}"
+        )
         raise ValueError(f"{collection} has {len(chosen) or 'no'} {descriptor} variants to choose from; {hint}")
     return chosen[0]
 
 
-def feature_sources(store: FeatureStore, collections: Sequence[str], features: Sequence[Feature],
-                    keys: Sequence[str] = ()) -> list[tuple[str, str]]:
+def feature_sources(
+    store: FeatureStore, collections: Sequence[str], features: Sequence[Feature], keys: Sequence[str] = ()
+) -> list[tuple[str, str]]:
     """``(group, variable)`` of each feature, the same group (parameters and versions) in every
     collection, or a ValueError that says which collections differ."""
     found = {c: [(descriptor_group(store, c, d, keys), v) for d, v in features] for c in collections}
@@ -91,7 +98,7 @@ def feature_scales(std: np.ndarray, inputs: dict[str, Any]) -> np.ndarray:
     for shape, scaling in zip(inputs["feature_shapes"], inputs["feature_scalings"]):
         width = int(np.prod(shape))
         if scaling == "block":
-            out[start:start + width] = np.sqrt(np.mean(std[start:start + width] ** 2)) or 1.0
+            out[start : start + width] = np.sqrt(np.mean(std[start : start + width] ** 2)) or 1.0
         start += width
     return out
 
@@ -104,8 +111,9 @@ Parts = Sequence[tuple[str, np.ndarray]]
 READ_CHUNKS = 8
 
 
-def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str, str]],
-                  dtype: type = np.float64) -> np.ndarray:
+def read_features(
+    store: FeatureStore, parts: Parts, sources: Sequence[tuple[str, str]], dtype: type = np.float64
+) -> np.ndarray:
     """The features of every part's rows, each source flattened per snapshot and concatenated
     (``dtype``: float64 for the Ridge fit, float32 for the networks); rows follow the order of
     ``parts``. Reads Zarr directly into one array allocated once, ``READ_CHUNKS`` store chunks
@@ -120,14 +128,18 @@ def read_features(store: FeatureStore, parts: Parts, sources: Sequence[tuple[str
             picked = rows[pos]
             region = slice(int(picked.min()), int(picked.max()) + 1)
             whole = len(pos) == region.stop - region.start and bool((np.diff(picked) > 0).all())  # no copy to pick rows
-            xs = [store.read_rows(coll, g, region, [v])[v][slice(None) if whole else picked - region.start].reshape(len(pos), -1)
-                  for g, v in sources]
+            xs = [
+                store.read_rows(coll, g, region, [v])[v][slice(None) if whole else picked - region.start].reshape(
+                    len(pos), -1
+                )
+                for g, v in sources
+            ]
             if out is None:
                 out = np.empty((total, sum(x.shape[1] for x in xs)), dtype=dtype)
             target = slice(start + pos[0], start + pos[-1] + 1) if pos[-1] - pos[0] + 1 == len(pos) else start + pos
             col = 0
             for x in xs:
-                out[target, col:col + x.shape[1]] = x
+                out[target, col : col + x.shape[1]] = x
                 col += x.shape[1]
         start += len(rows)
     if out is None:
@@ -178,14 +190,22 @@ class TrainingData:
         return len(self.target)
 
     @classmethod
-    def select(cls, store: FeatureStore, collections: str | Sequence[str], dataset: str | None, split: Split,
-               done_in: tuple[str, ...] = ()) -> "TrainingData":
+    def select(
+        cls,
+        store: FeatureStore,
+        collections: str | Sequence[str],
+        dataset: str | None,
+        split: Split,
+        done_in: tuple[str, ...] = (),
+    ) -> "TrainingData":
         """Rows of one dataset (and finished in every descriptor group of ``done_in``) of one
         collection or several, split. A trajectory split keeps each (collection, trajectory)
         whole."""
         collections = collection_list(collections)
-        tables = [store.read_rows(c, FRAMES, slice(0, store.n_snapshots(c)), ["dataset", TARGET, "trajectory"])
-                  for c in collections]
+        tables = [
+            store.read_rows(c, FRAMES, slice(0, store.n_snapshots(c)), ["dataset", TARGET, "trajectory"])
+            for c in collections
+        ]
         dataset, rows = training_rows(collections, [t["dataset"] for t in tables], dataset)
         parts, target, groups = [], [], []
         for coll, r, frames in zip(collections, rows, tables):
@@ -195,33 +215,53 @@ class TrainingData:
             target.append(frames[TARGET][r].astype(float))
             groups += [f"{coll}/{t}" for t in frames["trajectory"][r].tolist()]
         if len(groups) < 2:
-            raise ValueError(f"fewer than 2 snapshots of {'+'.join(collections)} have finished features in {list(done_in)}")
+            raise ValueError(
+                f"fewer than 2 snapshots of {'+'.join(collections)} have finished features in {list(done_in)}"
+            )
         train, test = split.indices(len(groups), groups)
         return cls(store, dataset, parts, np.concatenate(target), train, test)
 
     def split_rows(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         """``positions`` as snapshot indices per collection."""
         bounds = np.cumsum([0, *(len(r) for _, r in self.parts)])
-        return {c: r[positions[(positions >= lo) & (positions < hi)] - lo]
-                for (c, r), lo, hi in zip(self.parts, bounds, bounds[1:])}
+        return {
+            c: r[positions[(positions >= lo) & (positions < hi)] - lo]
+            for (c, r), lo, hi in zip(self.parts, bounds, bounds[1:])
+        }
 
-    def finish(self, out: str | Path, kind: str, config: dict[str, Any], state: dict[str, Any],
-               predicted: np.ndarray, packages: tuple[str, ...], extra: dict[str, Any] | None = None) -> ModelDir:
+    def finish(
+        self,
+        out: str | Path,
+        kind: str,
+        config: dict[str, Any],
+        state: dict[str, Any],
+        predicted: np.ndarray,
+        packages: tuple[str, ...],
+        extra: dict[str, Any] | None = None,
+    ) -> ModelDir:
         """Metrics (meV/atom), a parity plot and the model directory for predictions of every position."""
         from phstore.plots import plot_parity
 
-        metrics = {part: regression_metrics(self.target[idx], predicted[idx])
-                   for part, idx in (("train", self.train), ("test", self.test))} | (extra or {})
+        metrics = {
+            part: regression_metrics(self.target[idx], predicted[idx])
+            for part, idx in (("train", self.train), ("test", self.test))
+        } | (extra or {})
         provenance = {
             "store": str(self.store.path.resolve()),
             "collections": self.collections,
             "dataset": self.dataset,
             "versions": package_versions(packages),
         }
-        model = save_model_dir(out, kind, config, state, self.split_rows(self.train), self.split_rows(self.test),
-                               metrics, provenance)
-        plot_parity(self.target, predicted, {"train": self.train, "test": self.test}, model.path / PARITY,
-                    f"{kind} on {self.name} ({self.dataset})")
+        model = save_model_dir(
+            out, kind, config, state, self.split_rows(self.train), self.split_rows(self.test), metrics, provenance
+        )
+        plot_parity(
+            self.target,
+            predicted,
+            {"train": self.train, "test": self.test},
+            model.path / PARITY,
+            f"{kind} on {self.name} ({self.dataset})",
+        )
         return model
 
 

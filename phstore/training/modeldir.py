@@ -67,7 +67,9 @@ class ModelDir:
 
         path = self.path / WEIGHTS
         if _sha256(path) != self.weights_sha256:
-            raise ModelDirError(f"{path} does not match the SHA-256 in {self.path / META}: the file was changed or is corrupt")
+            raise ModelDirError(
+                f"{path} does not match the SHA-256 in {self.path / META}: the file was changed or is corrupt"
+            )
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
@@ -75,8 +77,14 @@ class ModelDir:
 
 
 def save_model_dir(
-    path: str | Path, kind: str, config: dict[str, Any], state_dict: dict[str, Any],
-    train: dict[str, np.ndarray], test: dict[str, np.ndarray], metrics: dict[str, Any], provenance: dict[str, Any],
+    path: str | Path,
+    kind: str,
+    config: dict[str, Any],
+    state_dict: dict[str, Any],
+    train: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    metrics: dict[str, Any],
+    provenance: dict[str, Any],
 ) -> ModelDir:
     """Write a model directory (weights first, ``model.json`` last: its presence marks it complete).
     ``train`` and ``test`` are snapshot indices per collection."""
@@ -86,10 +94,20 @@ def save_model_dir(
     path.mkdir(parents=True, exist_ok=True)
     (path / META).unlink(missing_ok=True)
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path / WEIGHTS)
-    np.savez(path / SPLIT, **{f"{part}:{coll}": np.asarray(rows, dtype=np.int64)
-                              for part, split in (("train", train), ("test", test)) for coll, rows in split.items()})
+    np.savez(
+        path / SPLIT,
+        **{
+            f"{part}:{coll}": np.asarray(rows, dtype=np.int64)
+            for part, split in (("train", train), ("test", test))
+            for coll, rows in split.items()
+        },
+    )
     meta = {
-        "format": FORMAT, "kind": kind, "config": config, "metrics": metrics, "provenance": provenance,
+        "format": FORMAT,
+        "kind": kind,
+        "config": config,
+        "metrics": metrics,
+        "provenance": provenance,
         "weights_sha256": _sha256(path / WEIGHTS),
     }
     (path / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -105,9 +123,7 @@ def load_model_dir(path: str | Path, kind: str | None = None) -> ModelDir:
     path = Path(path)
     meta_path = path / META
     if not meta_path.is_file():
-        raise ModelDirError(
-            f"{path} is not a phstore model directory (no {META}); train one with `phstore train`"
-        )
+        raise ModelDirError(f"{path} is not a phstore model directory (no {META}); train one with `phstore train`")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -118,7 +134,9 @@ def load_model_dir(path: str | Path, kind: str | None = None) -> ModelDir:
         raise ModelDirError(f"{path} holds a {meta['kind']!r} model, not {kind!r}")
     try:
         with np.load(path / SPLIT, allow_pickle=False) as split:
-            train, test = ({c: split[f"{part}:{c}"] for c in meta["provenance"]["collections"]} for part in ("train", "test"))
+            train, test = (
+                {c: split[f"{part}:{c}"] for c in meta["provenance"]["collections"]} for part in ("train", "test")
+            )
     except (OSError, KeyError, ValueError) as exc:
         raise ModelDirError(f"{path / SPLIT} is missing or corrupt: {exc}") from None
     return ModelDir(

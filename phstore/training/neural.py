@@ -20,8 +20,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phstore.store import FeatureStore
-from phstore.training.data import (Parts, TrainingData, collection_list, feature_config, feature_scales,
-                                   feature_sources, model_sources, read_features)
+from phstore.training.data import (
+    Parts,
+    TrainingData,
+    collection_list,
+    feature_config,
+    feature_scales,
+    feature_sources,
+    model_sources,
+    read_features,
+)
 from phstore.training.metrics import regression_metrics
 from phstore.training.modeldir import ModelDir
 from phstore.training.params import NETWORKS, OPTIMIZERS, NeuralConfig
@@ -43,8 +51,12 @@ def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):
         for out in (64, 64, 32):
             layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
             channels, side = out, [s // 2 for s in side]
-        layers += [nn.Flatten(), nn.Linear(channels * side[0] * side[1], config.hidden[0]), nn.ReLU(),
-                   nn.Linear(config.hidden[0], 1)]
+        layers += [
+            nn.Flatten(),
+            nn.Linear(channels * side[0] * side[1], config.hidden[0]),
+            nn.ReLU(),
+            nn.Linear(config.hidden[0], 1),
+        ]
         return nn.Sequential(*layers)
     sizes = [sum(int(np.prod(s)) for s in shapes), *config.hidden]
     layers = [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.ReLU())]
@@ -64,8 +76,14 @@ class ChunkStream:
     computed once per chunk read (once in all for a cached store), not once per batch.
     """
 
-    def __init__(self, store: FeatureStore, parts: Parts, sources: list[tuple[str, str]], device: str = "cpu",
-                 cache_bytes: int = 2 << 30) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        parts: Parts,
+        sources: list[tuple[str, str]],
+        device: str = "cpu",
+        cache_bytes: int = 2 << 30,
+    ) -> None:
         self.store, self.parts, self.sources = store, parts, sources
         self.device, self.cache_bytes = device, cache_bytes
         self.by_chunk: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (part, chunk) → positions, rows
@@ -138,7 +156,7 @@ class ChunkStream:
         if self._all is not None:
             order = torch.from_numpy(np.concatenate([self.by_chunk[k][0][t] for k, t in plan])).to(self.device)
             for lo in range(0, len(order), batch_size):
-                yield order[lo:lo + batch_size], self._all[order[lo:lo + batch_size]]
+                yield order[lo : lo + batch_size], self._all[order[lo : lo + batch_size]]
             return
         held_pos: list[np.ndarray] = []
         held_x: list = []
@@ -152,7 +170,7 @@ class ChunkStream:
                 pos, xs = torch.from_numpy(np.concatenate(held_pos)).to(self.device), torch.cat(held_x)
                 full = held - held % batch_size
                 for lo in range(0, full, batch_size):
-                    yield pos[lo:lo + batch_size], xs[lo:lo + batch_size]
+                    yield pos[lo : lo + batch_size], xs[lo : lo + batch_size]
                 held_pos, held_x, held = [np.concatenate(held_pos)[full:]], [xs[full:]], held - full
         if held:
             yield torch.from_numpy(np.concatenate(held_pos)).to(self.device), torch.cat(held_x)
@@ -175,8 +193,12 @@ def _forward(net, stream: ChunkStream, subset: np.ndarray) -> np.ndarray:
 def network_of(model: ModelDir):
     """An untrained network of a model directory's architecture."""
     net = model.config["network"]
-    config = NeuralConfig(**{k: tuple(map(tuple, v)) if k == "features" else tuple(v) if isinstance(v, list) else v
-                             for k, v in net.items()})
+    config = NeuralConfig(
+        **{
+            k: tuple(map(tuple, v)) if k == "features" else tuple(v) if isinstance(v, list) else v
+            for k, v in net.items()
+        }
+    )
     return build_network(config, [tuple(s) for s in model.config["feature_shapes"]])
 
 
@@ -231,9 +253,17 @@ def train_neural(
     params = net.parameters()
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {OPTIMIZERS}")
-    optimizer = (torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
-                                 weight_decay=config.weight_decay)
-                 if config.optimizer == "sgd" else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
+    optimizer = (
+        torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.momentum > 0,
+            weight_decay=config.weight_decay,
+        )
+        if config.optimizer == "sgd"
+        else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    )
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=0.5)
     stream.standardize(mean, scale)
     y = torch.tensor((data.target - y_mean) / y_std, dtype=torch.float32, device=device)
@@ -243,8 +273,9 @@ def train_neural(
 
     rng = np.random.default_rng(split.seed)
     history = []
-    for epoch in tqdm(range(config.epochs), desc=f"train {config.kind} on {data.name}", unit="epoch",
-                      disable=not progress):
+    for epoch in tqdm(
+        range(config.epochs), desc=f"train {config.kind} on {data.name}", unit="epoch", disable=not progress
+    ):
         started = time.perf_counter()
         net.train()
         losses, sizes = [], []  # each batch's mean loss, kept on the device (no sync per batch)
@@ -258,12 +289,14 @@ def train_neural(
         squared = float(torch.stack(losses) @ torch.tensor(sizes, dtype=torch.float32, device=device))
         schedule.step()
         test = predict(data.test)[data.test]
-        history.append({
-            "epoch": epoch + 1,
-            "train_rmse_mev": float(np.sqrt(squared / len(data.train)) * y_std * 1000),
-            "test_rmse_mev": regression_metrics(data.target[data.test], test)["rmse_mev"],
-            "seconds": time.perf_counter() - started,
-        })
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_rmse_mev": float(np.sqrt(squared / len(data.train)) * y_std * 1000),
+                "test_rmse_mev": regression_metrics(data.target[data.test], test)["rmse_mev"],
+                "seconds": time.perf_counter() - started,
+            }
+        )
 
     state = {**net.state_dict(), "input_mean": mean, "input_scale": scale}
     cfg = {
@@ -273,8 +306,7 @@ def train_neural(
         **inputs,
         "target": {"mean": y_mean, "std": y_std},
     }
-    model = data.finish(out, config.kind, cfg, state, predict(np.arange(len(data))), ("torch",),
-                        {"history": history})
+    model = data.finish(out, config.kind, cfg, state, predict(np.arange(len(data))), ("torch",), {"history": history})
     from phstore.plots import plot_learning_curve
 
     plot_learning_curve(history, model.path / "learning-curve.png", f"{config.kind} on {data.name}")

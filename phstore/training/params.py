@@ -57,8 +57,19 @@ class NeuralConfig:
         """Seed paper §2.7: atom-mean SOAP → two hidden layers of 40 → energy; Adam, lr 0.001
         halved at epochs 200, 500, 1000; 2000 epochs."""
         return dataclasses.replace(
-            cls(kind="soap-mlp", features=(("soap", "mean"),), optimizer="adam", lr=0.001, momentum=0.0,
-                weight_decay=0.0, milestones=(200, 500, 1000), epochs=2000, hidden=(40, 40)), **overrides)
+            cls(
+                kind="soap-mlp",
+                features=(("soap", "mean"),),
+                optimizer="adam",
+                lr=0.001,
+                momentum=0.0,
+                weight_decay=0.0,
+                milestones=(200, 500, 1000),
+                epochs=2000,
+                hidden=(40, 40),
+            ),
+            **overrides,
+        )
 
     @classmethod
     def ph_soap(cls, **overrides) -> "NeuralConfig":

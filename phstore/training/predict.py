@@ -23,8 +23,13 @@ from phstore.training.neural import predict_neural
 from phstore.training.ridge import predict_ridge
 from phstore.training.schnet import predict_schnet
 
-PREDICTORS = {"ridge": predict_ridge, "cnn": predict_neural, "soap-mlp": predict_neural, "ph-soap": predict_neural,
-              "schnet": predict_schnet}
+PREDICTORS = {
+    "ridge": predict_ridge,
+    "cnn": predict_neural,
+    "soap-mlp": predict_neural,
+    "ph-soap": predict_neural,
+    "schnet": predict_schnet,
+}
 
 
 @dataclass(frozen=True)
@@ -78,10 +83,19 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     group = prediction_group(model)
     with store.writer(f"predict {group}"):
         store.ensure_descriptor(collection, group, prov, {TARGET: VariableSpec((), (), "float64", np.nan)})
-        error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features").astype(object)
-        store.write_rows(collection, group, slice(0, n), {
-            TARGET: values, "error": error, "status": np.where(ok, DONE, FAILED).astype(np.int8),
-        })
+        error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features").astype(
+            object
+        )
+        store.write_rows(
+            collection,
+            group,
+            slice(0, n),
+            {
+                TARGET: values,
+                "error": error,
+                "status": np.where(ok, DONE, FAILED).astype(np.int8),
+            },
+        )
     frames = store.frames(collection)
     same = ok & (frames["dataset"].values == model.provenance["dataset"])
     if not same.any():
@@ -89,7 +103,11 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     from phstore.plots import plot_parity
 
     target = frames[TARGET].values[same]
-    plot = plot_parity(target, values[same], {collection: np.arange(len(target))},
-                       model.path / f"parity-{collection}.png",
-                       f"{model.kind} trained on {'+'.join(model.provenance['collections'])}, predicting {collection}")
+    plot = plot_parity(
+        target,
+        values[same],
+        {collection: np.arange(len(target))},
+        model.path / f"parity-{collection}.png",
+        f"{model.kind} trained on {'+'.join(model.provenance['collections'])}, predicting {collection}",
+    )
     return PredictionReport(group, int(ok.sum()), int((~ok).sum()), regression_metrics(target, values[same]), plot)

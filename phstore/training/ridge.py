@@ -16,8 +16,15 @@ from typing import Sequence
 import numpy as np
 
 from phstore.store import FeatureStore
-from phstore.training.data import (TrainingData, collection_list, feature_config, feature_scales, feature_sources,
-                                   model_sources, read_features)
+from phstore.training.data import (
+    TrainingData,
+    collection_list,
+    feature_config,
+    feature_scales,
+    feature_sources,
+    model_sources,
+    read_features,
+)
 from phstore.training.modeldir import ModelDir
 from phstore.training.params import RidgeConfig
 from phstore.training.split import Split
@@ -73,4 +80,3 @@ def predict_ridge(model: ModelDir, store: FeatureStore, collection: str, rows: n
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     X = read_features(store, [(collection, rows)], model_sources(model, store, collection))
     return (X - state["mean"]) / state["scale"] @ state["coef"] + float(state["intercept"])
-

@@ -34,7 +34,8 @@ def build_schnet(arch: SchNetArchitecture):
     the atom-wise head (standardised energy per atom)."""
     spk = import_schnetpack()
     representation = spk.representation.SchNet(
-        n_atom_basis=arch.n_atom_basis, n_interactions=arch.n_interactions,
+        n_atom_basis=arch.n_atom_basis,
+        n_interactions=arch.n_interactions,
         radial_basis=spk.nn.GaussianRBF(n_rbf=arch.n_rbf, cutoff=arch.cutoff),
         cutoff_fn=spk.nn.CosineCutoff(arch.cutoff),
     )
@@ -73,7 +74,7 @@ def _predict(model, convert, frames: Sequence[Atoms], batch_size: int, mean: flo
     model.eval()
     with torch.no_grad():
         for lo in range(0, len(frames), batch_size):
-            out.append(model(convert(list(frames[lo:lo + batch_size])))["y"].cpu().numpy())
+            out.append(model(convert(list(frames[lo : lo + batch_size])))["y"].cpu().numpy())
     return np.concatenate(out) * std + mean if out else np.empty(0)
 
 
@@ -123,7 +124,7 @@ def train_schnet(
         order = rng.permutation(train)
         losses = []
         for lo in range(0, len(order), training.batch_size):
-            batch = order[lo:lo + training.batch_size]
+            batch = order[lo : lo + training.batch_size]
             optimizer.zero_grad()
             loss = torch.nn.functional.mse_loss(model(convert([frames[i] for i in batch]))["y"], y[batch])
             loss.backward()
@@ -150,4 +151,3 @@ def predict_schnet(model: ModelDir, store: FeatureStore, collection: str, rows: 
     target = model.config["target"]
     batch = model.config["training"]["batch_size"]
     return _predict(net, converter(arch), _frames(store, [(collection, rows)]), batch, target["mean"], target["std"])
-

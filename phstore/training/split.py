@@ -30,7 +30,10 @@ class Split:
 
 
 def split_indices(
-    n: int, kind: str = "random", test_fraction: float = 0.2, seed: int = 0,
+    n: int,
+    kind: str = "random",
+    test_fraction: float = 0.2,
+    seed: int = 0,
     groups: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted ``(train, test)`` positions in ``range(n)``.
