@@ -107,7 +107,7 @@ def done(stage: Stage, parser: argparse.ArgumentParser | None = None) -> bool:
     are not there yet (a model, a store) is not done: running it says why."""
     try:
         return stage.command.done((parser or build_parser()).parse_args(stage.argv))
-    except (OSError, KeyError, ValueError, PhstoreError):
+    except (OSError, KeyError, ValueError, PhstoreError, SystemExit):  # SystemExit: argv missing a required option
         return False
 
 

@@ -11,10 +11,10 @@ from phstore.commands.base import (
     INCOMPLETE,
     OK,
     QUIET,
+    STORE,
     Command,
     cluster_options,
     parse_indices,
-    store_option,
 )
 from phstore.commands.options import Option
 
@@ -27,7 +27,7 @@ class Maps(Command):
 
     def options(self) -> list[Option]:
         return [
-            store_option(),
+            STORE,
             Option("collection", "collection to map", required=True),
             Option("descriptors", "comma-separated (default ph,soap,schnet)", default="ph,soap,schnet"),
             Option("descriptor_key", "provenance key (prefix) of a variant to use (repeatable)", action="append"),
@@ -85,7 +85,7 @@ class Inverse(Command):
     def options(self) -> list[Option]:
         return [
             _RIDGE_MODEL,
-            store_option(),
+            STORE,
             Option("collection", "collection to analyse", required=True),
             Option("high", "coefficient above which a cell is high-energy (default 0.003)", float, default=0.003),
             Option("low", "coefficient below which a cell is low-energy (default -0.0045)", float, default=-0.0045),

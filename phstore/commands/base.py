@@ -49,10 +49,7 @@ class Command:
         return False
 
 
-def store_option(help: str = "store directory") -> Option:
-    return Option("store", help, required=True)
-
-
+STORE = Option("store", "store directory", required=True)
 QUIET = Option("quiet", "no progress bars", action="flag")
 
 _WHERE = "where the work runs (each falls back to Dask config phstore.cluster.*; see deploy/)"
@@ -102,8 +99,3 @@ def parse_indices(text: str) -> slice | list[int]:
         return [int(x) for x in text.split(",")]
     except ValueError:
         raise CommandError(f"{text!r} is not a range START:STOP (either may be left out) or a list 1,2,3") from None
-
-
-def metrics_line(m: dict) -> str:
-    """One line of regression metrics (:func:`phstore.training.metrics.regression_metrics`)."""
-    return f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)"

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from phstore.commands.base import CLUSTER_OPTIONS, ERROR, INCOMPLETE, OK, QUIET, Command, cluster_options, store_option
+from phstore.commands.base import CLUSTER_OPTIONS, ERROR, INCOMPLETE, OK, QUIET, STORE, Command, cluster_options
 from phstore.commands.options import Option, options_of, params_from
 from phstore.descriptors.params import DiagramHistogramParams, PersistenceImageParams, PHParams, SOAPParams
 
@@ -25,7 +25,7 @@ class Featurize(Command):
 
     def options(self) -> list[Option]:
         common = [
-            store_option(),
+            STORE,
             Option("collection", "only this collection (repeatable)", action="append"),
             Option("retry_failed", "compute failed snapshots again", action="flag"),
             QUIET,

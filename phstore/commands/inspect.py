@@ -12,11 +12,11 @@ from phstore.commands.base import (
     ERROR,
     OK,
     QUIET,
+    STORE,
     Command,
     CommandError,
     cluster_options,
     parse_indices,
-    store_option,
 )
 from phstore.commands.options import Option
 
@@ -26,7 +26,7 @@ class Info(Command):
     help = "list collections, descriptors (with parameters), counts and failures"
 
     def options(self) -> list[Option]:
-        return [store_option(), Option("json", "print the summary as JSON", action="flag")]
+        return [STORE, Option("json", "print the summary as JSON", action="flag")]
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.store import FeatureStore
@@ -57,7 +57,7 @@ class Query(Command):
 
     def options(self) -> list[Option]:
         return [
-            store_option(),
+            STORE,
             Option("collection", "collection (required when the store holds several)"),
             Option("density", "density, g/cm³ (within 0.005)", float, nargs="+"),
             Option("trajectory", "trajectory names", nargs="+"),
@@ -126,7 +126,7 @@ class Verify(Command):
     help = "read the whole store back and check it; exit 1 on any problem"
 
     def options(self) -> list[Option]:
-        return [store_option(), QUIET]
+        return [STORE, QUIET]
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.verify import verify_store

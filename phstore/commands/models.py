@@ -11,19 +11,25 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from phstore.commands.base import INCOMPLETE, OK, QUIET, Command, CommandError, metrics_line, store_option
+from phstore.commands.base import INCOMPLETE, OK, QUIET, STORE, Command, CommandError
 from phstore.commands.options import Option, options_of, params_from
 from phstore.training.params import NeuralConfig, RidgeConfig, SchNetArchitecture, SchNetTraining
 from phstore.training.split import Split
 
-#: What PH models take of PH (``--ph-features``): the descriptor and its variable.
-PH_FEATURES = {"ph": ("ph", "histogram"), "pimage": ("pimage", "image"), "phist": ("phist", "histogram")}
+#: What PH models may take of PH (``--ph-features``): descriptors of PH diagrams; each one's
+#: ``summary`` variable is read.
+PH_FEATURES = ("ph", "pimage", "phist")
 _SPLIT = {"kind": "split"}
 
 
 def models_root(store: str) -> Path:
     """Where ``train`` puts model directories by default: ``STORE-models`` beside the store."""
     return Path(f"{store.rstrip('/')}-models")
+
+
+def metrics_line(m: dict) -> str:
+    """One line of regression metrics (:func:`phstore.training.metrics.regression_metrics`)."""
+    return f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)"
 
 
 class Train(Command):
@@ -37,7 +43,7 @@ class Train(Command):
 
     def options(self) -> list[Option]:
         common = [
-            store_option(),
+            STORE,
             Option(
                 "collection",
                 "collection to train on (repeatable: several cell sizes of one dataset train "
@@ -60,7 +66,7 @@ class Train(Command):
                     "what the model takes of PH: ph, the PH descriptor's histogram; "
                     "pimage, persistence images; phist, histograms of the stored diagrams (featurize "
                     "them first; default ph)",
-                    choices=tuple(PH_FEATURES),
+                    choices=PH_FEATURES,
                     default="ph",
                 )
             )
@@ -105,8 +111,10 @@ class Train(Command):
         return True
 
     def features(self, args: argparse.Namespace, others: tuple = ()) -> tuple:
-        """The stored features a PH model reads: ``--ph-features``' then ``others``."""
-        return (PH_FEATURES[args.ph_features], *others)
+        """The stored features a PH model reads: ``--ph-features``' summary variable, then ``others``."""
+        from phstore.descriptors import REGISTRY
+
+        return ((args.ph_features, REGISTRY[args.ph_features].summary), *others)
 
 
 class TrainRidge(Train):
@@ -128,7 +136,7 @@ class TrainNeural(Train):
     def __init__(self, kind: str, help: str, preset: NeuralConfig) -> None:
         super().__init__(kind, help)
         self.preset = preset
-        self.takes_ph = ("ph", "histogram") in preset.features
+        self.takes_ph = any(descriptor == "ph" for descriptor, _ in preset.features)
 
     def model_options(self) -> list[Option]:
         return options_of(self.preset, group=f"{self.kind} parameters (defaults: the paper's)")
@@ -180,7 +188,7 @@ class Predict(Command):
     def options(self) -> list[Option]:
         return [
             Option("model", "model directory written by `phstore train`", required=True),
-            store_option(),
+            STORE,
             Option("collection", "e.g. C512 for a model trained on C216 (transfer)", required=True),
         ]
 
@@ -217,7 +225,7 @@ class Compare(Command):
     help = "one table of every trained model's train and test errors (meV/atom)"
 
     def options(self) -> list[Option]:
-        return [store_option(), Option("models", "directory searched for model directories (default: STORE-models)")]
+        return [STORE, Option("models", "directory searched for model directories (default: STORE-models)")]
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.training.modeldir import find_models

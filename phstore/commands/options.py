@@ -140,7 +140,7 @@ def options_of(
         else:
             shown = f"default {_shown(default)}"
         text = f"{f.metadata['help']} ({unit + '; ' if unit else ''}{shown})"
-        metavar = tuple(["LOW", "HIGH"]) if nargs == 2 else None
+        metavar = ("LOW", "HIGH") if nargs == 2 else None
         out.append(
             Option(
                 name,
