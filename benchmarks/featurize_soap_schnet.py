@@ -47,8 +47,8 @@ from harness import (
 from phstore import open_store
 from phstore.descriptors import SOAP, Descriptor, SchNet
 from phstore.store import DEFAULT_CHUNK_SIZE, FeatureStore
-from phstore.training.params import SchNetTraining
-from phstore.training.schnet import train_schnet
+from phstore.training.params import SchNetConfig
+from phstore.training.train import train
 
 
 def _frames(store: Path):
@@ -81,14 +81,13 @@ def _bare_schnet(store: Path, chunk_size: int, limit: int | None, model: Path, b
     phstore's descriptor (``batch_atoms`` atoms each), with the atom-means phstore stores."""
     import torch
 
-    from phstore.descriptors.schnet import atom_batches
-    from phstore.training.modeldir import load_model_dir
-    from phstore.training.schnet import architecture_of, build_schnet, converter, embed
+    from phstore.descriptors.schnet import architecture, atom_batches, build_schnet, converter, embed
+    from phstore.modeldir import load_model_dir, load_module
 
     model_dir = load_model_dir(model)
-    net = build_schnet(architecture_of(model_dir))
-    net.load_state_dict(model_dir.state_dict())
-    convert = converter(architecture_of(model_dir))
+    params = model_dir.config["params"]
+    net = load_module(build_schnet(*architecture(params)), model_dir.state())
+    convert = converter(params["cutoff"])
 
     def work(batch: list) -> None:
         with torch.no_grad():
@@ -122,7 +121,7 @@ def _case(name: str, store: Path, natoms: int, work: Path) -> tuple[Descriptor, 
     if name == "soap":
         return SOAP(), ("soap", str(store))
     model = work / f"schnet{natoms}"
-    train_schnet(store, f"C{natoms}", model, training=SchNetTraining(epochs=0), progress=False)
+    train("schnet", store, f"C{natoms}", model, SchNetConfig(epochs=0), progress=False)
     schnet = SchNet.from_model(model)
     return schnet, ("schnet", str(store), str(model), str(schnet.batch_atoms))
 

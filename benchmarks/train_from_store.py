@@ -1,13 +1,13 @@
 """Training from the feature store vs from arrays already in memory (issue 4's target: ≥ 0.9×).
 
-* Ridge: ``train_ridge``'s read of the PH histograms from Zarr plus its fit (scaler + Ridge, as
-  it records them in ``metrics["seconds"]``) against the same fit on the float32 array already
+* Ridge: the registry's Ridge model's read of the PH histograms from Zarr plus its fit (scaler +
+  Ridge, ``metrics["seconds"]["fit"]`` of ``train("ridge", ...)``) against the same fit on the float32 array already
   in memory as float64, the precision phstore's read gives the fit (scikit-learn would keep a
   float32 array float32 and fit it about 4× faster, in either path). The model directory and
   parity plot (~0.7 s whatever the size) are left out of both. The read grows as n and the fit
   as n² (the kernel of n snapshots × 16,384 bins), so the ratio depends on ``--frames``: measure
   at the size you train (the paper's 216-atom set is 16,830 frames).
-* CNN and SOAP MLP: training samples per second of ``train_neural`` (features streamed from the
+* CNN and SOAP MLP: training samples per second of ``train("cnn" | "soap-mlp", ...)`` (features streamed from the
   store, a test pass every epoch; its per-epoch seconds from ``metrics["history"]``) against the
   same network, optimiser, batch size and per-epoch test pass on tensors already on the device.
   The first epoch (which fills the chunk cache) is reported apart from the steady state.
@@ -38,10 +38,10 @@ from phstore.descriptors import PH, SOAP
 from phstore.ingest import ingest
 from phstore.store import DONE, FeatureStore, VariableSpec
 from phstore.training.data import TrainingData
-from phstore.training.neural import build_network, train_neural
+from phstore.training.neural import build_network, build_optimizer
 from phstore.training.params import NeuralConfig
-from phstore.training.ridge import train_ridge
 from phstore.training.split import Split
+from phstore.training.train import train
 
 COLLECTION = "C64"
 
@@ -72,11 +72,8 @@ def build_store(work: Path, n: int, chunk: int, seed: int = 0) -> tuple[Path, np
         store.ensure_descriptor(COLLECTION, d.group, d.provenance(), variables)
         for lo in range(0, n, chunk):
             region = slice(lo, min(n, lo + chunk))
-            store.write_rows(
-                COLLECTION,
-                d.group,
-                region,
-                {k: v[region] for k, v in values.items()} | {"status": np.full(region.stop - lo, DONE, dtype=np.int8)},
+            store.commit_rows(
+                COLLECTION, d.group, region, {k: v[region] for k, v in values.items()}, np.full(region.stop - lo, DONE)
             )
     return path, hist.reshape(n, -1), soap
 
@@ -108,13 +105,7 @@ def neural_in_memory(
     x = (x - mean) / scale
     target = torch.tensor((y - y[train].mean()) / y[train].std(), dtype=torch.float32, device=device)
     net = build_network(config, shapes).to(device)
-    opt = (
-        torch.optim.SGD(
-            net.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
-        )
-        if config.optimizer == "sgd"
-        else torch.optim.Adam(net.parameters(), lr=config.lr)
-    )
+    opt, schedule = build_optimizer(config, net.parameters())
     train_t = torch.tensor(train, device=device)
     seconds = []
     for _ in range(config.epochs):
@@ -127,6 +118,7 @@ def neural_in_memory(
             loss = torch.nn.functional.mse_loss(net(x[idx]).squeeze(1), target[idx])
             loss.backward()
             opt.step()
+        schedule.step()
         net.eval()
         with torch.no_grad():
             float(((net(x[test]).squeeze(1) - target[test]) ** 2).mean())  # synchronises, as the store path does
@@ -162,12 +154,12 @@ def main() -> None:
             pairs = []
             hist64 = hist.astype(np.float64)
             for r in range(args.rounds):
-                spent = train_ridge(path, COLLECTION, work / f"ridge{r}").metrics["seconds"]
-                pairs.append((spent["read"] + spent["fit"], ridge_in_memory(hist64, y, data.train)))
+                spent = train("ridge", path, COLLECTION, work / f"ridge{r}").metrics["seconds"]
+                pairs.append((spent["fit"], ridge_in_memory(hist64, y, data.train)))
             s, m = np.median(pairs, axis=0)
             print(
                 f"{'ridge':9s} {s:10.2f} s {m:10.2f} s {np.median([b / a for a, b in pairs]):5.2f}×  "
-                f"(read + fit of {len(data.train)} × {hist.shape[1]}; the fit alone: {spent['fit']:.2f} s)"
+                f"(read + fit of {len(data.train)} × {hist.shape[1]})"
             )
             del hist64
 
@@ -180,7 +172,9 @@ def main() -> None:
             n = len(data.train)
             pairs, firsts = [], []
             for r in range(args.rounds):
-                history = train_neural(path, COLLECTION, work / f"{name}{r}", config, progress=False).metrics["history"]
+                history = train(config.kind, path, COLLECTION, work / f"{name}{r}", config, progress=False).metrics[
+                    "history"
+                ]
                 store_s = [h["seconds"] for h in history]
                 memory_s = neural_in_memory(config, X, y, data.train, data.test, shapes, device)
                 firsts.append((n / store_s[0], n / memory_s[0]))

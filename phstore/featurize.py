@@ -81,8 +81,7 @@ def featurize_chunk(
     start = time.perf_counter()
     store = FeatureStore(store_path, mode="r+")
     group = descriptor.group
-    cs = store.chunk_size
-    rows = slice(chunk * cs, min(store.n_snapshots(collection), (chunk + 1) * cs))
+    rows = store.chunk_rows(collection, chunk)
     specs = descriptor.variables(int(store.collection_attrs(collection)["natoms"]))
     current = store.read_rows(collection, group, rows, ["status"])
     todo = current["status"] == PENDING
@@ -124,8 +123,8 @@ def featurize_chunk(
         if len(keep):  # each frame's records come sorted: ordering the rows keeps the whole chunk sorted
             records = records[np.argsort(records[:, 0], kind="stable")]
         store.write_records(collection, group, chunk, records, {"columns": list(descriptor.record_columns)})
-    status = current.pop("status")
-    store.write_rows(collection, group, rows, {**current, "status": status})  # status last: the commit
+    status, errors = current.pop("status"), current.pop("error")
+    store.commit_rows(collection, group, rows, current, status, errors)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -134,8 +133,7 @@ def pending_chunks(store: FeatureStore, collection: str, group: str, retry_faile
     """Chunks of ``collection`` that hold at least one row still to compute."""
     status = store.status(collection, group)
     todo = (status == PENDING) | (retry_failed & (status == FAILED))
-    cs = store.chunk_size
-    return sorted({int(i) // cs for i in np.flatnonzero(todo)})
+    return np.unique(store.chunk_of(np.flatnonzero(todo))).tolist()
 
 
 def featurize(
@@ -165,9 +163,8 @@ def featurize(
             store.ensure_descriptor(
                 coll, group, descriptor.provenance(), descriptor.variables(int(store.collection_attrs(coll)["natoms"]))
             )
-            n_chunks = -(-store.n_snapshots(coll) // store.chunk_size)
             todo = pending_chunks(store, coll, group, retry_failed)
-            total += n_chunks
+            total += store.n_chunks(coll)
             for c in todo:
                 future = client.submit(featurize_chunk, str(store.path), coll, descriptor, c, retry_failed, pure=False)
                 futures[future] = (coll, c)

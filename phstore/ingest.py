@@ -19,13 +19,12 @@ from typing import Any, Iterable, Iterator
 
 import ase.io
 import numpy as np
-import xarray as xr
 from ase import Atoms
 from ase.io.formats import filetype
 from tqdm.auto import tqdm
 
 from phstore.errors import PhstoreError
-from phstore.store import SNAPSHOT, FeatureStore
+from phstore.store import TARGET, FeatureStore
 from phstore.units import density_gcc
 
 #: File names ingest picks up when given a directory.
@@ -181,7 +180,7 @@ def _row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict
         "cell": atoms.cell.array,
         "numbers": atoms.numbers.astype(np.int16),
         "energy": energy,
-        "energy_per_atom": energy / len(atoms),
+        TARGET: energy / len(atoms),
         "density": float(density)
         if density is not None
         else density_gcc(float(atoms.get_masses().sum()), abs(atoms.cell.volume)),
@@ -194,30 +193,6 @@ def _row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict
         "source_index": index,
         "content_hash": content_hash(atoms, energy),
     }
-
-
-def _dataset(rows: list[dict[str, Any]]) -> xr.Dataset:
-    def col(name: str, dtype: Any = None) -> np.ndarray:
-        return np.array([r[name] for r in rows], dtype=dtype)
-
-    return xr.Dataset(
-        {
-            "positions": ((SNAPSHOT, "atom", "xyz"), col("positions", np.float64), {"units": "Å"}),
-            "cell": ((SNAPSHOT, "cell_vector", "xyz"), col("cell", np.float64), {"units": "Å"}),
-            "numbers": ((SNAPSHOT, "atom"), col("numbers", np.int16)),
-            "energy": ((SNAPSHOT,), col("energy", np.float64), {"units": "eV"}),
-            "energy_per_atom": ((SNAPSHOT,), col("energy_per_atom", np.float64), {"units": "eV/atom"}),
-            "density": ((SNAPSHOT,), col("density", np.float64), {"units": "g/cm3"}),
-            "trajectory": ((SNAPSHOT,), col("trajectory", object)),
-            "frame": ((SNAPSHOT,), col("frame", np.int64)),
-            "process": ((SNAPSHOT,), col("process", object)),
-            "temperature": ((SNAPSHOT,), col("temperature", np.float64), {"units": "K"}),
-            "dataset": ((SNAPSHOT,), col("dataset", object)),
-            "source": ((SNAPSHOT,), col("source", object)),
-            "source_index": ((SNAPSHOT,), col("source_index", np.int64)),
-            "content_hash": ((SNAPSHOT,), col("content_hash", np.int64)),
-        }
-    )
 
 
 def ingest(
@@ -249,7 +224,7 @@ def ingest(
     def flush(coll: str) -> None:
         rows = pending.pop(coll, [])
         if rows:
-            store.append_frames(coll, _dataset(rows), {"natoms": len(rows[0]["numbers"]), "formula": coll})
+            store.append_frames(coll, rows, {"natoms": len(rows[0]["numbers"]), "formula": coll})
             report.added[coll] = report.added.get(coll, 0) + len(rows)
 
     def reject(path: Path, index: int, reason: str) -> None:

@@ -20,3 +20,17 @@ def param(default: Any, help: str, unit: str | None = None, choices: Sequence[An
     return dataclasses.field(
         default=default, metadata={"help": help, "unit": unit, "choices": tuple(choices) if choices else None}
     )
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """The parameter dataclass ``cls`` from its :func:`dataclasses.asdict` (as JSON keeps it:
+    lists where the fields hold tuples)."""
+
+    def frozen(v: Any) -> Any:
+        return tuple(frozen(x) for x in v) if isinstance(v, list) else v
+
+    return cls(**{k: frozen(v) for k, v in values.items()})
+
+
+#: A stored feature: (descriptor name, variable), e.g. ("ph", "histogram") or ("soap", "mean").
+Feature = tuple[str, str]

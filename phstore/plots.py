@@ -9,8 +9,8 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
+from phstore.metrics import regression_metrics
 from phstore.store import DONE, FeatureStore
-from phstore.training.metrics import regression_metrics
 
 
 @contextmanager

@@ -54,6 +54,46 @@ TABLE_ROWS = 4096  # snapshots per chunk of the frames table's 1-D columns
 # Status codes of a descriptor row.
 PENDING, DONE, FAILED = 0, 1, 2
 
+#: The frames table's column of energies per atom (eV/atom): what models learn.
+TARGET = "energy_per_atom"
+
+#: The frames table, one row per snapshot: ``column: (dimensions after snapshot, dtype, units)``.
+#: Ingest fills every column of each row (:meth:`FeatureStore.append_frames`).
+FRAME_COLUMNS: dict[str, tuple[tuple[str, ...], Any, str | None]] = {
+    "positions": (("atom", "xyz"), np.float64, "Å"),
+    "cell": (("cell_vector", "xyz"), np.float64, "Å"),
+    "numbers": (("atom",), np.int16, None),
+    "energy": ((), np.float64, "eV"),
+    TARGET: ((), np.float64, "eV/atom"),
+    "density": ((), np.float64, "g/cm3"),
+    "trajectory": ((), object, None),
+    "frame": ((), np.int64, None),
+    "process": ((), object, None),
+    "temperature": ((), np.float64, "K"),
+    "dataset": ((), object, None),
+    "source": ((), object, None),
+    "source_index": ((), np.int64, None),
+    "content_hash": ((), np.int64, None),
+}
+
+
+def frames_table(rows: Sequence[dict[str, Any]]) -> xr.Dataset:
+    """Snapshot rows (dicts holding every column of :data:`FRAME_COLUMNS`) as the frames table."""
+    for r in rows:
+        if set(r) != set(FRAME_COLUMNS):
+            raise ValueError(f"a frames row has columns {sorted(r)}; the frames table has {sorted(FRAME_COLUMNS)}")
+    return xr.Dataset(
+        {
+            name: (
+                (SNAPSHOT, *dims),
+                np.array([r[name] for r in rows], dtype=dtype),
+                {"units": units} if units else {},
+            )
+            for name, (dims, dtype, units) in FRAME_COLUMNS.items()
+        }
+    )
+
+
 # zarr warns that variable-length strings are not yet in the v3 spec; xarray and zarr-python
 # read them back correctly, which is all the store relies on.
 warnings.filterwarnings("ignore", message=".*v3_unstable_dtype.*")
@@ -106,6 +146,11 @@ class VariableSpec:
     scaling: str = "zscore"
 
 
+def records_name(chunk: int) -> str:
+    """The name of chunk ``chunk``'s ragged records array in a group's ``records`` subgroup."""
+    return f"c{chunk:06d}"
+
+
 def _open_root(path: Path, mode: str) -> zarr.Group:
     return zarr.open_group(str(path), mode=mode, zarr_format=3)
 
@@ -151,7 +196,20 @@ class FeatureStore:
     # ------------------------------------------------------------------ reading
     @property
     def chunk_size(self) -> int:
+        """Snapshots per chunk, fixed when the store is created."""
         return int(self._root.attrs["chunk_size"])
+
+    def chunk_of(self, rows: int | np.ndarray) -> int | np.ndarray:
+        """The chunk index of snapshot row(s) ``rows``."""
+        return rows // self.chunk_size
+
+    def chunk_rows(self, collection: str, chunk: int) -> slice:
+        """The committed snapshot rows of ``chunk`` in ``collection``."""
+        return slice(chunk * self.chunk_size, min(self.n_snapshots(collection), (chunk + 1) * self.chunk_size))
+
+    def n_chunks(self, collection: str) -> int:
+        """How many chunks the committed snapshots of ``collection`` fill."""
+        return -(-self.n_snapshots(collection) // self.chunk_size)
 
     @property
     def collections(self) -> list[str]:
@@ -324,12 +382,27 @@ class FeatureStore:
 
     def records(self, collection: str, group: str, chunk: int) -> tuple[np.ndarray, dict[str, Any]]:
         """The ragged output of one chunk of a descriptor variant, and its attributes."""
-        path = f"{collection}/{group}/{RECORDS}/c{chunk:06d}"
+        path = f"{collection}/{group}/{RECORDS}/{records_name(chunk)}"
         try:
             arr = self._root[path]
         except KeyError:
             return np.empty((0, 0)), {}
         return arr[...], dict(arr.attrs)
+
+    def row_records(self, collection: str, group: str, rows: slice) -> list[np.ndarray]:
+        """The ragged output of each snapshot of ``rows`` (within one chunk), without the row
+        column; a chunk's records are sorted by row, so each snapshot's are one block."""
+        chunk = self.chunk_of(rows.start)
+        if self.chunk_of(rows.stop - 1) != chunk:
+            raise ValueError(f"rows {rows.start}:{rows.stop} span several chunks of {self.chunk_size}")
+        records, _ = self.records(collection, group, chunk)
+        offset = rows.start - chunk * self.chunk_size
+        bounds = (
+            np.searchsorted(records[:, 0], np.arange(offset, offset + rows.stop - rows.start + 1))
+            if records.size
+            else np.zeros(rows.stop - rows.start + 1, dtype=int)
+        )
+        return [records[lo:hi, 1:] for lo, hi in zip(bounds, bounds[1:])]
 
     def diagram(self, collection: str, snapshot: int, degree: int = 1, key: str = "") -> np.ndarray:
         """The stored persistence diagram of one snapshot: ``(birth, death)`` rows, Å² (squared
@@ -356,9 +429,8 @@ class FeatureStore:
         if state["status"][0] != DONE:
             reason = state["error"][0] or "pending: run `phstore featurize ph`"
             raise ValueError(f"{collection} snapshot {snapshot} has no {group} diagram: {reason}")
-        records, _ = self.records(collection, group, snapshot // self.chunk_size)
-        rows = records[(records[:, 0] == snapshot % self.chunk_size) & (records[:, 1] == degree)]
-        return rows[:, 2:]
+        (records,) = self.row_records(collection, group, slice(snapshot, snapshot + 1))
+        return records[records[:, 0] == degree][:, 1:]
 
     @property
     def rejected(self) -> list[dict[str, Any]]:
@@ -453,12 +525,14 @@ class FeatureStore:
             return set()
         return {int(h) for h in self.frames(collection)["content_hash"].values}
 
-    def append_frames(self, collection: str, frames: xr.Dataset, attrs: dict[str, Any]) -> None:
-        """Append snapshot rows to ``collection`` (created with ``attrs`` when new), then commit."""
+    def append_frames(self, collection: str, rows: Sequence[dict[str, Any]], attrs: dict[str, Any]) -> None:
+        """Append snapshot ``rows`` (see :func:`frames_table`) to ``collection`` (created with
+        ``attrs`` when new), then commit them."""
         self._require_writable()
-        n_new = frames.sizes[SNAPSHOT]
+        n_new = len(rows)
         if n_new == 0:
             return
+        frames = frames_table(rows)
         chunks = {
             v: (self.chunk_size, *frames[v].shape[1:]) if frames[v].ndim > 1 else (TABLE_ROWS,)
             for v in frames.data_vars
@@ -571,12 +645,29 @@ class FeatureStore:
             Atoms(numbers=z, positions=p, cell=c, pbc=True) for p, c, z in zip(f["positions"], f["cell"], f["numbers"])
         ]
 
-    def write_rows(self, collection: str, group: str, rows: slice, values: dict[str, np.ndarray]) -> None:
-        """Write ``values`` to the snapshot region ``rows`` of a descriptor group, in the order
-        given (callers put ``status`` last: it is the commit marker of the rows)."""
+    def commit_rows(
+        self,
+        collection: str,
+        group: str,
+        rows: slice,
+        values: dict[str, np.ndarray],
+        status: np.ndarray,
+        errors: np.ndarray | None = None,
+    ) -> None:
+        """Write ``values`` to the snapshot region ``rows`` of a descriptor group, then the rows'
+        error messages (``errors``; none when not given) and last their ``status``, the commit
+        marker: a writer killed before the end leaves the rows' old status, never a status
+        without its values."""
         self._require_writable()
+        status = np.asarray(status, dtype=np.int8)
+        if errors is None:
+            errors = np.full(len(status), "", dtype=object)
+        if {"error", "status"} & set(values):
+            raise ValueError("commit_rows writes 'error' and 'status' itself: pass them as its arguments")
         for name, value in values.items():
             self._root[f"{collection}/{group}/{name}"][rows] = value
+        self._root[f"{collection}/{group}/error"][rows] = np.asarray(errors, dtype=object)
+        self._root[f"{collection}/{group}/status"][rows] = status
 
     def group_attrs(self, collection: str, group: str) -> dict[str, Any]:
         """A group's attributes (its provenance and what :meth:`annotate` added)."""
@@ -593,7 +684,7 @@ class FeatureStore:
         """Replace the ragged output of one chunk (written whole by the task that owns the chunk)."""
         self._require_writable()
         self._root.create_array(
-            f"{collection}/{group}/{RECORDS}/c{chunk:06d}",
+            f"{collection}/{group}/{RECORDS}/{records_name(chunk)}",
             shape=records.shape,
             dtype=records.dtype,
             chunks=tuple(max(1, d) for d in records.shape),

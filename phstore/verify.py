@@ -18,11 +18,11 @@ import zarr
 from tqdm.auto import tqdm
 
 from phstore.provenance import record_key
-from phstore.store import DONE, FAILED, FRAMES, PENDING, RECORDS, SNAPSHOT, FeatureStore
-from phstore.training.data import TARGET
+from phstore.store import DONE, FAILED, FRAMES, PENDING, RECORDS, SNAPSHOT, TARGET, FeatureStore, records_name
 
-#: Groups whose every snapshot must end done or failed (analyses may cover a subset).
-COMPLETE = ("ph", "soap", "schnet", "pimage", "phist", "prediction")
+#: Analyses, whose groups may cover a subset of the snapshots; every other group (a descriptor,
+#: predictions) must end each snapshot done or failed.
+PARTIAL = ("map", "inverse")
 
 
 @dataclass
@@ -80,11 +80,14 @@ def _check_frames(group: zarr.Group, n: int, where: str, report: VerifyReport) -
                 pass
 
 
-def _check_records(group: zarr.Group, status: np.ndarray, chunk_size: int, where: str, report: VerifyReport) -> None:
+def _check_records(
+    store: FeatureStore, collection: str, group: zarr.Group, status: np.ndarray, where: str, report: VerifyReport
+) -> None:
     stored = dict(group[RECORDS].arrays()) if RECORDS in dict(group.groups()) else {}
-    for c in range(-(-len(status) // chunk_size)):
-        rows = status[c * chunk_size : (c + 1) * chunk_size]
-        name = f"c{c:06d}"
+    for c in range(store.n_chunks(collection)):
+        region = store.chunk_rows(collection, c)
+        rows = status[region]
+        name = records_name(c)
         if name not in stored:
             if (rows == DONE).any():
                 report.problems.append(
@@ -105,11 +108,14 @@ def _check_records(group: zarr.Group, status: np.ndarray, chunk_size: int, where
         empty = np.setdiff1d(np.flatnonzero(rows == DONE), owners)
         if empty.size:
             report.problems.append(
-                f"{where}/{RECORDS}/{name}: done rows {(empty + c * chunk_size).tolist()} have no records"
+                f"{where}/{RECORDS}/{name}: done rows {(empty + region.start).tolist()} have no records"
             )
 
 
-def _check_group(group: zarr.Group, name: str, n: int, chunk_size: int, where: str, report: VerifyReport) -> None:
+def _check_group(
+    store: FeatureStore, collection: str, group: zarr.Group, name: str, where: str, report: VerifyReport
+) -> None:
+    n = store.n_snapshots(collection)
     prov = dict(group.attrs.get("provenance", {}))
     if not {"descriptor", "params", "versions", "key"} <= set(prov):
         report.problems.append(f"{where}: no provenance record")
@@ -127,7 +133,7 @@ def _check_group(group: zarr.Group, name: str, n: int, chunk_size: int, where: s
     if not np.isin(status, (PENDING, DONE, FAILED)).all():
         report.problems.append(f"{where}: status codes other than pending/done/failed")
     pending = int((status == PENDING).sum()) - unread
-    if pending and prov["descriptor"] in COMPLETE:
+    if pending and prov["descriptor"] not in PARTIAL:
         report.problems.append(f"{where}: {pending} snapshots pending (run `phstore featurize` to finish them)")
     for var, arr in arrays.items():
         if var == "status" or arr.metadata.dimension_names[0] != SNAPSHOT:
@@ -146,7 +152,7 @@ def _check_group(group: zarr.Group, name: str, n: int, chunk_size: int, where: s
         if not_finite:
             report.problems.append(f"{where}/{var}: NaN or inf in done snapshots {not_finite[:10]}")
     if RECORDS in dict(group.groups()):
-        _check_records(group, status, chunk_size, where, report)
+        _check_records(store, collection, group, status, where, report)
 
 
 def verify_store(path: str | Path, progress: bool = True) -> VerifyReport:
@@ -163,5 +169,5 @@ def verify_store(path: str | Path, progress: bool = True) -> VerifyReport:
                 _check_frames(group, n, where, report)
             else:
                 report.groups += 1
-                _check_group(group, name, n, store.chunk_size, where, report)
+                _check_group(store, coll, group, name, where, report)
     return report

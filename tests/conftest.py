@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 from ase import Atoms
 
-from phstore.descriptors import PH, SOAP, Descriptor, PersistenceImage, SchNet
+from phstore.descriptors import PH, SOAP, Descriptor, DiagramHistogram, PersistenceImage, SchNet
 from tests.helpers import REAL_CARBON, write_trajectory
 
 
@@ -43,20 +43,13 @@ def real_carbon() -> Path:
 def schnet_model(tmp_path_factory) -> Path:
     """A small SchNet trained for two epochs on generated 64-atom frames (a real schnetpack model)."""
     from phstore.ingest import ingest
-    from phstore.training.params import SchNetArchitecture, SchNetTraining
-    from phstore.training.schnet import train_schnet
+    from phstore.training.params import SchNetConfig
+    from phstore.training.train import train
 
     root = tmp_path_factory.mktemp("schnet")
     source = write_trajectory(root / "data" / "run1.xyz", 12, density=2.4, seed=11)
     ingest(root / "s.zarr", [source], chunk_size=4, progress=False)
-    train_schnet(
-        root / "s.zarr",
-        "C64",
-        root / "model",
-        SchNetArchitecture(n_interactions=2),
-        SchNetTraining(epochs=2, batch_size=4),
-        progress=False,
-    )
+    train("schnet", root / "s.zarr", "C64", root / "model", SchNetConfig(n_interactions=2, epochs=2, batch_size=4))
     return root / "model"
 
 
@@ -95,11 +88,14 @@ DESCRIPTOR_CASES = {
     "pimage": DescriptorCase(
         lambda r: PersistenceImage(), _duplicated_atom, "duplicated atom", 1e-6, 0.04, lambda d: [d.source]
     ),
-    "soap": DescriptorCase(lambda r: SOAP(), _oxygen, "not in the SOAP species", 1e-5, 1e-5),
+    "phist": DescriptorCase(
+        lambda r: DiagramHistogram(), _duplicated_atom, "duplicated atom", 1e-6, 0.04, lambda d: [d.source]
+    ),
+    "soap": DescriptorCase(lambda r: SOAP(), _oxygen, "are not in the soap species", 1e-5, 1e-5),
     "schnet": DescriptorCase(
         lambda r: SchNet.from_model(r.getfixturevalue("schnet_model")),
         _oxygen,
-        "not in the SchNet training data",
+        "are not in the schnet species",
         1e-5,
         1e-5,
     ),

@@ -13,10 +13,10 @@ from phstore.analysis.ridge_map import coefficient_grid
 from phstore.descriptors import PH, SOAP
 from phstore.featurize import featurize
 from phstore.ingest import ingest
+from phstore.modeldir import load_model_dir
 from phstore.ph.homcloud import persistence_diagrams
 from phstore.store import FeatureStore
-from phstore.training.modeldir import load_model_dir
-from phstore.training.ridge import train_ridge
+from phstore.training.train import train
 from tests.helpers import carbon_frame, run
 
 
@@ -115,10 +115,10 @@ def test_maps_are_stored_reused_and_equal_sklearn(store):
 
 
 def test_ridge_map_and_pair_selection(store, tmp_path):
-    model = train_ridge(store, "C64", tmp_path / "ridge")
+    model = train("ridge", store, "C64", tmp_path / "ridge")
     grid = coefficient_grid(load_model_dir(model.path))
     assert grid.values.shape == (128, 128) and grid.extent == (0.0, 8.0)
-    np.testing.assert_array_equal(grid.values.ravel(), load_model_dir(model.path).state_dict()["coef"].numpy())
+    np.testing.assert_array_equal(grid.values.ravel(), load_model_dir(model.path).state()["coef"])
     rng = np.random.default_rng(1)
     births, deaths = rng.uniform(0, 8, 500), rng.uniform(0, 8, 500)
     ib, idb, inside = grid.bin_of(births, deaths)
@@ -226,7 +226,7 @@ def test_analyze_commands_end_to_end(store, tmp_path):
 def test_a_failing_stable_volume_is_recorded_and_the_rest_goes_on(store, tmp_path, client):
     from phstore.analysis.inverse import inverse_analysis
 
-    model = train_ridge(store, "C64", tmp_path / "ridge")
+    model = train("ridge", store, "C64", tmp_path / "ridge")
     high, low = extreme_cells(model.path, share=0.0004)  # a few pairs: each timeout restarts the child
     report = inverse_analysis(
         model.path,

@@ -13,7 +13,7 @@ from phstore.cli import main, parser
 from phstore.commands import COMMANDS, featurize, models
 from phstore.commands.options import params_from
 from phstore.descriptors import PersistenceImageParams, PHParams, SOAPParams
-from phstore.training.params import NeuralConfig, SchNetArchitecture
+from phstore.training.params import NeuralConfig, SchNetConfig
 from tests.helpers import ROOT, carbon_frame, run
 
 
@@ -100,21 +100,29 @@ def test_command_line_values_reach_the_parameters():
         ph=PHParams(truncate=False), sigma=0.2, birth_range=(0.0, 9.0)
     )
     args = parser().parse_args(["train", "soap-mlp", "--store", "s", "--hidden", "8", "8", "8", "--lr", "0.01"])
-    assert params_from(args.command.preset, args) == NeuralConfig.soap_mlp(hidden=(8, 8, 8), lr=0.01)
+    assert args.command.params(args) == NeuralConfig.soap_mlp(hidden=(8, 8, 8), lr=0.01)
     args = parser().parse_args(["train", "schnet", "--store", "s", "--n-interactions", "1", "--cutoff", "4"])
-    assert params_from(SchNetArchitecture, args) == SchNetArchitecture(n_interactions=1, cutoff=4.0)
+    assert args.command.params(args) == SchNetConfig(n_interactions=1, cutoff=4.0)
+    args = parser().parse_args(["train", "ph-soap", "--store", "s", "--ph-features", "pimage", "--epochs", "3"])
+    assert args.command.params(args) == NeuralConfig.ph_soap(features=(("pimage", "image"), ("soap", "mean")), epochs=3)
     with pytest.raises(SystemExit):  # an engine that does not exist is refused by the parser
         parser().parse_args(["featurize", "ph", "--store", "s", "--engine", "gudhi"])
 
 
 def test_every_model_kind_is_a_train_command():
-    assert {c.kind for c in models.COMMANDS if isinstance(c, models.Train)} == {
-        "ridge",
-        "cnn",
-        "soap-mlp",
-        "ph-soap",
-        "schnet",
-    }
+    from phstore.training.registry import MODELS
+
+    assert (
+        {c.kind.name for c in models.COMMANDS if isinstance(c, models.Train)}
+        == set(MODELS)
+        == {
+            "ridge",
+            "cnn",
+            "soap-mlp",
+            "ph-soap",
+            "schnet",
+        }
+    )
     assert len({c.name for c in COMMANDS}) == len(COMMANDS)
 
 
@@ -164,7 +172,7 @@ def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
     mlp = run("train", "soap-mlp", "--store", store, "--epochs", "20", "--out", str(tmp_path / "mlp"), "--quiet")
     assert (
         "test  RMSE" in mlp
-        and json.loads((tmp_path / "mlp" / "model.json").read_text())["config"]["network"]["epochs"] == 20
+        and json.loads((tmp_path / "mlp" / "model.json").read_text())["config"]["params"]["epochs"] == 20
     )
     out = run(
         "train",
@@ -182,7 +190,7 @@ def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
         "--quiet",
     )
     assert "test  RMSE" in out and "meV/atom" in out and f"written to {model}" in out
-    assert json.loads((tmp_path / "model" / "model.json").read_text())["config"]["architecture"]["n_interactions"] == 1
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["config"]["params"]["n_interactions"] == 1
     assert "computed 11 snapshots" in run(
         "featurize", "schnet", "--store", store, "--model", model, "--quiet", "--workers", "1"
     )

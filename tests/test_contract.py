@@ -96,6 +96,31 @@ def test_periodic_images(case):
     )
 
 
+def test_every_registered_descriptor_is_in_the_contract_suite():
+    from phstore.descriptors import REGISTRY
+    from tests.conftest import DESCRIPTOR_CASES
+
+    assert set(REGISTRY) == set(DESCRIPTOR_CASES)
+
+
+def test_output_matches_its_variables(case):
+    """Every value a descriptor returns is one of its declared variables, of that shape and kind;
+    its records have its record columns."""
+    descriptor, _ = case
+    atoms = frame()
+    res = descriptor.compute(atoms)
+    specs = descriptor.variables(len(atoms))
+    assert res.error is None and set(res.values) == set(specs)
+    for name, value in res.values.items():
+        assert value.shape == specs[name].shape, name
+        assert np.can_cast(value.dtype, specs[name].dtype, "same_kind"), (name, value.dtype)
+    if descriptor.record_columns:
+        assert descriptor.record_columns[0] == "row"  # the column the store adds: the row in its chunk
+        assert res.records.ndim == 2 and res.records.shape[1] == len(descriptor.record_columns) - 1
+    else:
+        assert res.records is None
+
+
 def test_inputs_not_mutated(case):
     descriptor, _ = case
     atoms = frame()

@@ -8,12 +8,13 @@ from phstore import open_store
 from phstore.descriptors import PH, SOAP
 from phstore.featurize import featurize
 from phstore.ingest import ingest
-from phstore.store import FeatureStore
+from phstore.modeldir import load_model_dir
+from phstore.store import DONE, FeatureStore
 from phstore.training.data import TrainingData
-from phstore.training.modeldir import load_model_dir
-from phstore.training.neural import ChunkStream, build_network, train_neural
+from phstore.training.neural import ChunkStream, build_network
 from phstore.training.params import NeuralConfig
 from phstore.training.split import Split
+from phstore.training.train import train
 from tests.helpers import write_trajectory
 
 
@@ -115,15 +116,15 @@ def test_standardized_stream_yields_zscores_of_the_stored_rows(store, cache_chun
     ids=["cnn", "soap-mlp", "ph-soap"],
 )
 def test_training_writes_a_complete_model(store, tmp_path, config):
-    model = train_neural(store, "C125", tmp_path / "m", config, progress=False)
+    model = train(config.kind, store, "C125", tmp_path / "m", config, progress=False)
     history = model.metrics["history"]
     assert len(history) == config.epochs and all(np.isfinite(h["test_rmse_mev"]) for h in history)
     assert history[-1]["train_rmse_mev"] < history[0]["train_rmse_mev"] or config.kind == "cnn"
     for png in ("parity.png", "learning-curve.png"):
         assert (model.path / png).read_bytes()[:4] == b"\x89PNG"
-    state = load_model_dir(model.path).state_dict()
+    state = load_model_dir(model.path).state()
     net = build_network(config, [tuple(x) for x in model.config["feature_shapes"]])
-    net.load_state_dict({k: v for k, v in state.items() if not k.startswith("input_")})
+    net.load_state_dict({k.removeprefix("net."): torch.from_numpy(v) for k, v in state.items() if k.startswith("net.")})
     # the saved network and scaler reproduce the recorded test RMSE
     ds = open_store(store).dataset("C125").load()
     test = model.test["C125"]
@@ -132,8 +133,9 @@ def test_training_writes_a_complete_model(store, tmp_path, config):
         dtype=torch.float32,
     )
     with torch.no_grad():
-        z = net((x - state["input_mean"].float()) / state["input_scale"].float()).squeeze(1).numpy()
-    pred = z * model.config["target"]["std"] + model.config["target"]["mean"]
+        mean, scale = (torch.from_numpy(state[k]).float() for k in ("input_mean", "input_scale"))
+        z = net((x - mean) / scale).squeeze(1).numpy()
+    pred = z * float(state["target_std"]) + float(state["target_mean"])
     rmse = np.sqrt(np.mean((pred - ds["energy_per_atom"].values[test]) ** 2)) * 1000
     assert model.metrics["test"]["rmse_mev"] == pytest.approx(rmse, rel=1e-4)
 
@@ -142,19 +144,19 @@ def test_scaler_is_fit_on_the_training_split_only(store, tmp_path):
     import shutil
 
     config = NeuralConfig.soap_mlp(epochs=1, batch_size=4)
-    model = train_neural(store, "C125", tmp_path / "a", config, progress=False)
+    model = train(config.kind, store, "C125", tmp_path / "a", config, progress=False)
     copy = shutil.copytree(store, tmp_path / "copy.zarr")
     s = FeatureStore(copy, mode="a")
     for row in model.test["C125"]:
         region = slice(int(row), int(row) + 1)
-        s.write_rows(
-            "C125", SOAP().group, region, {"mean": s.read_rows("C125", SOAP().group, region, ["mean"])["mean"] + 5}
-        )
-    again = train_neural(copy, "C125", tmp_path / "b", config, progress=False)
-    a, b = load_model_dir(model.path).state_dict(), load_model_dir(again.path).state_dict()
+        mean = s.read_rows("C125", SOAP().group, region, ["mean"])["mean"] + 5
+        s.commit_rows("C125", SOAP().group, region, {"mean": mean}, [DONE])
+    again = train(config.kind, copy, "C125", tmp_path / "b", config, progress=False)
+    a, b = load_model_dir(model.path).state(), load_model_dir(again.path).state()
     for name in ("input_mean", "input_scale"):
-        np.testing.assert_array_equal(a[name].numpy(), b[name].numpy())
-    assert model.config["target"] == again.config["target"]
+        np.testing.assert_array_equal(a[name], b[name])
+    for name in ("target_mean", "target_std"):
+        assert a[name] == b[name]
     assert again.metrics["test"]["rmse_mev"] != model.metrics["test"]["rmse_mev"]
 
 
@@ -174,8 +176,13 @@ def test_stream_spans_collections(tmp_path, client):
     ):
         seen[pos.numpy()] = x.numpy()
     np.testing.assert_array_equal(seen, expected)
-    model = train_neural(
-        tmp_path / "s.zarr", ["C125", "C64"], tmp_path / "m", NeuralConfig.soap_mlp(epochs=2), progress=False
+    model = train(
+        "soap-mlp",
+        tmp_path / "s.zarr",
+        ["C125", "C64"],
+        tmp_path / "m",
+        NeuralConfig.soap_mlp(epochs=2),
+        progress=False,
     )
     assert sum(len(v) for v in model.test.values()) == round(0.2 * 8) and model.metrics["test"]["n"] == 2
 
@@ -184,5 +191,7 @@ def test_unknown_network_kind_or_optimizer_is_refused_with_the_choices(store, tm
     with pytest.raises(ValueError, match="unknown network kind 'transformer'; choose one of"):
         build_network(NeuralConfig(kind="transformer"), [(128, 128)])
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose one of"):
-        train_neural(store, "C125", tmp_path / "m", NeuralConfig.cnn(optimizer="rmsprop", epochs=1), progress=False)
+        train("cnn", store, "C125", tmp_path / "m", NeuralConfig.cnn(optimizer="rmsprop", epochs=1), progress=False)
+    with pytest.raises(ValueError, match="unknown model kind 'svm'; choose one of"):
+        train("svm", store, "C125", tmp_path / "m")
     assert not (tmp_path / "m").exists()

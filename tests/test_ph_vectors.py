@@ -67,6 +67,14 @@ def test_histogram_is_numpys_and_applies_the_threshold():
     np.testing.assert_array_equal(histogram(pairs, 16, (0.0, 8.0), 1e-5), hist / 2)
     with pytest.raises(ValueError, match="no finite pair"):
         histogram(np.array([[9.0, 10.0]]), 16, (0.0, 8.0))
+    # on and next to every bin edge, on the range's ends and outside it: numpy's bins exactly
+    edges = np.linspace(0, 8, 129)
+    values = np.concatenate([edges, np.nextafter(edges, -1), np.nextafter(edges, 9), [-0.1, 8.1, 3.3]])
+    rng = np.random.default_rng(0)
+    births, deaths = rng.choice(values, 5000), rng.choice(values, 5000)
+    keep = deaths > births  # the pairs histogram() counts (persistence above 0)
+    hist, _, _ = np.histogram2d(births[keep], deaths[keep], bins=128, range=[[0, 8], [0, 8]])
+    np.testing.assert_array_equal(histogram(np.column_stack([births, deaths]), 128, (0.0, 8.0)) * hist.sum(), hist)
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +167,11 @@ def test_models_train_on_persistence_images_and_the_diagram_plot(store, tmp_path
     path, _ = store
     out = run("train", "ridge", "--store", str(path), "--ph-features", "pimage", "--out", str(tmp_path / "r"))
     assert "RMSE" in out
-    from phstore.training.modeldir import load_model_dir
+    from phstore.modeldir import load_model_dir
 
     model = load_model_dir(tmp_path / "r", "ridge")
     assert model.config["features"] == [["pimage", "image"]] and model.config["feature_shapes"] == [[32, 32]]
-    assert len(np.unique(model.state_dict()["scale"].numpy())) == 1  # one scale for the whole image
+    assert len(np.unique(model.state()["scale"])) == 1  # one scale for the whole image
     run(
         "train",
         "cnn",
@@ -183,7 +191,7 @@ def test_models_train_on_persistence_images_and_the_diagram_plot(store, tmp_path
 
 
 def test_models_scale_each_histogram_bin_but_an_image_as_a_whole():
-    from phstore.training.data import feature_scales
+    from phstore.features import feature_scales
 
     std = np.array([0.5, 0.0, 1e-20, 2.0, 1e-20, 0.0, 1e-3])
     scales = feature_scales(std, {"feature_shapes": [[3], [2, 2]], "feature_scalings": ["zscore", "block"]})

@@ -270,9 +270,8 @@ def test_real_selection_by_density_is_lazy_and_has_both(disordered):
 def trained(disordered, client, tmp_path_factory):
     """PH of the three smallest cell sizes (107 frames of 27, 36 and 48 atoms), then models
     trained from the store across cell sizes (random split)."""
-    from phstore.training.neural import train_neural
     from phstore.training.params import NeuralConfig
-    from phstore.training.ridge import train_ridge
+    from phstore.training.train import train
 
     store, _ = disordered
     small = ["C27", "C36", "C48"]
@@ -280,10 +279,10 @@ def trained(disordered, client, tmp_path_factory):
     assert report.computed == 107 and not report.failures and not report.errors
     out = tmp_path_factory.mktemp("models")
     return store, {
-        "ridge": train_ridge(store.path, small, out / "ridge"),
-        "cnn": train_neural(store.path, small, out / "cnn", NeuralConfig.cnn(epochs=3), progress=False),
-        "soap-mlp": train_neural(
-            store.path, store.collections, out / "mlp", NeuralConfig.soap_mlp(epochs=300), progress=False
+        "ridge": train("ridge", store.path, small, out / "ridge"),
+        "cnn": train("cnn", store.path, small, out / "cnn", NeuralConfig.cnn(epochs=3), progress=False),
+        "soap-mlp": train(
+            "soap-mlp", store.path, store.collections, out / "mlp", NeuralConfig.soap_mlp(epochs=300), progress=False
         ),
     }
 

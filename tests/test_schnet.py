@@ -10,10 +10,10 @@ from phstore.compat import import_schnetpack
 from phstore.descriptors import SchNet
 from phstore.descriptors.schnet import atom_batches
 from phstore.ingest import ingest
-from phstore.training.modeldir import ModelDirError, load_model_dir
-from phstore.training.params import SchNetArchitecture, SchNetTraining
-from phstore.training.schnet import train_schnet
+from phstore.modeldir import ModelDirError, load_model_dir
+from phstore.training.params import SchNetConfig
 from phstore.training.split import Split
+from phstore.training.train import train
 from tests.helpers import carbon_frame, write_trajectory
 
 
@@ -21,17 +21,18 @@ def direct_embedding(model_path, atoms):
     """schnetpack's own classes, configured from model.json, weights loaded weights-only."""
     spk = import_schnetpack()
     meta = json.loads((model_path / "model.json").read_text())
-    a = meta["config"]["architecture"]
+    a = meta["config"]["params"]
     rep = spk.representation.SchNet(
         n_atom_basis=a["n_atom_basis"],
         n_interactions=a["n_interactions"],
         radial_basis=spk.nn.GaussianRBF(n_rbf=a["n_rbf"], cutoff=a["cutoff"]),
         cutoff_fn=spk.nn.CosineCutoff(a["cutoff"]),
     )
-    state = torch.load(model_path / "weights.pt", weights_only=True)
-    rep.load_state_dict(
-        {k.removeprefix("representation."): v for k, v in state.items() if k.startswith("representation.")}
-    )
+    with np.load(model_path / "weights.npz") as state:
+        prefix = "net.representation."
+        rep.load_state_dict(
+            {k.removeprefix(prefix): torch.from_numpy(state[k]) for k in state.files if k.startswith(prefix)}
+        )
     inputs = spk.interfaces.AtomsConverter(neighbor_list=spk.transform.ASENeighborList(cutoff=a["cutoff"]))(atoms)
     inputs = spk.atomistic.PairwiseDistances()(inputs)
     with torch.no_grad():
@@ -46,8 +47,8 @@ def test_model_directory_records_split_metrics_and_provenance(schnet_model):
     for part in ("train", "test"):
         assert np.isfinite(m.metrics[part]["rmse_mev"]) and m.metrics[part]["rmse_mev"] > 0
     assert len(m.metrics["history"]) == 2
-    assert m.provenance["collections"] == ["C64"] and m.config["species"] == [6]
-    assert m.config["architecture"]["n_atom_basis"] == 100 and m.config["architecture"]["n_rbf"] == 60
+    assert m.provenance["collections"] == ["C64"] and m.state()["species"].tolist() == [6]
+    assert m.config["params"]["n_atom_basis"] == 100 and m.config["params"]["n_rbf"] == 60
 
 
 def test_embedding_equals_schnetpack_run_directly(schnet_model):
@@ -83,15 +84,7 @@ def test_the_key_follows_the_weights(schnet_model, tmp_path):
     assert SchNet.from_model(copy).params == SchNet.from_model(schnet_model).params  # moved: same key
     other = tmp_path / "other"
     store = schnet_model.parent / "s.zarr"
-    train_schnet(
-        store,
-        "C64",
-        other,
-        SchNetArchitecture(n_interactions=2),
-        SchNetTraining(epochs=1, batch_size=4),
-        Split(seed=1),
-        progress=False,
-    )
+    train("schnet", store, "C64", other, SchNetConfig(n_interactions=2, epochs=1, batch_size=4), Split(seed=1))
     assert SchNet.from_model(other).group != SchNet.from_model(schnet_model).group
 
 
@@ -102,20 +95,24 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(schnet_model, tmp_path
         SchNet.from_model(tmp_path)
     bad = tmp_path / "corrupt"
     shutil.copytree(schnet_model, bad)
-    (bad / "weights.pt").write_bytes(b"not a torch file")
+    (bad / "weights.npz").write_bytes(b"not an array file")
     with pytest.raises(ModelDirError, match="does not match the SHA-256"):
         SchNet.from_model(bad).compute(carbon_frame(4))
-    # a foreign file whose hash is made to match: weights_only loading refuses its pickled object
+    # a foreign file whose hash is made to match: loading refuses its pickled object
     foreign = tmp_path / "foreign"
     shutil.copytree(schnet_model, foreign)
-    torch.save({"model": torch.nn.Linear(2, 2)}, foreign / "weights.pt")
+    np.savez(foreign / "weights.npz", model=np.array([{"code": "runs on load"}], dtype=object))
     meta = json.loads((foreign / "model.json").read_text())
     import hashlib
 
-    meta["weights_sha256"] = hashlib.sha256((foreign / "weights.pt").read_bytes()).hexdigest()
+    meta["weights_sha256"] = hashlib.sha256((foreign / "weights.npz").read_bytes()).hexdigest()
     (foreign / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelDirError, match="not a plain tensor state_dict"):
-        load_model_dir(foreign).state_dict()
+    with pytest.raises(ModelDirError, match="not a plain array file"):
+        load_model_dir(foreign).state()
+    meta["format"] = "phstore-model-1"
+    (foreign / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match="older phstore: train the model again"):
+        load_model_dir(foreign)
     (foreign / "model.json").write_text("{not json")
     with pytest.raises(ModelDirError, match="corrupt"):
         load_model_dir(foreign)
@@ -126,13 +123,13 @@ def test_mixed_datasets_need_a_choice(tmp_path):
     write_trajectory(tmp_path / "b.xyz", 4, seed=2)
     ingest(tmp_path / "s.zarr", [tmp_path / "a.xyz", tmp_path / "b.xyz"], progress=False)
     with pytest.raises(ValueError, match="choose one with dataset"):
-        train_schnet(tmp_path / "s.zarr", "C64", tmp_path / "m", training=SchNetTraining(epochs=1), progress=False)
-    m = train_schnet(
+        train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "m", SchNetConfig(epochs=1), progress=False)
+    m = train(
+        "schnet",
         tmp_path / "s.zarr",
         "C64",
         tmp_path / "m",
-        SchNetArchitecture(n_interactions=1),
-        SchNetTraining(epochs=1, batch_size=4),
+        SchNetConfig(n_interactions=1, epochs=1, batch_size=4),
         dataset="b",
         progress=False,
     )

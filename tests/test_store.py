@@ -90,3 +90,33 @@ def test_open_modes_are_explicit_and_chunk_sizes_are_checked(store, tmp_path):
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=3)
     with pytest.raises(StoreError, match="not a phstore-1 feature store"):
         FeatureStore(tmp_path / "other.zarr", mode="a")  # another Zarr store is not taken over
+
+
+def test_chunk_arithmetic_and_frames_schema_live_in_the_store(store):
+    """11 snapshots in chunks of 4: the store says which chunk a row is in and which rows a chunk holds."""
+    from phstore.store import FRAME_COLUMNS, frames_table
+
+    assert store.n_chunks("C64") == 3
+    assert [store.chunk_rows("C64", c) for c in range(3)] == [slice(0, 4), slice(4, 8), slice(8, 11)]
+    np.testing.assert_array_equal(store.chunk_of(np.arange(11)), np.arange(11) // 4)
+    assert set(store.frames("C64").data_vars) == set(FRAME_COLUMNS)
+    row = {name: store.frames("C64")[name].values[0] for name in FRAME_COLUMNS}
+    with pytest.raises(ValueError, match="frames table has"):
+        frames_table([{k: v for k, v in row.items() if k != "density"}])
+
+
+def test_commit_rows_writes_status_last(store):
+    """A write that fails before its end leaves the rows' old status: never done without values."""
+    from phstore.store import DONE, PENDING, VariableSpec
+
+    s = FeatureStore(store.path, mode="r+")
+    prov = {"descriptor": "x", "params": {}, "versions": {}, "key": "k"}
+    s.ensure_descriptor("C64", "x-k", prov, {"v": VariableSpec((), (), "float64", np.nan)})
+    with pytest.raises(ValueError, match="writes 'error' and 'status' itself"):
+        s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2), "status": np.ones(2)}, [DONE, DONE])
+    with pytest.raises(KeyError):  # the second value has no array: the write stops before the status
+        s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2), "missing": np.ones(2)}, [DONE, DONE])
+    assert (s.status("C64", "x-k") == PENDING).all()
+    s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.array([1.0, 2.0])}, [DONE, DONE])
+    assert s.status("C64", "x-k").tolist()[:3] == [DONE, DONE, PENDING]
+    assert s.read_rows("C64", "x-k", slice(0, 2), ["v", "error"])["error"].tolist() == ["", ""]

@@ -25,10 +25,9 @@ import numpy as np
 
 from phstore.analysis.ridge_map import CoefficientGrid, coefficient_grid
 from phstore.isolation import ChildFailure, runner_for
+from phstore.modeldir import load_model_dir
 from phstore.ph.homcloud import PRELOAD, orthorhombic_lengths, replicate, supercell
-from phstore.store import DONE, FRAMES, FeatureStore
-from phstore.training.data import TARGET
-from phstore.training.modeldir import load_model_dir
+from phstore.store import DONE, FRAMES, TARGET, FeatureStore
 
 HIGH, LOW = "high", "low"
 #: HomCloud recomputes each diagram on a near-cube with sides at least this long, Å: the cell as
@@ -111,9 +110,7 @@ def snapshot_volumes(
 ) -> list[PairVolume]:
     """The stable volumes of one snapshot's selected pairs (runs on a Dask worker)."""
     store = FeatureStore(store_path, mode="r")
-    chunk = store.chunk_size
-    records, _ = store.records(collection, ph_group, row // chunk)
-    diagram = records[records[:, 0] == row % chunk][:, 1:]
+    (diagram,) = store.row_records(collection, ph_group, slice(row, row + 1))
     atoms = store.atoms(collection, slice(row, row + 1))[0]
     stored = np.asarray(store.read_rows(collection, ph_group, slice(row, row + 1), ["supercell"])["supercell"][0])
     lengths = orthorhombic_lengths(atoms.cell.array)
@@ -296,16 +293,7 @@ def _store_results(report: InverseReport, params: InverseParams, store_path: str
             report.collection, group, prov, {"region": VariableSpec(("atom",), (natoms,), "int8", 0)}
         )
         for r, tags in report.tags.items():
-            store.write_rows(
-                report.collection,
-                group,
-                slice(r, r + 1),
-                {
-                    "region": tags[None],
-                    "error": np.array([""], dtype=object),
-                    "status": np.array([DONE], dtype=np.int8),
-                },
-            )
+            store.commit_rows(report.collection, group, slice(r, r + 1), {"region": tags[None]}, [DONE])
         store.annotate(
             report.collection,
             group,

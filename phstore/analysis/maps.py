@@ -27,9 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from phstore.descriptors import REGISTRY
+from phstore.features import descriptor_group, read_features
 from phstore.provenance import provenance
-from phstore.store import DONE, FAILED, FRAMES, FeatureStore, VariableSpec
-from phstore.training.data import TARGET, descriptor_group, read_features
+from phstore.store import DONE, FAILED, FRAMES, TARGET, FeatureStore, VariableSpec
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,8 @@ def descriptor_map(
             values[m] = full
         done = np.zeros(n, dtype=bool)
         done[rows] = True
-        values["error"] = np.where(done, "", f"no finished {source} features").astype(object)
-        values["status"] = np.where(done, DONE, FAILED).astype(np.int8)
-        store.write_rows(collection, group, slice(0, n), values)
+        error = np.where(done, "", f"no finished {source} features")
+        store.commit_rows(collection, group, slice(0, n), values, np.where(done, DONE, FAILED), error)
     return MapReport(
         descriptor, group, len(rows), {m: scores(X, coords[m], energy, sample, seed) for m in names}, reused
     )

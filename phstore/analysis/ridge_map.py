@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from phstore.training.modeldir import ModelDir, ModelDirError, load_model_dir
+from phstore.modeldir import ModelDir, ModelDirError, load_model_dir
+from phstore.ph.vectorize import histogram_bins
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,9 @@ class CoefficientGrid:
     extent: tuple[float, float]
 
     def bin_of(self, births: np.ndarray, deaths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Bin indices of birth–death pairs as numpy's histogram2d counts them, and whether each
-        pair falls on the grid."""
-        low, high = self.extent
-        bins = self.values.shape[0]
-        width = (high - low) / bins
-        ib = np.floor((births - low) / width).astype(int)
-        idb = np.floor((deaths - low) / width).astype(int)
-        ib[births == high], idb[deaths == high] = bins - 1, bins - 1  # the last bin is closed
-        inside = (births >= low) & (births <= high) & (deaths >= low) & (deaths <= high)
-        return np.clip(ib, 0, bins - 1), np.clip(idb, 0, bins - 1), inside
+        """Bin indices of birth–death pairs, as PH's histogram bins them, and whether each pair
+        falls on the grid."""
+        return histogram_bins(births, deaths, self.values.shape[0], self.extent)
 
 
 def coefficient_grid(model: ModelDir) -> CoefficientGrid:
@@ -45,7 +39,7 @@ def coefficient_grid(model: ModelDir) -> CoefficientGrid:
             f"{model.path} is a {model.kind} model on {model.config.get('features')}; the coefficient "
             "map needs a Ridge model on the PH histogram alone (`phstore train ridge`)"
         )
-    coef = model.state_dict()["coef"].numpy()
+    coef = model.state()["coef"]
     shape = tuple(model.config["feature_shapes"][0])
     low, high = model.config["descriptor_params"][0]["range"]
     return CoefficientGrid(coef.reshape(shape), (float(low), float(high)))

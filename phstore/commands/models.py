@@ -1,7 +1,7 @@
 """``phstore train <model>``, ``phstore predict`` and ``phstore compare``: models on stored data.
 
-Every model parameter is an option (:mod:`phstore.training.params`), with the model's own
-defaults (the paper's where it gives them).
+One ``train`` command per model kind of the registry (:mod:`phstore.training.registry`); every
+model parameter is an option, with the kind's own defaults (the paper's where it gives them).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from phstore.commands.base import INCOMPLETE, OK, QUIET, STORE, Command, CommandError
 from phstore.commands.options import Option, options_of, params_from
-from phstore.training.params import NeuralConfig, RidgeConfig, SchNetArchitecture, SchNetTraining
+from phstore.training.registry import MODELS, ModelKind
 from phstore.training.split import Split
 
 #: What PH models may take of PH (``--ph-features``): descriptors of PH diagrams; each one's
@@ -28,18 +28,18 @@ def models_root(store: str) -> Path:
 
 
 def metrics_line(m: dict) -> str:
-    """One line of regression metrics (:func:`phstore.training.metrics.regression_metrics`)."""
+    """One line of regression metrics (:func:`phstore.metrics.regression_metrics`)."""
     return f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)"
 
 
 class Train(Command):
-    """Train the model ``kind`` on stored data. Subclasses say which parameters it has
-    (:meth:`model_options`) and how it is fitted (:meth:`fit`)."""
+    """Train a model of one kind (:data:`~phstore.training.registry.MODELS`) on stored data; its
+    parameters are the kind's parameter dataclass, with the kind's defaults."""
 
-    takes_ph = False
-
-    def __init__(self, kind: str, help: str) -> None:
-        self.words, self.help, self.kind = ("train", kind), help, kind
+    def __init__(self, kind: ModelKind) -> None:
+        self.words, self.help, self.kind = ("train", kind.name), kind.help, kind
+        self.features = tuple(getattr(kind.preset, "features", ()))
+        self.takes_ph = any(descriptor == "ph" for descriptor, _ in self.features)
 
     def options(self) -> list[Option]:
         common = [
@@ -52,13 +52,17 @@ class Train(Command):
             ),
             Option("out", "model directory (default: STORE-models/COLLECTION-MODEL-sSEED)"),
             Option("dataset", "train on this dataset's snapshots (required when the collection holds several)"),
-            Option(
-                "descriptor_key",
-                "provenance key (prefix) of the descriptor variant to use, when the store holds several (repeatable)",
-                action="append",
-            ),
             QUIET,
         ]
+        if self.features:
+            common.append(
+                Option(
+                    "descriptor_key",
+                    "provenance key (prefix) of the descriptor variant to use, when the store holds several "
+                    "(repeatable)",
+                    action="append",
+                )
+            )
         if self.takes_ph:
             common.append(
                 Option(
@@ -70,14 +74,22 @@ class Train(Command):
                     default="ph",
                 )
             )
-        return common + options_of(Split, group="split", rename=_SPLIT) + self.model_options()
+        return (
+            common
+            + options_of(Split, group="split", rename=_SPLIT)
+            + options_of(self.kind.preset, group=f"{self.kind.name} parameters (defaults: the paper's)")
+        )
 
-    def model_options(self) -> list[Option]:
-        raise NotImplementedError
+    def params(self, args: argparse.Namespace) -> Any:
+        """The model's parameters from the options (the PH features as ``--ph-features`` says:
+        that descriptor's summary variable)."""
+        params = params_from(self.kind.preset, args)
+        if self.takes_ph:
+            from phstore.descriptors import REGISTRY
 
-    def fit(self, args: argparse.Namespace, collections: list[str], out: Path, split: Split) -> Any:
-        """Train and write the model directory; return its :class:`~phstore.training.modeldir.ModelDir`."""
-        raise NotImplementedError
+            chosen = (args.ph_features, REGISTRY[args.ph_features].summary)
+            params = dataclasses.replace(params, features=(chosen, *(f for f in self.features if f[0] != "ph")))
+        return params
 
     def collections(self, args: argparse.Namespace) -> list[str]:
         """The collections the options name (``all``: every one; none: the store's only one)."""
@@ -95,90 +107,32 @@ class Train(Command):
         if args.out:
             return Path(args.out)
         name = "all" if args.collection == ["all"] else "+".join(self.collections(args))
-        return models_root(args.store) / f"{name}-{self.kind}-s{args.seed}"
+        return models_root(args.store) / f"{name}-{self.kind.name}-s{args.seed}"
 
     def run(self, args: argparse.Namespace) -> int:
-        model = self.fit(args, self.collections(args), self.output(args), params_from(Split, args, rename=_SPLIT))
+        from phstore.training.train import train
+
+        model = train(
+            self.kind.name,
+            args.store,
+            self.collections(args),
+            self.output(args),
+            self.params(args),
+            params_from(Split, args, rename=_SPLIT),
+            args.dataset,
+            tuple(getattr(args, "descriptor_key", None) or ()),
+            progress=not args.quiet,
+        )
         for part in ("train", "test"):
             print(f"{part:5s} {metrics_line(model.metrics[part])}")
         print(f"model {model.key} written to {model.path}")
         return OK
 
     def done(self, args: argparse.Namespace) -> bool:
-        from phstore.training.modeldir import load_model_dir
+        from phstore.modeldir import load_model_dir
 
-        load_model_dir(self.output(args), self.kind)  # raises unless a complete model of this kind is there
+        load_model_dir(self.output(args), self.kind.name)  # raises unless a complete model of this kind is there
         return True
-
-    def features(self, args: argparse.Namespace, others: tuple = ()) -> tuple:
-        """The stored features a PH model reads: ``--ph-features``' summary variable, then ``others``."""
-        from phstore.descriptors import REGISTRY
-
-        return ((args.ph_features, REGISTRY[args.ph_features].summary), *others)
-
-
-class TrainRidge(Train):
-    takes_ph = True
-
-    def model_options(self) -> list[Option]:
-        return options_of(RidgeConfig, group="ridge parameters")
-
-    def fit(self, args: argparse.Namespace, collections: list[str], out: Path, split: Split) -> Any:
-        from phstore.training.ridge import train_ridge
-
-        config = params_from(RidgeConfig(features=self.features(args)), args)
-        return train_ridge(args.store, collections, out, config, split, args.dataset, tuple(args.descriptor_key or ()))
-
-
-class TrainNeural(Train):
-    """A network on stored features; ``preset`` is its configuration (the paper's)."""
-
-    def __init__(self, kind: str, help: str, preset: NeuralConfig) -> None:
-        super().__init__(kind, help)
-        self.preset = preset
-        self.takes_ph = any(descriptor == "ph" for descriptor, _ in preset.features)
-
-    def model_options(self) -> list[Option]:
-        return options_of(self.preset, group=f"{self.kind} parameters (defaults: the paper's)")
-
-    def fit(self, args: argparse.Namespace, collections: list[str], out: Path, split: Split) -> Any:
-        from phstore.training.neural import train_neural
-
-        features = self.preset.features
-        if self.takes_ph:
-            features = self.features(args, tuple(f for f in features if f[0] != "ph"))
-        config = dataclasses.replace(params_from(self.preset, args), features=features)
-        return train_neural(
-            args.store,
-            collections,
-            out,
-            config,
-            split,
-            args.dataset,
-            tuple(args.descriptor_key or ()),
-            progress=not args.quiet,
-        )
-
-
-class TrainSchNet(Train):
-    def model_options(self) -> list[Option]:
-        return options_of(SchNetArchitecture, group="schnet architecture (seed paper §2.4)") + options_of(
-            SchNetTraining, group="schnet training"
-        )
-
-    def fit(self, args: argparse.Namespace, collections: list[str], out: Path, split: Split) -> Any:
-        from phstore.training.schnet import train_schnet
-
-        return train_schnet(
-            args.store,
-            collections,
-            out,
-            params_from(SchNetArchitecture, args),
-            params_from(SchNetTraining, args),
-            split,
-            args.dataset,
-            progress=not args.quiet,
-        )
 
 
 class Predict(Command):
@@ -208,8 +162,8 @@ class Predict(Command):
         return INCOMPLETE if report.failed else OK
 
     def done(self, args: argparse.Namespace) -> bool:
+        from phstore.modeldir import load_model_dir
         from phstore.store import PENDING, FeatureStore
-        from phstore.training.modeldir import load_model_dir
         from phstore.training.predict import prediction_group
 
         group = prediction_group(load_model_dir(args.model))
@@ -228,7 +182,7 @@ class Compare(Command):
         return [STORE, Option("models", "directory searched for model directories (default: STORE-models)")]
 
     def run(self, args: argparse.Namespace) -> int:
-        from phstore.training.modeldir import find_models
+        from phstore.modeldir import find_models
 
         root = Path(args.models) if args.models else models_root(args.store)
         models = find_models(root, args.store)
@@ -253,12 +207,4 @@ class Compare(Command):
         return OK
 
 
-COMMANDS = [
-    TrainRidge("ridge", "Ridge regression on the PH histograms (seed paper §2.5; alpha 200)"),
-    TrainNeural("cnn", "the paper's CNN on the PH histograms (§2.6)", NeuralConfig.cnn()),
-    TrainNeural("soap-mlp", "MLP (40, 40) on atom-mean SOAP (§2.7)", NeuralConfig.soap_mlp()),
-    TrainNeural("ph-soap", "the SOAP MLP on the PH histogram and SOAP concatenated", NeuralConfig.ph_soap()),
-    TrainSchNet("schnet", "SchNet on positions and energies (§2.4)"),
-    Predict(),
-    Compare(),
-]
+COMMANDS = [*(Train(kind) for kind in MODELS.values()), Predict(), Compare()]

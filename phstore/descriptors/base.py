@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 
 from phstore.provenance import provenance
 from phstore.store import FeatureStore, VariableSpec
@@ -17,8 +18,9 @@ from phstore.store import FeatureStore, VariableSpec
 class FrameResult:
     """What a descriptor made of one frame: per-snapshot values, ragged records, or an error.
 
-    ``records`` rows have the columns of the descriptor's ``record_columns``, sorted (by the
-    first column, then the next, ...: the store keeps them in that order); ``error`` is set
+    ``records`` rows have the columns of the descriptor's ``record_columns`` after the first
+    (``row``, the frame's row in its chunk, which featurize adds), sorted (by the first column,
+    then the next, ...: the store keeps them in that order); ``error`` is set
     (and ``values`` is None) when the frame failed.
     """
 
@@ -37,7 +39,9 @@ class Descriptor(ABC):
     Subclasses set ``name``, ``packages`` (whose versions enter the provenance key),
     ``summary`` (the variable that describes a whole snapshot: what maps and models use),
     ``standardised`` (whether maps z-score it per feature), ``record_columns`` (columns of
-    ragged per-frame output, if any), and implement :meth:`variables` and :meth:`compute`.
+    ragged per-frame output, if any), and implement :meth:`variables` and :meth:`compute`; one
+    built for fixed species overrides :meth:`species` and fails other frames with
+    :meth:`species_error`.
     """
 
     name: ClassVar[str]
@@ -47,6 +51,20 @@ class Descriptor(ABC):
     record_columns: ClassVar[tuple[str, ...]] = ()
 
     params: Any
+
+    def species(self) -> tuple[int, ...] | None:
+        """The atomic numbers the descriptor is built for (None: any); override to restrict."""
+        return None
+
+    def species_error(self, atoms: Atoms) -> str | None:
+        """Why ``atoms`` cannot be described because of its species (None when it can): the
+        one check every descriptor with a fixed species list makes before computing."""
+        known = self.species()
+        unknown = sorted(set(atoms.numbers.tolist()) - set(known)) if known is not None else []
+        if not unknown:
+            return None
+        names = [chemical_symbols[z] for z in unknown]
+        return f"species {names} are not in the {self.name} species {[chemical_symbols[z] for z in known]}"
 
     def provenance(self) -> dict[str, Any]:
         """Parameters, library versions and their hash (see :mod:`phstore.provenance`)."""

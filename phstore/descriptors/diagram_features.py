@@ -97,16 +97,11 @@ class DiagramFeature(Descriptor):
         """The stored diagram of every row (a failure for rows whose PH failed)."""
         group = self.source.group
         state = store.read_rows(collection, group, rows, ["status", "error"])
-        records, _ = store.records(collection, group, rows.start // store.chunk_size)
-        offset = rows.start % store.chunk_size
-        bounds = (
-            np.searchsorted(records[:, 0], np.arange(offset, offset + rows.stop - rows.start + 1))
-            if records.size
-            else np.zeros(rows.stop - rows.start + 1, dtype=int)
-        )
         return [
-            records[lo:hi, 1:] if status == DONE else FrameResult.failed(f"no PH diagram: {error}")
-            for status, error, lo, hi in zip(state["status"], state["error"], bounds, bounds[1:])
+            diagram if status == DONE else FrameResult.failed(f"no PH diagram: {error}")
+            for status, error, diagram in zip(
+                state["status"], state["error"], store.row_records(collection, group, rows)
+            )
         ]
 
 

@@ -4,7 +4,8 @@ Seed paper §2.4: the descriptor is the output of the last interaction block of 
 model (100 values per atom); its mean over the atoms describes the snapshot. The model comes
 from a model directory written by ``phstore train schnet``; the provenance key holds
 the model's key (a hash of its weights and config), so embeddings of different checkpoints
-never share a variable.
+never share a variable. The network itself (:func:`build_schnet`) is defined here, where it is
+applied; :mod:`phstore.training.schnet` trains it.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from ase import Atoms
 
+from phstore.compat import import_schnetpack
 from phstore.descriptors.base import Descriptor, FrameResult
+from phstore.modeldir import ModelDirError, load_model_dir, load_module
 from phstore.store import VariableSpec
-from phstore.training.modeldir import ModelDirError, load_model_dir
 
 
 @dataclass(frozen=True)
@@ -33,22 +35,61 @@ class SchNetParams:
     species: tuple[int, ...]
 
 
+KIND = "schnet"  # the model kind whose directories this descriptor reads
+
+
+def build_schnet(n_atom_basis: int, n_interactions: int, n_rbf: int, cutoff: float):
+    """An untrained schnetpack ``NeuralNetworkPotential`` (seed paper §2.4: ``n_rbf`` Gaussians on
+    0–``cutoff`` Å, cosine cutoff) whose output ``y`` is the atom-mean of the atom-wise head
+    (standardised energy per atom)."""
+    spk = import_schnetpack()
+    representation = spk.representation.SchNet(
+        n_atom_basis=n_atom_basis,
+        n_interactions=n_interactions,
+        radial_basis=spk.nn.GaussianRBF(n_rbf=n_rbf, cutoff=cutoff),
+        cutoff_fn=spk.nn.CosineCutoff(cutoff),
+    )
+    return spk.model.NeuralNetworkPotential(
+        representation=representation,
+        input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=n_atom_basis, output_key="y", aggregation_mode="avg")],
+    )
+
+
+def converter(cutoff: float, device: str = "cpu"):
+    """schnetpack's ``AtomsConverter`` (matscipy's periodic neighbour list at ``cutoff`` Å, float32)."""
+    import torch
+
+    spk = import_schnetpack()
+    return spk.interfaces.AtomsConverter(
+        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff), device=device, dtype=torch.float32
+    )
+
+
+def embed(model, inputs: dict) -> Any:
+    """Per-atom output of the last interaction block (atoms of the batch × n_atom_basis)."""
+    for module in model.input_modules:
+        inputs = module(inputs)
+    return model.representation(inputs)["scalar_representation"]
+
+
+def architecture(params: dict[str, Any]) -> tuple[int, int, int, float]:
+    """``build_schnet``'s arguments from a SchNet model's recorded parameters."""
+    return params["n_atom_basis"], params["n_interactions"], params["n_rbf"], params["cutoff"]
+
+
 @lru_cache(maxsize=2)
 def _load(path: str, key: str):
     """The trained model and its input converter, loaded once per process and checked against ``key``."""
-    from phstore.training.schnet import KIND, architecture_of, build_schnet, converter
-
     model_dir = load_model_dir(path, KIND)
     if model_dir.key != key:
         raise ModelDirError(
             f"the model at {path} has key {model_dir.key}, not {key}: it was re-trained or replaced; "
             "featurize again with --model pointing at the model you mean"
         )
-    arch = architecture_of(model_dir)
-    model = build_schnet(arch)
-    model.load_state_dict(model_dir.state_dict())
+    model = load_module(build_schnet(*architecture(model_dir.config["params"])), model_dir.state())
     model.eval()
-    return model, converter(arch)
+    return model, converter(model_dir.config["params"]["cutoff"])
 
 
 class SchNet(Descriptor):
@@ -80,16 +121,14 @@ class SchNet(Descriptor):
     @classmethod
     def from_model(cls, path: str | Path, batch_atoms: int = 512) -> "SchNet":
         """The descriptor of the SchNet model directory at ``path``."""
-        from phstore.training.schnet import KIND
-
         model_dir = load_model_dir(path, KIND)
-        arch = model_dir.config["architecture"]
+        arch = model_dir.config["params"]
         params = SchNetParams(
             model_dir.key,
             arch["n_atom_basis"],
             arch["n_interactions"],
             arch["cutoff"],
-            tuple(model_dir.config["species"]),
+            tuple(int(z) for z in model_dir.state()["species"]),
         )
         return cls(params, str(model_dir.path.resolve()), batch_atoms)
 
@@ -100,16 +139,11 @@ class SchNet(Descriptor):
             "mean": VariableSpec(("feature",), (f,), "float32", np.nan),
         }
 
-    def _check(self, atoms: Atoms) -> str | None:
-        unseen = sorted(set(int(z) for z in atoms.numbers) - set(self.params.species))
-        if unseen:
-            return f"atomic numbers {unseen} were not in the SchNet training data (species {list(self.params.species)})"
-        return None
+    def species(self) -> tuple[int, ...]:
+        return self.params.species  # what the model was trained on
 
     def _embed(self, frames: Sequence[Atoms]) -> list[np.ndarray]:
         import torch
-
-        from phstore.training.schnet import embed
 
         model, convert = _load(self.model_path, self.params.model_key)
         with torch.no_grad():
@@ -125,7 +159,7 @@ class SchNet(Descriptor):
         results: list[FrameResult | None] = [None] * len(frames)
         good = []
         for i, atoms in enumerate(frames):
-            reason = self._check(atoms)
+            reason = self.species_error(atoms)
             if reason:
                 results[i] = FrameResult.failed(reason)
             else:

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import atomic_numbers
 
 from phstore.descriptors.base import Descriptor, FrameResult
 from phstore.descriptors.params import SOAPParams
@@ -63,14 +63,13 @@ class SOAP(Descriptor):
             "mean": VariableSpec(("feature",), (f,), "float32", np.nan),
         }
 
+    def species(self) -> tuple[int, ...]:
+        return tuple(atomic_numbers[s] for s in self.params.species)
+
     def compute(self, atoms: Atoms) -> FrameResult:
-        known = {atomic_numbers[s] for s in self.params.species}
-        unknown = sorted(chemical_symbols[z] for z in set(atoms.numbers.tolist()) - known)
-        if unknown:
-            return FrameResult.failed(
-                f"species {unknown} not in the SOAP species {list(self.params.species)}; "
-                "featurize with SOAPParams(species=...) that lists them"
-            )
+        reason = self.species_error(atoms)
+        if reason:
+            return FrameResult.failed(f"{reason}; featurize with --species (SOAPParams.species) listing them")
         try:
             per_atom = dscribe_soap(self.params).create(atoms)
         except Exception as exc:  # dscribe rejects the frame: record why, keep going

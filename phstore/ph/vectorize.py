@@ -14,14 +14,33 @@ def _finite(pairs: np.ndarray, min_persistence: float) -> np.ndarray:
     return pairs[pairs[:, 1] - pairs[:, 0] > min_persistence]
 
 
+def histogram_bins(
+    births: np.ndarray, deaths: np.ndarray, bins: int, range_: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The histogram's bin (birth index, death index) of each pair and whether it falls on the
+    grid: ``bins`` equal bins over ``range_`` on both axes, each closed below and open above
+    except the last, closed on both sides (numpy's ``histogram2d``)."""
+    edges = np.linspace(range_[0], range_[1], bins + 1)
+
+    def index(x: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(edges, x, side="right") - 1
+        i[x == edges[-1]] = bins - 1
+        return np.clip(i, 0, bins - 1)
+
+    inside = (births >= edges[0]) & (births <= edges[-1]) & (deaths >= edges[0]) & (deaths <= edges[-1])
+    return index(births), index(deaths), inside
+
+
 def histogram(pairs: np.ndarray, bins: int, range_: tuple[float, float], min_persistence: float = 0.0) -> np.ndarray:
-    """``bins × bins`` histogram (birth × death) over ``range_`` on both axes of the finite
-    pairs with persistence above ``min_persistence`` (Å²), normalised to sum to 1.
+    """``bins × bins`` histogram (birth × death, :func:`histogram_bins`) over ``range_`` on both
+    axes of the finite pairs with persistence above ``min_persistence`` (Å²), normalised to sum
+    to 1.
 
     Raises ValueError when no pair falls in the range.
     """
     pairs = _finite(pairs, min_persistence)
-    hist, _, _ = np.histogram2d(pairs[:, 0], pairs[:, 1], bins=bins, range=[range_, range_])
+    ib, idb, inside = histogram_bins(pairs[:, 0], pairs[:, 1], bins, range_)
+    hist = np.bincount(ib[inside] * bins + idb[inside], minlength=bins * bins).reshape(bins, bins).astype(float)
     total = hist.sum()
     if total == 0:
         raise ValueError(f"no finite pair in {range_}")

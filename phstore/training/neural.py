@@ -5,35 +5,23 @@ Features stream from the store chunk by chunk (:class:`ChunkStream`): an epoch v
 store's snapshot chunks in a shuffled order and shuffles the rows inside each. Chunks are kept
 in memory up to a budget (2 GiB by default), so a store that fits is read once; a larger one is
 streamed, never holding more than the budget plus one chunk. Inputs are z-scored with
-statistics of the training split (computed in one streaming pass) and the target is z-scored
-too; both are saved with the weights.
+statistics of the training rows (computed in one streaming pass) and the target is z-scored
+too; both are part of the learned state.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from phstore.features import Parts, Rows, feature_scales, read_features
+from phstore.metrics import regression_metrics
 from phstore.store import FeatureStore
-from phstore.training.data import (
-    Parts,
-    TrainingData,
-    collection_list,
-    feature_config,
-    feature_scales,
-    feature_sources,
-    model_sources,
-    read_features,
-)
-from phstore.training.metrics import regression_metrics
-from phstore.training.modeldir import ModelDir
+from phstore.training.model import Model
 from phstore.training.params import NETWORKS, OPTIMIZERS, NeuralConfig
-from phstore.training.split import Split
 
 
 def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):
@@ -89,7 +77,7 @@ class ChunkStream:
         self.by_chunk: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (part, chunk) → positions, rows
         offset = 0
         for p, (_, rows) in enumerate(parts):
-            chunks = rows // store.chunk_size
+            chunks = store.chunk_of(rows)
             for c in np.unique(chunks):
                 inside = np.flatnonzero(chunks == c)
                 self.by_chunk[p, int(c)] = (offset + inside, rows[inside])
@@ -190,124 +178,111 @@ def _forward(net, stream: ChunkStream, subset: np.ndarray) -> np.ndarray:
     return out
 
 
-def network_of(model: ModelDir):
-    """An untrained network of a model directory's architecture."""
-    net = model.config["network"]
-    config = NeuralConfig(
-        **{
-            k: tuple(map(tuple, v)) if k == "features" else tuple(v) if isinstance(v, list) else v
-            for k, v in net.items()
-        }
-    )
-    return build_network(config, [tuple(s) for s in model.config["feature_shapes"]])
-
-
-def predict_neural(model: ModelDir, store: FeatureStore, collection: str, rows: np.ndarray) -> np.ndarray:
-    """Energies per atom (eV/atom) of ``rows`` of ``collection`` from the model's stored features."""
-    net = network_of(model)
-    state = model.state_dict()
-    mean, scale = state.pop("input_mean").float(), state.pop("input_scale").float()
-    net.load_state_dict(state)
-    stream = ChunkStream(store, [(collection, rows)], model_sources(model, store, collection))
-    stream.standardize(mean, scale)
-    target = model.config["target"]
-    return _forward(net, stream, np.arange(len(rows))) * target["std"] + target["mean"]
-
-
-def train_neural(
-    store_path: str | Path,
-    collections: str | Sequence[str],
-    out: str | Path,
-    config: NeuralConfig = NeuralConfig.cnn(),
-    split: Split = Split(),
-    dataset: str | None = None,
-    descriptor_keys: tuple[str, ...] = (),
-    progress: bool = True,
-) -> ModelDir:
-    """Train ``config``'s network on the stored features of one or more collections (one
-    dataset) and write a model directory with a learning curve (train and test RMSE, meV/atom,
-    per epoch; ``metrics["history"]`` also holds each epoch's seconds)."""
+def build_optimizer(config: NeuralConfig, parameters):
+    """``config``'s optimiser of ``parameters`` (SGD with Nesterov momentum, or Adam) and its
+    learning-rate schedule (halved at each milestone)."""
     import torch
 
-    store = FeatureStore(store_path, mode="r")
-    collections = collection_list(collections)
-    sources = feature_sources(store, collections, config.features, descriptor_keys)
-    data = TrainingData.select(store, collections, dataset, split, done_in=tuple(g for g, _ in sources))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    stream = ChunkStream(store, data.parts, sources, device)
-    inputs = feature_config(store, collections[0], sources)
-
-    # centring and scaling statistics of the training split, one streaming pass (float64)
-    count, total, squares = 0, 0.0, 0.0
-    for _, x in stream.batches(data.train, 4096):
-        count += len(x)
-        total = total + x.double().sum(dim=0)
-        squares = squares + (x.double() ** 2).sum(dim=0)
-    mean = (total / count).cpu()
-    std = (squares.cpu() / count - mean**2).clamp_min(0.0).sqrt()
-    scale = torch.from_numpy(feature_scales(std.numpy(), inputs))
-    y_mean, y_std = float(data.target[data.train].mean()), float(data.target[data.train].std() or 1.0)
-
-    torch.manual_seed(split.seed)
-    net = build_network(config, [tuple(s) for s in inputs["feature_shapes"]]).to(device)
-    params = net.parameters()
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {OPTIMIZERS}")
-    optimizer = (
-        torch.optim.SGD(
-            params,
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            parameters,
             lr=config.lr,
             momentum=config.momentum,
             nesterov=config.momentum > 0,
             weight_decay=config.weight_decay,
         )
-        if config.optimizer == "sgd"
-        else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    )
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=0.5)
-    stream.standardize(mean, scale)
-    y = torch.tensor((data.target - y_mean) / y_std, dtype=torch.float32, device=device)
+    else:
+        optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=0.5)
 
-    def predict(subset: np.ndarray) -> np.ndarray:
-        return _forward(net, stream, subset) * y_std + y_mean
 
-    rng = np.random.default_rng(split.seed)
-    history = []
-    for epoch in tqdm(
-        range(config.epochs), desc=f"train {config.kind} on {data.name}", unit="epoch", disable=not progress
-    ):
-        started = time.perf_counter()
-        net.train()
-        losses, sizes = [], []  # each batch's mean loss, kept on the device (no sync per batch)
-        for pos, x in stream.batches(data.train, config.batch_size, rng):
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(net(x).squeeze(1), y[pos])
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.detach())
-            sizes.append(len(pos))
-        squared = float(torch.stack(losses) @ torch.tensor(sizes, dtype=torch.float32, device=device))
-        schedule.step()
-        test = predict(data.test)[data.test]
-        history.append(
-            {
+class Network(Model):
+    """A network of :class:`~phstore.training.params.NeuralConfig` (the CNN, the SOAP MLP,
+    PH + SOAP) trained on the MSE of the z-scored energy per atom.
+
+    Learned: ``net_`` (the torch module), ``input_mean_`` and ``input_scale_`` (the features'
+    scaler), ``target_mean_`` and ``target_std_`` (eV/atom), ``history_`` (per epoch: train and
+    test RMSE, meV/atom, and seconds).
+    """
+
+    packages = ("torch",)
+
+    def fit(
+        self,
+        X: Rows,
+        y: np.ndarray,
+        eval_set: tuple[Rows, np.ndarray] | None = None,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> "Network":
+        import torch
+
+        config = self.params
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        stream = ChunkStream(X.store, X.parts, list(X.sources), device)
+        everything = np.arange(len(X))
+        # centring and scaling statistics of the training rows, one streaming pass (float64)
+        count, total, squares = 0, 0.0, 0.0
+        for _, x in stream.batches(everything, 4096):
+            count += len(x)
+            total = total + x.double().sum(dim=0)
+            squares = squares + (x.double() ** 2).sum(dim=0)
+        mean = (total / count).cpu()
+        std = (squares.cpu() / count - mean**2).clamp_min(0.0).sqrt()
+        self.input_mean_ = mean.numpy()
+        self.input_scale_ = feature_scales(std.numpy(), X.info)
+        self.target_mean_, self.target_std_ = float(y.mean()), float(y.std() or 1.0)
+
+        torch.manual_seed(seed)
+        self.net_ = self.network(X.info).to(device)
+        optimizer, schedule = build_optimizer(config, self.net_.parameters())
+        stream.standardize(*self._scaler())
+        target = torch.tensor((y - self.target_mean_) / self.target_std_, dtype=torch.float32, device=device)
+        evaluation = None
+        if eval_set is not None and len(eval_set[0]):
+            evaluation = ChunkStream(eval_set[0].store, eval_set[0].parts, list(eval_set[0].sources), device)
+            evaluation.standardize(*self._scaler())
+
+        rng = np.random.default_rng(seed)
+        self.history_ = []
+        for epoch in tqdm(range(config.epochs), desc=f"train {config.kind}", unit="epoch", disable=not progress):
+            started = time.perf_counter()
+            self.net_.train()
+            losses, sizes = [], []  # each batch's mean loss, kept on the device (no sync per batch)
+            for pos, x in stream.batches(everything, config.batch_size, rng):
+                optimizer.zero_grad()
+                loss = torch.nn.functional.mse_loss(self.net_(x).squeeze(1), target[pos])
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.detach())
+                sizes.append(len(pos))
+            squared = float(torch.stack(losses) @ torch.tensor(sizes, dtype=torch.float32, device=device))
+            schedule.step()
+            record = {
                 "epoch": epoch + 1,
-                "train_rmse_mev": float(np.sqrt(squared / len(data.train)) * y_std * 1000),
-                "test_rmse_mev": regression_metrics(data.target[data.test], test)["rmse_mev"],
-                "seconds": time.perf_counter() - started,
+                "train_rmse_mev": float(np.sqrt(squared / len(X)) * self.target_std_ * 1000),
             }
-        )
+            if evaluation is not None:
+                tested = self._predict(evaluation)
+                record["test_rmse_mev"] = regression_metrics(eval_set[1], tested)["rmse_mev"]
+            record["seconds"] = time.perf_counter() - started
+            self.history_.append(record)
+        return self
 
-    state = {**net.state_dict(), "input_mean": mean, "input_scale": scale}
-    cfg = {
-        "network": dataclasses.asdict(config),
-        "features": [list(f) for f in config.features],
-        "split": dataclasses.asdict(split),
-        **inputs,
-        "target": {"mean": y_mean, "std": y_std},
-    }
-    model = data.finish(out, config.kind, cfg, state, predict(np.arange(len(data))), ("torch",), {"history": history})
-    from phstore.plots import plot_learning_curve
+    def _scaler(self):
+        import torch
 
-    plot_learning_curve(history, model.path / "learning-curve.png", f"{config.kind} on {data.name}")
-    return model
+        return torch.from_numpy(np.asarray(self.input_mean_)), torch.from_numpy(np.asarray(self.input_scale_))
+
+    def _predict(self, stream: ChunkStream) -> np.ndarray:
+        return _forward(self.net_, stream, np.arange(stream.n)) * float(self.target_std_) + float(self.target_mean_)
+
+    def predict(self, X: Rows) -> np.ndarray:
+        stream = ChunkStream(X.store, X.parts, list(X.sources), next(self.net_.parameters()).device.type)
+        stream.standardize(*self._scaler())
+        return self._predict(stream)
+
+    def network(self, inputs: dict) -> Any:
+        return build_network(self.params, [tuple(s) for s in inputs["feature_shapes"]])

@@ -11,10 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from phstore.params import param
-
-#: A stored feature: (descriptor name, variable), e.g. ("ph", "histogram") or ("soap", "mean").
-Feature = tuple[str, str]
+from phstore.params import Feature, param
 
 #: Network kinds: the CNN on one 2-D feature; MLPs on their features flattened and concatenated.
 NETWORKS = ("cnn", "soap-mlp", "ph-soap")
@@ -79,19 +76,13 @@ class NeuralConfig:
 
 
 @dataclass(frozen=True)
-class SchNetArchitecture:
-    """SchNet's shape (seed paper §2.4)."""
+class SchNetConfig:
+    """SchNet's shape (seed paper §2.4) and how it trains (the split's seed also seeds torch)."""
 
     n_atom_basis: int = param(100, "size of the atom basis (the embedding's width)")
     n_interactions: int = param(3, "interaction blocks")
     n_rbf: int = param(60, "Gaussians of the distance expansion")
     cutoff: float = param(5.0, "cosine cutoff radius", "Å")
-
-
-@dataclass(frozen=True)
-class SchNetTraining:
-    """How SchNet trains (the split's seed also seeds torch)."""
-
     epochs: int = param(100, "training epochs")
     batch_size: int = param(16, "snapshots per batch")
     lr: float = param(5e-4, "Adam learning rate")

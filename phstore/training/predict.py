@@ -14,22 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from phstore.metrics import regression_metrics
+from phstore.modeldir import ModelDir, load_model_dir
 from phstore.provenance import provenance
-from phstore.store import DONE, FAILED, FeatureStore, VariableSpec
-from phstore.training.data import TARGET, model_sources
-from phstore.training.metrics import regression_metrics
-from phstore.training.modeldir import ModelDir, load_model_dir
-from phstore.training.neural import predict_neural
-from phstore.training.ridge import predict_ridge
-from phstore.training.schnet import predict_schnet
-
-PREDICTORS = {
-    "ridge": predict_ridge,
-    "cnn": predict_neural,
-    "soap-mlp": predict_neural,
-    "ph-soap": predict_neural,
-    "schnet": predict_schnet,
-}
+from phstore.store import DONE, FAILED, TARGET, FeatureStore, VariableSpec
+from phstore.training.train import load_model, model_rows
 
 
 @dataclass(frozen=True)
@@ -72,30 +61,20 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     model = load_model_dir(model_path)
     store = FeatureStore(store_path, mode="r+")
     n = store.n_snapshots(collection)
+    everything = model_rows(model, store, collection, np.arange(n))
     ok = np.ones(n, dtype=bool)
-    if model.kind != "schnet":
-        for group, _ in model_sources(model, store, collection):
-            ok &= store.status(collection, group) == DONE
+    for group, _ in everything.sources:
+        ok &= store.status(collection, group) == DONE
     rows = np.flatnonzero(ok)
     values = np.full(n, np.nan)
-    values[rows] = PREDICTORS[model.kind](model, store, collection, rows)
+    if len(rows):
+        values[rows] = load_model(model).predict(everything.take(rows))
     prov = _provenance(model)
     group = prediction_group(model)
     with store.writer(f"predict {group}"):
         store.ensure_descriptor(collection, group, prov, {TARGET: VariableSpec((), (), "float64", np.nan)})
-        error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features").astype(
-            object
-        )
-        store.write_rows(
-            collection,
-            group,
-            slice(0, n),
-            {
-                TARGET: values,
-                "error": error,
-                "status": np.where(ok, DONE, FAILED).astype(np.int8),
-            },
-        )
+        error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features")
+        store.commit_rows(collection, group, slice(0, n), {TARGET: values}, np.where(ok, DONE, FAILED), error)
     frames = store.frames(collection)
     same = ok & (frames["dataset"].values == model.provenance["dataset"])
     if not same.any():

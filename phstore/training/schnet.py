@@ -6,148 +6,93 @@ Gaussian widths are schnetpack's default (the centre spacing, 0.085 Å); the pap
 γ = 0.1 Å⁻², which would make every Gaussian wider than the cutoff, so it is not used.
 
 The output of the last interaction block (schnetpack's ``scalar_representation``) is the
-SchNet descriptor; :func:`embed` computes it and :mod:`phstore.descriptors.schnet` stores it.
+SchNet descriptor (:mod:`phstore.descriptors.schnet`, which defines the network).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from ase import Atoms
 from tqdm.auto import tqdm
 
-from phstore.compat import import_schnetpack
-from phstore.store import FeatureStore
-from phstore.training.data import TARGET, Parts, TrainingData
-from phstore.training.modeldir import ModelDir
-from phstore.training.params import SchNetArchitecture, SchNetTraining
-from phstore.training.split import Split
-
-KIND = "schnet"
+from phstore.descriptors.schnet import architecture, build_schnet, converter
+from phstore.features import Rows
+from phstore.metrics import regression_metrics
+from phstore.training.model import Model
 
 
-def build_schnet(arch: SchNetArchitecture):
-    """An untrained schnetpack ``NeuralNetworkPotential`` whose output ``y`` is the atom-mean of
-    the atom-wise head (standardised energy per atom)."""
-    spk = import_schnetpack()
-    representation = spk.representation.SchNet(
-        n_atom_basis=arch.n_atom_basis,
-        n_interactions=arch.n_interactions,
-        radial_basis=spk.nn.GaussianRBF(n_rbf=arch.n_rbf, cutoff=arch.cutoff),
-        cutoff_fn=spk.nn.CosineCutoff(arch.cutoff),
-    )
-    return spk.model.NeuralNetworkPotential(
-        representation=representation,
-        input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(n_in=arch.n_atom_basis, output_key="y", aggregation_mode="avg")],
-    )
+class SchNetModel(Model):
+    """SchNet of :class:`~phstore.training.params.SchNetConfig`, trained with Adam on the MSE
+    of the z-scored energy per atom.
 
-
-def converter(arch: SchNetArchitecture, device: str = "cpu"):
-    """schnetpack's ``AtomsConverter`` (matscipy's periodic neighbour list at the cutoff, float32)."""
-    spk = import_schnetpack()
-    import torch
-
-    return spk.interfaces.AtomsConverter(
-        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=arch.cutoff), device=device, dtype=torch.float32
-    )
-
-
-def embed(model, inputs: dict) -> Any:
-    """Per-atom output of the last interaction block (atoms of the batch × n_atom_basis)."""
-    for module in model.input_modules:
-        inputs = module(inputs)
-    return model.representation(inputs)["scalar_representation"]
-
-
-def architecture_of(model_dir: ModelDir) -> SchNetArchitecture:
-    return SchNetArchitecture(**model_dir.config["architecture"])
-
-
-def _predict(model, convert, frames: Sequence[Atoms], batch_size: int, mean: float, std: float) -> np.ndarray:
-    import torch
-
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for lo in range(0, len(frames), batch_size):
-            out.append(model(convert(list(frames[lo : lo + batch_size])))["y"].cpu().numpy())
-    return np.concatenate(out) * std + mean if out else np.empty(0)
-
-
-def _frames(store: FeatureStore, parts: Parts) -> list[Atoms]:
-    """The snapshots of every part, in order."""
-    out = []
-    for coll, rows in parts:
-        every = store.atoms(coll, slice(0, store.n_snapshots(coll)))
-        out += [every[i] for i in rows]
-    return out
-
-
-def train_schnet(
-    store_path: str | Path,
-    collections: str | Sequence[str],
-    out: str | Path,
-    arch: SchNetArchitecture = SchNetArchitecture(),
-    training: SchNetTraining = SchNetTraining(),
-    split: Split = Split(),
-    dataset: str | None = None,
-    progress: bool = True,
-) -> ModelDir:
-    """Train SchNet on the energies per atom (eV/atom) of one or more collections (one ``dataset``,
-    see :func:`phstore.training.data.training_rows`) and write a model directory
-    (:mod:`phstore.training.modeldir`) to ``out``.
-
-    Metrics are RMSE/MAE in meV/atom and R² on the train and test sets; the split, seed and
-    the store's identity are recorded as provenance.
+    Learned: ``net_`` (the torch module), ``target_mean_`` and ``target_std_`` (eV/atom),
+    ``species_`` (the atomic numbers it saw) and ``history_`` (per epoch: train and test RMSE,
+    meV/atom).
     """
-    import torch
 
-    data = TrainingData.select(FeatureStore(store_path, mode="r"), collections, dataset, split)
-    frames = _frames(data.store, data.parts)
-    target, train = data.target, data.train
-    mean, std = float(target[train].mean()), float(target[train].std() or 1.0)
+    packages = ("schnetpack", "torch")
 
-    torch.manual_seed(split.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = build_schnet(arch).to(device)
-    convert = converter(arch, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=training.lr)
-    y = torch.tensor((target - mean) / std, dtype=torch.float32, device=device)
-    rng = np.random.default_rng(split.seed)
-    history = []
-    for epoch in tqdm(range(training.epochs), desc=f"train schnet on {data.name}", unit="epoch", disable=not progress):
-        model.train()
-        order = rng.permutation(train)
-        losses = []
-        for lo in range(0, len(order), training.batch_size):
-            batch = order[lo : lo + training.batch_size]
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(convert([frames[i] for i in batch]))["y"], y[batch])
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()) * len(batch))
-        history.append({"epoch": epoch + 1, "train_rmse_mev": float(np.sqrt(sum(losses) / len(train)) * std * 1000)})
+    def network(self, inputs: dict) -> Any:
+        return build_schnet(*architecture(dataclasses.asdict(self.params)))
 
-    config = {
-        "architecture": dataclasses.asdict(arch),
-        "training": dataclasses.asdict(training),
-        "split": dataclasses.asdict(split),
-        "target": {"name": TARGET, "unit": "eV/atom", "mean": mean, "std": std},
-        "species": sorted({int(z) for atoms in frames for z in atoms.numbers}),
-    }
-    predicted = _predict(model, convert, frames, training.batch_size, mean, std)
-    return data.finish(out, KIND, config, model.state_dict(), predicted, ("schnetpack", "torch"), {"history": history})
+    def fit(
+        self,
+        X: Rows,
+        y: np.ndarray,
+        eval_set: tuple[Rows, np.ndarray] | None = None,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> "SchNetModel":
+        import torch
 
+        p = self.params
+        frames = X.atoms()
+        tested = eval_set[0].atoms() if eval_set is not None and len(eval_set[0]) else None
+        self.target_mean_, self.target_std_ = float(y.mean()), float(y.std() or 1.0)
+        self.species_ = np.array(sorted({int(z) for atoms in frames for z in atoms.numbers}), dtype=np.int64)
+        torch.manual_seed(seed)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.net_ = self.network(X.info).to(device)
+        convert = converter(p.cutoff, device)
+        optimizer = torch.optim.Adam(self.net_.parameters(), lr=p.lr)
+        target = torch.tensor((y - self.target_mean_) / self.target_std_, dtype=torch.float32, device=device)
+        rng = np.random.default_rng(seed)
+        self.history_ = []
+        for epoch in tqdm(range(p.epochs), desc="train schnet", unit="epoch", disable=not progress):
+            self.net_.train()
+            order = rng.permutation(len(frames))
+            losses = []
+            for lo in range(0, len(order), p.batch_size):
+                batch = order[lo : lo + p.batch_size]
+                optimizer.zero_grad()
+                loss = torch.nn.functional.mse_loss(self.net_(convert([frames[i] for i in batch]))["y"], target[batch])
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()) * len(batch))
+            record = {
+                "epoch": epoch + 1,
+                "train_rmse_mev": float(np.sqrt(sum(losses) / len(frames)) * self.target_std_ * 1000),
+            }
+            if tested is not None:
+                record["test_rmse_mev"] = regression_metrics(eval_set[1], self._predict(tested))["rmse_mev"]
+            self.history_.append(record)
+        return self
 
-def predict_schnet(model: ModelDir, store: FeatureStore, collection: str, rows: np.ndarray) -> np.ndarray:
-    """Energies per atom (eV/atom) of ``rows`` of ``collection`` from their stored positions."""
-    arch = architecture_of(model)
-    net = build_schnet(arch)
-    net.load_state_dict(model.state_dict())
-    target = model.config["target"]
-    batch = model.config["training"]["batch_size"]
-    return _predict(net, converter(arch), _frames(store, [(collection, rows)]), batch, target["mean"], target["std"])
+    def predict(self, X: Rows) -> np.ndarray:
+        return self._predict(X.atoms())
+
+    def _predict(self, frames: Sequence[Atoms]) -> np.ndarray:
+        import torch
+
+        device = next(self.net_.parameters()).device.type
+        convert = converter(self.params.cutoff, device)
+        out = []
+        self.net_.eval()
+        with torch.no_grad():
+            for lo in range(0, len(frames), self.params.batch_size):
+                out.append(self.net_(convert(list(frames[lo : lo + self.params.batch_size])))["y"].cpu().numpy())
+        z = np.concatenate(out) if out else np.empty(0)
+        return z * float(self.target_std_) + float(self.target_mean_)

@@ -2,10 +2,11 @@
 
 A model directory holds::
 
-    model.json    kind, config, metrics, provenance (store, collections, dataset, versions)
-                  and the SHA-256 of the weights
-    weights.pt    a plain ``state_dict`` of tensors (loaded with ``weights_only=True``: nothing
-                  is unpickled)
+    model.json    kind, config (the model's parameters under ``params``, the split, what it
+                  read), metrics, provenance (store, collections, dataset, versions) and the
+                  SHA-256 of the weights
+    weights.npz   the learned state: plain numpy arrays (a network's tensors as ``net.<name>``),
+                  read with ``allow_pickle=False``, so loading runs no code and needs no torch
     split.npz     the snapshot indices of the train and test sets, per collection
                   (arrays ``train:<collection>`` and ``test:<collection>``)
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ import numpy as np
 
 from phstore.errors import PhstoreError
 
-FORMAT = "phstore-model-1"
-META, WEIGHTS, SPLIT = "model.json", "weights.pt", "split.npz"
+FORMAT = "phstore-model-2"
+META, WEIGHTS, SPLIT = "model.json", "weights.npz", "split.npz"
+NET = "net."  # prefix of a torch module's tensors in the state
 
 
 class ModelDirError(PhstoreError, RuntimeError):
@@ -61,39 +63,50 @@ class ModelDir:
         blob = json.dumps({"kind": self.kind, "config": self.config, "weights": self.weights_sha256}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-    def state_dict(self) -> dict[str, Any]:
-        """The weights, checked against the recorded hash and loaded without unpickling."""
-        import torch
-
+    def state(self) -> dict[str, np.ndarray]:
+        """The learned arrays, checked against the recorded hash."""
         path = self.path / WEIGHTS
-        if _sha256(path) != self.weights_sha256:
+        if not path.is_file() or _sha256(path) != self.weights_sha256:
             raise ModelDirError(
-                f"{path} does not match the SHA-256 in {self.path / META}: the file was changed or is corrupt"
+                f"{path} is missing or does not match the SHA-256 in {self.path / META}: the file was changed "
+                "or is corrupt; re-train the model"
             )
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-            raise ModelDirError(f"{path} is not a plain tensor state_dict ({exc}); re-train the model") from None
+            with np.load(path, allow_pickle=False) as arrays:
+                return {k: arrays[k] for k in arrays.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ModelDirError(f"{path} is not a plain array file ({exc}); re-train the model") from None
+
+
+def module_state(module: Any) -> dict[str, np.ndarray]:
+    """A torch module's tensors as arrays named ``net.<name>`` (what :func:`load_module` reads)."""
+    return {NET + k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def load_module(module: Any, state: dict[str, np.ndarray]) -> Any:
+    """Load the ``net.<name>`` arrays of ``state`` into a torch module; return the module."""
+    import torch
+
+    module.load_state_dict({k[len(NET) :]: torch.from_numpy(v) for k, v in state.items() if k.startswith(NET)})
+    return module
 
 
 def save_model_dir(
     path: str | Path,
     kind: str,
     config: dict[str, Any],
-    state_dict: dict[str, Any],
+    state: dict[str, np.ndarray],
     train: dict[str, np.ndarray],
     test: dict[str, np.ndarray],
     metrics: dict[str, Any],
     provenance: dict[str, Any],
 ) -> ModelDir:
     """Write a model directory (weights first, ``model.json`` last: its presence marks it complete).
-    ``train`` and ``test`` are snapshot indices per collection."""
-    import torch
-
+    ``train`` and ``test`` are snapshot indices per collection, ``state`` the learned arrays."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / META).unlink(missing_ok=True)
-    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path / WEIGHTS)
+    np.savez(path / WEIGHTS, **{k: np.asarray(v) for k, v in state.items()})
     np.savez(
         path / SPLIT,
         **{
@@ -115,7 +128,7 @@ def save_model_dir(
 
 
 def load_model_dir(path: str | Path, kind: str | None = None) -> ModelDir:
-    """Read a model directory's metadata and split (weights load on :meth:`ModelDir.state_dict`).
+    """Read a model directory's metadata and split (weights load on :meth:`ModelDir.state`).
 
     Raises :class:`ModelDirError` with what to do when the directory is not a complete phstore
     model (of ``kind``, when given).
@@ -129,7 +142,11 @@ def load_model_dir(path: str | Path, kind: str | None = None) -> ModelDir:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelDirError(f"{meta_path} is corrupt: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelDirError(f"{meta_path} is not a {FORMAT} file")
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelDirError(
+            f"{meta_path} is not a {FORMAT} file"
+            + (f" but {found}, written by an older phstore: train the model again" if found else "")
+        )
     if kind is not None and meta["kind"] != kind:
         raise ModelDirError(f"{path} holds a {meta['kind']!r} model, not {kind!r}")
     try:
