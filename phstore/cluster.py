@@ -98,9 +98,8 @@ def worker_env() -> dict[str, str]:
 
     Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand freed
     memory back to the kernel at once and serve every block over 128 KiB with a fresh ``mmap``;
-    a descriptor then faults its per-frame buffers in again on every frame (SOAP of 216 atoms:
-    ~1,000 page faults and 3 ms of system time per 20 ms frame; SchNet: ~30,000 faults, half of
-    its time). The defaults keep freed memory in one arena and serve blocks up to 32 MiB (glibc's
+    a descriptor then faults its per-frame buffers in again on every frame (measured in
+    ``benchmarks/README.md``). The defaults keep freed memory in one arena and serve blocks up to 32 MiB (glibc's
     largest threshold) from it: no faults per frame, and the memory a worker keeps is its peak
     working set, which SchNet's pass size bounds (:class:`~phstore.descriptors.SchNet`'s
     ``batch_atoms``); larger blocks still come and go with ``mmap``. glibc reads these at

@@ -104,7 +104,7 @@ class IsolatedRunner:
         from phstore.cluster import worker_env  # not at the top: the child imports this module
 
         # phstore's malloc settings even under workers started elsewhere: Dask's own
-        # MALLOC_TRIM_THRESHOLD_ slows HomCloud's many small allocations (measured ~20 %).
+        # MALLOC_TRIM_THRESHOLD_ slows HomCloud's many small allocations (benchmarks/README.md).
         env = os.environ | worker_env()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "phstore.isolation", *self.preload],

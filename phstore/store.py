@@ -41,10 +41,10 @@ FORMAT = "phstore-1"
 SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 32
 # Lossless codec of dense float arrays: bit-shuffled float32 exposes the sign and exponent bits to
-# lz4, which gains 1.13× on per-atom SOAP and writes a 10 MB chunk in 12 ms (raw: 6, zstd: 16).
+# lz4 (ratios and times in benchmarks/README.md).
 DENSE_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
-# Codec of ragged records (PH diagrams: float64 rows): zstd level 1 compresses a 216-atom chunk's
-# 1.4 MB 2.24x in 3.4 ms, where Zarr's default level 0 takes 7.4 ms for 2.22x.
+# Codec of ragged records (PH diagrams: float64 rows): zstd level 1, as dense as Zarr's default
+# level and twice as fast (benchmarks/README.md).
 RECORDS_CODEC = zarr.codecs.ZstdCodec(level=1)
 FRAMES = "frames"
 RECORDS = "records"
@@ -133,7 +133,7 @@ class VariableSpec:
 
     Chunks are compressed with Zarr's default zstd, or with ``DENSE_CODEC`` when ``dense`` is
     set: for dense float output with few repeated bytes (per-atom SOAP and SchNet), where zstd
-    gains 1.06× and triples the write and read times. ``scaling`` (stored as the array's
+    gains little and is slower to write and read. ``scaling`` (stored as the array's
     attribute) says how models put the variable on a common footing: ``"zscore"``, each feature
     to unit variance, or ``"block"``, one scale for the whole variable (an image's pixels).
     """

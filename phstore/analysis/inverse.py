@@ -23,11 +23,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from phstore.analysis.bonds import bond_angles, bond_lengths
 from phstore.analysis.ridge_map import CoefficientGrid, coefficient_grid
+from phstore.compat import import_homcloud
 from phstore.isolation import ChildFailure, runner_for
 from phstore.modeldir import load_model_dir
 from phstore.ph.homcloud import PRELOAD, orthorhombic_lengths, replicate, supercell
-from phstore.store import DONE, FRAMES, TARGET, FeatureStore
+from phstore.plots import plot_bond_histograms, plot_regions
+from phstore.provenance import provenance
+from phstore.store import DONE, FRAMES, TARGET, FeatureStore, VariableSpec
 
 HIGH, LOW = "high", "low"
 #: HomCloud recomputes each diagram on a near-cube with sides at least this long, Å: the cell as
@@ -49,8 +53,6 @@ def stable_volume_atoms(
     below the lifetime). Runs HomCloud in the current process; the diagram of ``key`` is kept
     for the next pair.
     """
-    from phstore.compat import import_homcloud
-
     if key not in _DIAGRAMS:
         hc = import_homcloud()
         _DIAGRAMS.clear()
@@ -224,8 +226,6 @@ def inverse_analysis(
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    from phstore.analysis.bonds import bond_angles, bond_lengths
-
     model = load_model_dir(model_path, "ridge")
     grid = coefficient_grid(model)
     ph_group = model.config["descriptor_groups"][0]
@@ -281,9 +281,6 @@ def _store_results(report: InverseReport, params: InverseParams, store_path: str
     """Per-atom region tags of the analysed snapshots (``region``: index into :data:`TAGS`;
     ``status`` done, pending for snapshots not analysed) in an ``inverse-<key>`` group; the bond
     histograms and the failed pairs in its attributes."""
-    from phstore.provenance import provenance
-    from phstore.store import VariableSpec
-
     store = FeatureStore(store_path, mode="r+")
     prov = provenance("inverse", params, ("homcloud",))
     group = f"inverse-{prov['key']}"
@@ -309,8 +306,6 @@ def _store_results(report: InverseReport, params: InverseParams, store_path: str
 
 def _write_outputs(report: InverseReport, frames: dict, store: FeatureStore, out: Path) -> list[Path]:
     import ase.io
-
-    from phstore.plots import plot_bond_histograms, plot_regions
 
     out.mkdir(parents=True, exist_ok=True)
     energy = store.read_rows(report.collection, FRAMES, slice(0, store.n_snapshots(report.collection)), [TARGET])[

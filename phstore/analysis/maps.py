@@ -28,6 +28,7 @@ import numpy as np
 
 from phstore.descriptors import REGISTRY
 from phstore.features import descriptor_group, read_features
+from phstore.plots import plot_maps
 from phstore.provenance import provenance
 from phstore.store import DONE, FAILED, FRAMES, TARGET, FeatureStore, VariableSpec
 
@@ -160,8 +161,6 @@ def analyze_maps(
     """Map each descriptor of ``collection``, store the coordinates, and draw one PNG per method
     (``maps-pca.png``, ``maps-tsne_p30.png``, …) under ``out`` with one column per descriptor,
     read back from the store."""
-    from phstore.plots import plot_maps
-
     store = FeatureStore(store_path, mode="r+")
     with store.writer("analyze maps"):
         reports = [descriptor_map(store, collection, d, keys, perplexities, seed) for d in descriptors]

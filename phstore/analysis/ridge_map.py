@@ -16,6 +16,7 @@ import numpy as np
 
 from phstore.modeldir import ModelDir, ModelDirError, load_model_dir
 from phstore.ph.vectorize import histogram_bins
+from phstore.plots import plot_coefficient_map
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,6 @@ def coefficient_grid(model: ModelDir) -> CoefficientGrid:
 def ridge_map(model_path: str | Path, out: str | Path | None = None) -> tuple[CoefficientGrid, Path]:
     """Draw the coefficient map of the Ridge model at ``model_path`` (default:
     ``ridge-map.png`` in the model directory)."""
-    from phstore.plots import plot_coefficient_map
-
     model = load_model_dir(model_path, "ridge")
     grid = coefficient_grid(model)
     path = Path(out) if out else model.path / "ridge-map.png"

@@ -7,21 +7,21 @@ every field as an option; SchNet's come from the trained model it names.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
 from phstore.commands.base import CLUSTER_OPTIONS, ERROR, INCOMPLETE, OK, QUIET, STORE, Command, cluster_options
 from phstore.commands.options import Option, options_of, params_from
-from phstore.descriptors.params import DiagramHistogramParams, PersistenceImageParams, PHParams, SOAPParams
+from phstore.descriptors import KINDS, DescriptorKind
 
 
 class Featurize(Command):
-    """Featurize with the descriptor ``name`` (a key of :data:`phstore.descriptors.REGISTRY`)
-    whose parameters are ``params``; ``settings`` are its execution settings (not provenance)."""
+    """Featurize with one descriptor (:data:`phstore.descriptors.KINDS`): its parameters and
+    execution settings are the options."""
 
-    def __init__(self, name: str, help: str, params: type | None, settings: tuple[Option, ...] = ()) -> None:
-        self.words, self.help = ("featurize", name), help
-        self.descriptor_name, self.params, self.settings = name, params, settings
+    def __init__(self, kind: DescriptorKind) -> None:
+        self.words, self.help, self.kind = ("featurize", kind.name), kind.help, kind
 
     def options(self) -> list[Option]:
         common = [
@@ -34,15 +34,15 @@ class Featurize(Command):
 
     def descriptor_options(self) -> list[Option]:
         """The options that choose the descriptor variant (and its execution settings)."""
-        group = f"{self.descriptor_name} parameters (enter the provenance key)"
-        return options_of(self.params, group=group) + list(self.settings)
+        options = options_of(self.kind.params, group=f"{self.kind.name} parameters (enter the provenance key)")
+        if self.kind.settings:
+            options += options_of(self.kind.settings, group=f"{self.kind.name} execution (not provenance)")
+        return options
 
     def descriptor(self, args: argparse.Namespace) -> Any:
         """The descriptor the options describe."""
-        from phstore.descriptors import REGISTRY
-
-        settings = {o.name: getattr(args, o.name) for o in self.settings if getattr(args, o.name) is not None}
-        return REGISTRY[self.descriptor_name](params_from(self.params, args), **settings)
+        settings = dataclasses.asdict(params_from(self.kind.settings, args)) if self.kind.settings else {}
+        return self.kind.descriptor_class()(params_from(self.kind.params, args), **settings)
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.cluster import connect, describe
@@ -95,14 +95,6 @@ class Featurize(Command):
 class FeaturizeSchNet(Featurize):
     """SchNet embeddings: the parameters are the trained model's (its key and architecture)."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            "schnet",
-            "SchNet embeddings (last interaction block, per atom and atom-mean) of a model "
-            "trained with `phstore train schnet`",
-            None,
-        )
-
     def descriptor_options(self) -> list[Option]:
         return [Option("model", "SchNet model directory written by `phstore train schnet`", required=True)]
 
@@ -112,28 +104,4 @@ class FeaturizeSchNet(Featurize):
         return SchNet.from_model(args.model)
 
 
-_PH_VECTORS = "(no PH is recomputed; the ph_* options name the PH variant to read)"
-
-COMMANDS = [
-    Featurize(
-        "ph",
-        "persistence diagrams of the periodic alpha filtration and their normalised histogram (seed paper §2.2)",
-        PHParams,
-        (
-            Option(
-                "time_limit",
-                "seconds one frame may take before it is recorded failed (default 120)",
-                float,
-                group="ph execution (not provenance)",
-            ),
-        ),
-    ),
-    Featurize("soap", "SOAP of every atom and its atom-mean (dscribe; seed paper §2.3)", SOAPParams),
-    Featurize("pimage", f"persistence images of the stored PH diagrams {_PH_VECTORS}", PersistenceImageParams),
-    Featurize(
-        "phist",
-        f"histograms of the stored PH diagrams with other bins, range or threshold {_PH_VECTORS}",
-        DiagramHistogramParams,
-    ),
-    FeaturizeSchNet(),
-]
+COMMANDS = [(Featurize if kind.params else FeaturizeSchNet)(kind) for kind in KINDS.values()]

@@ -3,7 +3,8 @@
 They live apart from the descriptors, which import the store, numba and dscribe, so the command
 line offers every field as an option (``phstore featurize ph --help``) without importing them.
 The SchNet descriptor's parameters come from a trained model, not from options
-(:class:`phstore.descriptors.schnet.SchNetParams`).
+(:class:`phstore.descriptors.schnet.SchNetParams`). Execution settings that do not change a
+result (PH's time limit) are dataclasses of their own, outside the key.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ class PHParams:
     def truncated_at(self) -> float:
         """Where the stored diagrams end, Å²: pairs dying above it are stored with death = inf."""
         return self.range[1] if self.truncate and self.engine == "native" else math.inf
+
+
+@dataclass(frozen=True)
+class PHExecution:
+    """How PH runs, not what it computes (so not in its provenance key)."""
+
+    time_limit: float = param(120.0, "time one frame may take before it is recorded failed", "s")
 
 
 @dataclass(frozen=True)

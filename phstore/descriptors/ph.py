@@ -28,7 +28,7 @@ import numpy as np
 from ase import Atoms
 
 from phstore.descriptors.base import Descriptor, FrameResult
-from phstore.descriptors.params import ENGINES, PHParams
+from phstore.descriptors.params import ENGINES, PHExecution, PHParams
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, runner_for
 from phstore.ph import Deadline, PeriodicAlphaError, homcloud, periodic_alpha_diagram
 from phstore.ph.vectorize import histogram
@@ -63,7 +63,7 @@ class PH(Descriptor):
     standardised = True  # the seed paper z-scores every bin
     record_columns = ("row", "degree", "birth", "death")
 
-    def __init__(self, params: PHParams = PHParams(), time_limit: float = 120.0) -> None:
+    def __init__(self, params: PHParams = PHParams(), time_limit: float = PHExecution.time_limit) -> None:
         if params.engine not in ENGINES:
             raise ValueError(f"unknown PH engine {params.engine!r}; choose one of {ENGINES}")
         self.params = params

@@ -103,10 +103,8 @@ class SchNet(Descriptor):
         The model directory (read on the workers; not part of the provenance key).
     batch_atoms:
         Atoms per forward pass: consecutive frames are grouped up to this many (a larger frame
-        goes alone). The pass's pair tensors (atoms × ~60 neighbours within 5 Å at 2.4 g/cm³ ×
-        ``n_atom_basis`` float32: ~13 MB for 512 atoms) then stay under the 32 MiB mmap
-        threshold of phstore's workers, so their memory is reused instead of faulted in again
-        per pass, and a worker's peak stays low (512 atoms: 0.8 GiB; 8 frames of 512: 1.7-2.0).
+        goes alone), so the pass's pair tensors stay under the 32 MiB mmap threshold of
+        phstore's workers and a worker's peak stays low (figures in ``benchmarks/README.md``).
     """
 
     name = "schnet"

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from phstore.compat import import_homcloud
+
 #: HomCloud's message for a cell too small for its 1-sheet periodic triangulation.
 TOO_FEW = "Points are too few"
 #: Modules a child running HomCloud imports once.
@@ -60,8 +62,6 @@ def persistence_diagrams(points: np.ndarray, box: np.ndarray, degrees: tuple[int
     """Rows ``(degree, birth, death)`` (Å², squared radii), sorted, of HomCloud's periodic alpha
     filtration of ``points`` in the orthorhombic ``box`` (Å). Essential pairs have ``death = +inf``.
     Runs HomCloud in the current process."""
-    from phstore.compat import import_homcloud
-
     hc = import_homcloud()
     pdlist = hc.PDList.from_alpha_filtration(
         points, periodicity=[(0.0, float(L)) for L in box], save_boundary_map=False, save_suppl_info=False

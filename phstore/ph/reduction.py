@@ -2,9 +2,8 @@
 
 The reduction is the standard column algorithm with *twist* (clearing): dimensions are reduced
 from the top down, and a column whose index is already the pivot of a reduced column is zero
-without any work. numba is chosen by measurement (``benchmarks/ph_engine.py``): on the
-quotient of a 216 / 512-atom frame it reduces in ~1.5 / 5 ms, where HomCloud's phat, fed column
-by column from Python, takes longer, and it compiles the matrix assembly too. Compiled code is
+without any work. numba is chosen by measurement (``benchmarks/README.md``): it is faster than
+HomCloud's phat fed column by column from Python, and it compiles the matrix assembly too. Compiled code is
 cached on disk (``cache=True``): a new process loads it in a fraction of a second.
 """
 

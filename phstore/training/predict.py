@@ -16,6 +16,7 @@ import numpy as np
 
 from phstore.metrics import regression_metrics
 from phstore.modeldir import ModelDir, load_model_dir
+from phstore.plots import plot_parity
 from phstore.provenance import provenance
 from phstore.store import DONE, FAILED, TARGET, FeatureStore, VariableSpec
 from phstore.training.train import load_model, model_rows
@@ -79,8 +80,6 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     same = ok & (frames["dataset"].values == model.provenance["dataset"])
     if not same.any():
         return PredictionReport(group, int(ok.sum()), int((~ok).sum()), None, None)
-    from phstore.plots import plot_parity
-
     target = frames[TARGET].values[same]
     plot = plot_parity(
         target,

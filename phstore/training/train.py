@@ -18,6 +18,7 @@ from phstore.features import Rows, feature_config, feature_sources
 from phstore.metrics import regression_metrics
 from phstore.modeldir import ModelDir, save_model_dir
 from phstore.params import from_dict
+from phstore.plots import plot_learning_curve, plot_parity
 from phstore.provenance import package_versions
 from phstore.store import FeatureStore
 from phstore.training.data import TrainingData, collection_list
@@ -48,8 +49,6 @@ def train(
     train and test RMSE/MAE (meV/atom) and R², ``seconds`` of the fit, and the learning curve
     (``history``) of models that keep one.
     """
-    from phstore.plots import plot_learning_curve, plot_parity
-
     model: Model = model_kind(kind).build(params)
     store = FeatureStore(store_path, mode="r")
     collections = collection_list(collections)
