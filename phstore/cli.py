@@ -3,13 +3,15 @@
 
 Exit status: 0 all done; 1 an error, printed as one line on stderr with what to do next (``-v``
 adds the traceback); 3 finished, but some frames were rejected or failed (each reported on
-stderr, the rest stored); 130 interrupted (^C: finished work is kept, the same command resumes).
+stderr, the rest stored); 130 interrupted (^C: finished work is kept, the same command resumes);
+141 the output's reader went away (``phstore info | head``), quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -19,8 +21,9 @@ from phstore.commands.base import ERROR
 from phstore.errors import PhstoreError
 from phstore.pipeline import Run
 
-#: Exit status after ^C (128 + SIGINT, as shells report it).
-INTERRUPTED = 130
+#: Exit statuses after ^C and after the reader of the output went away (128 + SIGINT or SIGPIPE,
+#: as shells report them).
+INTERRUPTED, BROKEN_PIPE = 130, 141
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -49,9 +52,23 @@ def log_level(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``phstore`` command and return its exit status."""
+    try:
+        try:
+            return run(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+    except BrokenPipeError:  # the reader stopped (`phstore info | head`): stop quietly, as `head` expects
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return BROKEN_PIPE
+
+
+def run(argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, run its command, and turn phstore's errors and ^C into one line."""
     args = parser().parse_args(argv)
     level = log_level(args)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setLevel(level)  # also for libraries that set their own loggers' levels (Dask: INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[handler])
     try:
         return int(args.command.run(args))
     except KeyboardInterrupt:

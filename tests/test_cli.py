@@ -145,6 +145,36 @@ def test_version_module_entry_and_verbose_traceback(tmp_path):
     assert loud.returncode == 1 and "Traceback" in loud.stderr and loud.stderr.strip().endswith(quiet.stderr.strip())
 
 
+def test_a_closed_output_pipe_ends_quietly(tiny_source, tmp_path):
+    """`phstore info | head`: when the reader goes away, no traceback and no 'Exception ignored'."""
+    from phstore.ingest import ingest
+
+    ingest(tmp_path / "s.zarr", [tiny_source], progress=False)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phstore", "info", "--store", str(tmp_path / "s.zarr")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    proc.stdout.close()  # before the child (which takes a good part of a second to start) writes
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == ""
+
+
+def test_dask_logs_its_cluster_only_with_verbose(tiny_source, tmp_path):
+    """A featurize run prints its report, not Dask's INFO lines about starting and closing workers."""
+    from phstore.ingest import ingest
+
+    store = str(tmp_path / "s.zarr")
+    ingest(store, [tiny_source], progress=False)
+    command = [sys.executable, "-m", "phstore", "featurize", "ph", "--store", store, "--workers", "1", "--quiet"]
+    quiet = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert quiet.returncode == 0 and "computed 11 snapshots" in quiet.stdout
+    assert "INFO" not in quiet.stderr, quiet.stderr
+    loud = subprocess.run([*command[:3], "-v", *command[3:]], capture_output=True, text=True, cwd=ROOT)
+    assert "INFO distributed.scheduler" in loud.stderr
+
+
 def test_ctrl_c_is_one_line_and_says_it_resumes(monkeypatch, capsys):
     def interrupted(self, args):
         raise KeyboardInterrupt
