@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +24,7 @@ from dask.utils import parse_timedelta
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
+from phstore.cluster_options import ClusterOptions
 from phstore.errors import PhstoreError
 
 #: dask-jobqueue's cluster class for each ``--cluster`` kind.
@@ -65,32 +65,6 @@ dask.config.update_defaults(
 
 class ClusterError(PhstoreError, RuntimeError):
     """The cluster could not be set up as asked."""
-
-
-@dataclass(frozen=True)
-class ClusterOptions:
-    """How to get Dask workers. ``None`` falls back to Dask config (``phstore.cluster.*``).
-
-    ``kind``: ``local`` or a batch system (:data:`JOBQUEUE`); ``scheduler``: address
-    (``tcp://host:port``, ``tls://...``) or scheduler-file path of a running scheduler, which
-    wins over ``kind``; ``profile``: a Dask/jobqueue YAML file; ``workers``: local worker
-    processes (default: one per core); ``jobs`` or ``min_jobs``/``max_jobs``: batch jobs, fixed
-    or adaptive; ``tls``: encrypt and authenticate with certificates made for this run.
-    """
-
-    kind: str | None = None
-    scheduler: str | None = None
-    profile: str | Path | None = None
-    workers: int | None = None
-    jobs: int | None = None
-    min_jobs: int | None = None
-    max_jobs: int | None = None
-    tls: bool | None = None
-
-    def get(self, name: str) -> Any:
-        """The option ``name``: the field if set, else ``phstore.cluster.<name>`` from Dask config."""
-        value = getattr(self, name, None)
-        return value if value is not None else dask.config.get(f"phstore.cluster.{name.replace('_', '-')}")
 
 
 def worker_env() -> dict[str, str]:

@@ -12,9 +12,9 @@ parser (``phstore --help``) must not import Dask, xarray, numba or torch (2-3 s)
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from phstore.commands.options import Option
+from phstore.cluster_options import ClusterOptions
+from phstore.commands.options import Option, options_of, params_from
 from phstore.errors import PhstoreError
 
 #: Exit statuses: all done; an error (nothing or not everything done); finished, but some
@@ -52,42 +52,18 @@ class Command:
 STORE = Option("store", "store directory", required=True)
 QUIET = Option("quiet", "no progress bars", action="flag")
 
-_WHERE = "where the work runs (each falls back to Dask config phstore.cluster.*; see deploy/)"
-
-#: The options of every command that runs work on Dask workers (:class:`phstore.cluster.ClusterOptions`).
-CLUSTER_OPTIONS = [
-    Option(
-        "cluster",
-        "local: a LocalCluster on this machine (default); slurm, pbs, sge, lsf: workers submitted "
-        "as batch jobs through dask-jobqueue (checked when it runs)",
-        group=_WHERE,
-    ),
-    Option(
-        "profile",
-        "cluster profile: a Dask config YAML (e.g. deploy/slurm.yaml) with the jobqueue.<kind> keys "
-        "(cores, memory, walltime, account, queue, job-script-prologue, ...)",
-        group=_WHERE,
-    ),
-    Option("scheduler", "address or scheduler-file of a running Dask scheduler (wins over --cluster)", group=_WHERE),
-    Option("workers", "local worker processes (default: cores)", int, group=_WHERE),
-    Option("jobs", "batch jobs to submit (default 1)", int, group=_WHERE),
-    Option("min_jobs", "adaptive scaling: fewest batch jobs", int, group=_WHERE),
-    Option("max_jobs", "adaptive scaling: most batch jobs (turns adaptive scaling on)", int, group=_WHERE),
-    Option(
-        "tls",
-        "TLS with certificates made for this run (default: on for batch systems, off locally)",
-        action="switch",
-        group=_WHERE,
-    ),
-]
+#: The options of every command that runs work on Dask workers: the fields of
+#: :class:`~phstore.cluster_options.ClusterOptions` (``kind`` is ``--cluster``).
+CLUSTER_OPTIONS = options_of(
+    ClusterOptions,
+    group="where the work runs (each falls back to Dask config phstore.cluster.*; see deploy/)",
+    rename={"kind": "cluster"},
+)
 
 
-def cluster_options(args: argparse.Namespace) -> Any:
-    """The :class:`~phstore.cluster.ClusterOptions` of :data:`CLUSTER_OPTIONS`' values."""
-    from phstore.cluster import ClusterOptions
-
-    values = {o.name: getattr(args, o.name) for o in CLUSTER_OPTIONS}
-    return ClusterOptions(kind=values.pop("cluster"), **values)
+def cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    """The cluster options' values."""
+    return params_from(ClusterOptions, args, rename={"kind": "cluster"})
 
 
 def parse_indices(text: str) -> slice | list[int]:

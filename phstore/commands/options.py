@@ -135,11 +135,14 @@ def options_of(
         unit = f.metadata["unit"]
         if presets:
             shown = "default: " + ", ".join(f"{k} {_shown(getattr(p, f.name))}" for k, p in presets.items())
+        elif default is None:  # the help says what happens when it is not given
+            shown = ""
         elif action == "switch":
             shown = f"default: {'on' if default else 'off'}"
         else:
             shown = f"default {_shown(default)}"
-        text = f"{f.metadata['help']} ({unit + '; ' if unit else ''}{shown})"
+        said = "; ".join(s for s in (unit, shown) if s)
+        text = f"{f.metadata['help']} ({said})" if said else f.metadata["help"]
         metavar = ("LOW", "HIGH") if nargs == 2 else None
         out.append(
             Option(
