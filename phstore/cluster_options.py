@@ -28,7 +28,8 @@ class ClusterOptions:
     )
     scheduler: str | None = param(
         None,
-        "address (tcp://host:port, tls://...) or scheduler-file of a running Dask scheduler (wins over the cluster kind)",
+        "address (tcp://host:port, tls://...) or scheduler-file of a running Dask scheduler "
+        "(wins over the cluster kind)",
     )
     workers: int | None = param(None, "local worker processes (default: one per core)")
     jobs: int | None = param(None, "batch jobs to submit (default 1)")
