@@ -169,11 +169,34 @@ def collection_name(atoms: Atoms) -> str:
     return atoms.get_chemical_formula(mode="hill")
 
 
+def _number(info: dict[str, Any], key: str, positive: bool = False) -> float | None:
+    """The frame label ``key`` as a number (None when absent), or a ValueError naming it."""
+    if key not in info:
+        return None
+    try:
+        value = float(info[key])
+    except (TypeError, ValueError):
+        value = np.nan
+    if not np.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"{key}={printable(str(info[key]), 40)} is not a {'positive ' if positive else ''}number")
+    return value
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` as a report may echo it: non-printable characters escaped, at most ``limit`` long."""
+    clean = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return clean if len(clean) <= limit else clean[:limit] + "…"
+
+
 def _row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict[str, Any]:
-    """One snapshot row; atoms are sorted by atomic number so a collection has one layout."""
+    """One snapshot row; atoms are sorted by atomic number so a collection has one layout.
+    Raises ValueError, naming the label, when a label that must be a number is not one."""
     info = atoms.info
     energy = float(atoms.get_potential_energy())
-    density = info.get("density", info.get("density_gcc"))
+    density = _number(info, "density", positive=True)
+    if density is None:
+        density = _number(info, "density_gcc", positive=True)
+    temperature = _number(info, "temperature")
     atoms = atoms[np.argsort(atoms.numbers, kind="stable")]  # (drops the calculator: energy read above)
     return {
         "positions": atoms.positions,
@@ -181,13 +204,13 @@ def _row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict
         "numbers": atoms.numbers.astype(np.int16),
         "energy": energy,
         TARGET: energy / len(atoms),
-        "density": float(density)
+        "density": density
         if density is not None
         else density_gcc(float(atoms.get_masses().sum()), abs(atoms.cell.volume)),
         "trajectory": str(path.relative_to(root).with_suffix("")),
         "frame": index,
         "process": str(info.get("process", "")),
-        "temperature": float(info.get("temperature", np.nan)),
+        "temperature": np.nan if temperature is None else temperature,
         "dataset": dataset,
         "source": str(path),
         "source_index": index,
@@ -228,7 +251,7 @@ def ingest(
             report.added[coll] = report.added.get(coll, 0) + len(rows)
 
     def reject(path: Path, index: int, reason: str) -> None:
-        report.rejected.append({"source": str(path), "index": index, "reason": reason})
+        report.rejected.append({"source": str(path), "index": index, "reason": printable(reason)})
 
     with store.writer("ingest"):
         known_sources, read = store.sources, {}
@@ -249,7 +272,11 @@ def ingest(
                 coll = collection_name(item)
                 if coll not in known:
                     known[coll] = store.existing_hashes(coll)
-                row = _row(item, path, root, index, dataset or name)
+                try:
+                    row = _row(item, path, root, index, dataset or name)
+                except ValueError as exc:  # a label of this frame only: reject it, go on
+                    reject(path, index, f"bad label: {exc}")
+                    continue
                 if row["content_hash"] in known[coll]:
                     report.duplicates += 1
                     continue

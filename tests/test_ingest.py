@@ -196,6 +196,27 @@ def test_bad_frames_are_reported_and_skipped(tmp_path):
     assert len(open_store(tmp_path / "s.zarr").rejected) == len(report.rejected)
 
 
+def test_a_bad_label_rejects_its_frame_not_the_batch(tmp_path):
+    """density=abc, temperature=hot, density=nan: those frames are rejected with file, index and the
+    label; the others are stored. Reasons never echo non-printable bytes."""
+    frames = [carbon_frame(3, seed=i) for i in range(5)]
+    frames[1].info["density"] = "abc"
+    frames[2].info["temperature"] = "hot"
+    frames[3].info["density"] = float("nan")
+    ase.io.write(tmp_path / "labels.xyz", frames, format="extxyz")
+    (tmp_path / "junk.xyz").write_bytes(b"\x00\x01\x1b[31mred\xff\xfe binary junk")
+    report = ingest(tmp_path / "s.zarr", [tmp_path / "labels.xyz", tmp_path / "junk.xyz"], progress=False)
+    got = {(r["source"], r["index"]): r["reason"] for r in report.rejected}
+    labels = str(tmp_path / "labels.xyz")
+    assert got[labels, 1] == "bad label: density=abc is not a positive number"
+    assert got[labels, 2] == "bad label: temperature=hot is not a number"
+    assert got[labels, 3] == "bad label: density=nan is not a positive number"
+    assert report.added == {"C27": 2}
+    assert open_store(tmp_path / "s.zarr").frames("C27").source_index.values.tolist() == [0, 4]
+    junk = got[str(tmp_path / "junk.xyz"), 0]
+    assert junk.isprintable() and "\x1b" not in junk
+
+
 def test_interrupted_append_is_invisible_and_overwritten(tiny_source, tmp_path):
     """Rows written past the commit marker (an append killed half-way) never show up."""
     store_path = tmp_path / "s.zarr"
