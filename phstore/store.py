@@ -2,7 +2,8 @@
 
 Layout (see ARCHITECTURE.md for the invariants)::
 
-    STORE/                          root group; attrs: phstore format, chunk_size, rejected frames
+    STORE/                          root group; attrs: phstore format, chunk_size, sources read
+      rejected_{source,index,reason}  the frames ingest refused, one row each
       <collection>/                 e.g. "C216": one composition (species and atom count)
         frames/                     snapshot table: positions, cells, energies, keys
         <descriptor>-<key>/         one group per descriptor *variant* (parameters + versions)
@@ -50,6 +51,7 @@ FRAMES = "frames"
 RECORDS = "records"
 LOCK = ".phstore-writer.lock"
 TABLE_ROWS = 4096  # snapshots per chunk of the frames table's 1-D columns
+REJECTED = ("rejected_source", "rejected_index", "rejected_reason")  # root arrays: frames ingest refused
 
 # Status codes of a descriptor row.
 PENDING, DONE, FAILED = 0, 1, 2
@@ -184,7 +186,7 @@ class FeatureStore:
             )
         self._root = _open_root(self.path, "r" if mode == "r" else "a")
         if not exists:
-            self._root.attrs.update({"phstore": FORMAT, "chunk_size": chunk_size or DEFAULT_CHUNK_SIZE, "rejected": []})
+            self._root.attrs.update({"phstore": FORMAT, "chunk_size": chunk_size or DEFAULT_CHUNK_SIZE})
         if self._root.attrs.get("phstore") != FORMAT:
             raise StoreError(f"{self.path} is a Zarr store but not a {FORMAT} feature store")
         if chunk_size is not None and chunk_size != self.chunk_size:
@@ -434,8 +436,14 @@ class FeatureStore:
 
     @property
     def rejected(self) -> list[dict[str, Any]]:
-        """Frames that ingest refused: ``{"source", "index", "reason"}`` each."""
-        return list(self._root.attrs.get("rejected", []))
+        """Frames that ingest refused: ``{"source", "index", "reason"}`` each (the root arrays
+        :data:`REJECTED`; stores written before kept them in the root attribute ``rejected``)."""
+        out = list(self._root.attrs.get("rejected", []))
+        arrays = dict(self._root.arrays())
+        if REJECTED[0] in arrays:
+            columns = [arrays[name][...] for name in REJECTED]
+            out += [{"source": str(s), "index": int(i), "reason": str(r)} for s, i, r in zip(*columns)]
+        return out
 
     def info(self) -> dict[str, Any]:
         """A summary: collections, snapshot counts, densities, descriptors with their status counts."""
@@ -461,7 +469,13 @@ class FeatureStore:
                     "pending": int((status == PENDING).sum()),
                 }
             out["collections"][coll] = entry
-        out["rejected"] = len(self.rejected)
+        rejected = self.rejected
+        out["rejected"] = len(rejected)
+        kinds: dict[str, int] = {}
+        for r in rejected:  # "unparseable: ...", "bad label: ...", "missing energy (...)": the kind before ':'
+            kind = r["reason"].split(":")[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        out["rejected_reasons"] = dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
         return out
 
     # ------------------------------------------------------------------ writing
@@ -562,16 +576,33 @@ class FeatureStore:
                 arr.resize((n, *arr.shape[1:]))
 
     def add_rejected(self, rejected: Iterable[dict[str, Any]]) -> None:
-        """Record refused frames (deduplicated by source, index and reason)."""
+        """Record refused frames (deduplicated by source, index and reason) in the root arrays
+        :data:`REJECTED`, one row each; a list an older store holds in its attributes moves there."""
         self._require_writable()
-        current = self.rejected
-        seen = {(r["source"], r["index"], r["reason"]) for r in current}
+        old = list(self._root.attrs.get("rejected", []))
+        seen = {(r["source"], r["index"], r["reason"]) for r in self.rejected}
+        new = []
         for r in rejected:
-            key = (r["source"], r["index"], r["reason"])
+            key = (r["source"], int(r["index"]), r["reason"])
             if key not in seen:
-                current.append(dict(r))
+                new.append(key)
                 seen.add(key)
-        self._root.attrs["rejected"] = current
+        rows = [(r["source"], int(r["index"]), r["reason"]) for r in old] + new
+        if not rows:
+            return
+        arrays = dict(self._root.arrays())
+        for name, column, dtype in zip(REJECTED, zip(*rows), (str, "int64", str)):
+            if name in arrays:
+                arr = arrays[name]
+            else:
+                arr = self._root.create_array(
+                    name, shape=(0,), chunks=(TABLE_ROWS,), dtype=dtype, dimension_names=("rejected",)
+                )
+            n = arr.shape[0]
+            arr.resize((n + len(rows),))
+            arr[n:] = np.array(column, dtype=arr.dtype)
+        if old:
+            del self._root.attrs["rejected"]
 
     def ensure_descriptor(
         self, collection: str, group: str, provenance: dict[str, Any], variables: dict[str, VariableSpec]

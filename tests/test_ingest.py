@@ -217,6 +217,29 @@ def test_a_bad_label_rejects_its_frame_not_the_batch(tmp_path):
     assert junk.isprintable() and "\x1b" not in junk
 
 
+def test_rejected_frames_live_in_arrays_and_info_summarises_them(tmp_path):
+    """Not in the root attributes (read at every open); a list an older store kept there moves over."""
+    import zarr
+
+    path, reasons = _bad_frames(tmp_path)
+    store = tmp_path / "s.zarr"
+    ingest(store, [path], progress=False)
+    root = zarr.open_group(str(store), mode="r+")
+    assert "rejected" not in root.attrs and root["rejected_reason"].shape == (len(reasons),)
+    older = {"source": "old.xyz", "index": 3, "reason": "unparseable: from an older phstore"}
+    root.attrs["rejected"] = [older]  # as stores written before kept them
+    assert open_store(store).rejected[0] == older and len(open_store(store).rejected) == len(reasons) + 1
+    path.write_text("\n" + path.read_text())  # read again: its rejections are known, the old one moves over
+    ingest(store, [path], progress=False)
+    assert "rejected" not in zarr.open_group(str(store), mode="r").attrs
+    rejected = open_store(store).rejected
+    assert len(rejected) == len(reasons) + 1 and older in rejected
+    info = open_store(store).info()
+    assert info["rejected"] == len(reasons) + 1
+    assert info["rejected_reasons"]["unparseable"] == sum(r["reason"].startswith("unparseable:") for r in rejected)
+    assert sum(info["rejected_reasons"].values()) == info["rejected"]
+
+
 def test_interrupted_append_is_invisible_and_overwritten(tiny_source, tmp_path):
     """Rows written past the commit marker (an append killed half-way) never show up."""
     store_path = tmp_path / "s.zarr"

@@ -35,7 +35,12 @@ class Info(Command):
         if args.json:
             print(json.dumps(info, indent=2))
             return OK
-        print(f"store {info['path']} (chunk size {info['chunk_size']}, {info['rejected']} frames rejected at ingest)")
+        reasons = ", ".join(f"{n} {kind}" for kind, n in info["rejected_reasons"].items())
+        print(
+            f"store {info['path']} (chunk size {info['chunk_size']}, {info['rejected']} frames rejected at ingest"
+            + (f": {reasons}" if reasons else "")
+            + ")"
+        )
         for coll, entry in info["collections"].items():
             dens = entry["densities"]
             shown = dens if len(dens) <= 8 else f"{len(dens)} values in [{dens[0]}, {dens[-1]}]" if dens else "none"
