@@ -21,6 +21,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 from ase.io.formats import filetype
+from ase.neighborlist import neighbor_list
 from tqdm.auto import tqdm
 
 from phstore.errors import PhstoreError
@@ -135,8 +136,13 @@ def read_frames(path: Path) -> Iterator[tuple[int, Atoms | Exception]]:
         yield i, ValueError(f"unreadable from frame {i} on: {type(exc).__name__}: {exc}")
 
 
-def check(atoms: Atoms) -> str | None:
-    """Why a frame cannot be stored, or None if it can."""
+#: Atoms closer than this (Å) overlap: no real structure has them, and descriptors fail or mislead on them.
+MIN_DISTANCE = 0.5
+
+
+def check(atoms: Atoms, min_distance: float = MIN_DISTANCE) -> str | None:
+    """Why a frame cannot be stored, or None if it can (``min_distance``: the closest two atoms
+    may be, Å, through the periodic boundaries; 0 accepts overlapping atoms)."""
     if len(atoms) == 0:
         return "no atoms"
     if not np.isfinite(atoms.positions).all():
@@ -153,6 +159,14 @@ def check(atoms: Atoms) -> str | None:
         return "missing energy (no 'energy' in the frame)"
     if not np.isfinite(energy):
         return "non-finite energy"
+    if min_distance > 0:
+        i, j, d = neighbor_list("ijd", atoms, min_distance)
+        if len(d):
+            k = int(np.argmin(d))
+            return (
+                f"overlapping atoms: {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than "
+                f"{min_distance} Å (min_distance=0, --min-distance 0, keeps such frames)"
+            )
     return None
 
 
@@ -225,16 +239,20 @@ def ingest(
     batch: int = 1024,
     progress: bool = True,
     dataset: str | None = None,
+    min_distance: float = MIN_DISTANCE,
 ) -> IngestReport:
     """Add the frames of ``sources`` (files or directories) to the store at ``store_path``.
+
+    A frame with two atoms closer than ``min_distance`` (Å) is rejected as overlapping.
 
     Frames go to the collection of their composition; ``batch`` frames are appended at a time
     (bounded memory). Bad frames are reported in the result and recorded in the store.
     ``dataset`` names the origin of the energies of all ``sources`` (one code and functional);
     by default each source is its own dataset (a directory's name or a file's stem).
 
-    A source is known by its content (:func:`source_digest`): a file read to its end before, at
-    any path, is skipped; a changed file is read again (its stored frames are duplicates). A
+    A source is known by its content (:func:`source_digest`): a file read to its end before with
+    no frame refused, at any path, is skipped; a changed file, or one with refused frames, is read
+    again (other settings, e.g. ``min_distance``, may accept them; its stored frames are duplicates). A
     source that does not exist is reported in ``missing`` and nothing else happens; when no
     source exists, :class:`SourceError` is raised before the store is created.
     """
@@ -254,18 +272,19 @@ def ingest(
         report.rejected.append({"source": str(path), "index": index, "reason": printable(reason)})
 
     with store.writer("ingest"):
-        known_sources, read = store.sources, {}
+        known_sources, read, seen = store.sources, {}, set()
         for path, root, name in tqdm(files, desc="ingest", unit="file", disable=not progress):
             digest = source_digest(path)
-            if digest in known_sources or digest in read:
+            if digest in known_sources or digest in seen:
                 report.known += 1
                 continue
-            read[digest] = str(path)
+            seen.add(digest)
+            refused = len(report.rejected)
             for index, item in read_frames(path):
                 if isinstance(item, Exception):
                     reject(path, index, f"unparseable: {type(item).__name__}: {item}")
                     continue
-                reason = check(item)
+                reason = check(item, min_distance)
                 if reason:
                     reject(path, index, reason)
                     continue
@@ -284,6 +303,8 @@ def ingest(
                 pending.setdefault(coll, []).append(row)
                 if len(pending[coll]) >= batch:
                     flush(coll)
+            if len(report.rejected) == refused:  # read to its end, nothing refused: not read again
+                read[digest] = str(path)
         for coll in list(pending):
             flush(coll)
         store.add_rejected(report.rejected)

@@ -351,21 +351,27 @@ class FeatureStore:
         self,
         collection: str | None = None,
         *,
-        density: float | Sequence[float] | None = None,
+        density: float | Sequence[float] | slice | None = None,
         trajectory: str | Sequence[str] | None = None,
         frames: slice | Sequence[int] | int | None = None,
         density_tol: float = 5e-3,
     ) -> tuple[str, np.ndarray]:
-        """The collection and the indices of its snapshots at ``density`` (g/cm³, one or several,
-        within ``density_tol``), of ``trajectory`` (one or several) and ``frames`` (an index, a
-        list or a slice of frame indices within their trajectories)."""
+        """The collection and the indices of its snapshots at ``density`` (g/cm³: one or several,
+        each within ``density_tol``, or a range ``slice(low, high)``, both ends included, either
+        open), of ``trajectory`` (one or several) and ``frames`` (an index, a list or a slice of
+        frame indices within their trajectories)."""
         if collection is None:
             if len(self.collections) != 1:
                 raise ValueError(f"the store holds collections {self.collections}; pass collection=... to choose one")
             collection = self.collections[0]
         table = self.frames(collection)
         mask = np.ones(table.sizes[SNAPSHOT], dtype=bool)
-        if density is not None:
+        if isinstance(density, slice):
+            values = table["density"].values
+            mask &= (values >= (-np.inf if density.start is None else density.start)) & (
+                values <= (np.inf if density.stop is None else density.stop)
+            )
+        elif density is not None:
             wanted = np.atleast_1d(np.asarray(density, dtype=float))
             values = table["density"].values
             mask &= np.any(np.abs(values[:, None] - wanted[None, :]) <= density_tol, axis=1)

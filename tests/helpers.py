@@ -42,7 +42,9 @@ def carbon_frame(n_side: int = 4, density: float = 2.4, jitter: float = 0.35, se
     n = n_side**3
     side = (density_gcc(n * CARBON_MASS_U, 1.0) / density) ** (1 / 3)
     grid = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    positions = (grid + 0.5) * side / n_side + rng.normal(scale=jitter, size=(n, 3))
+    # jitter capped at 0.6 Å per axis: lattice neighbours (≥ 1.79 Å apart up to 3.5 g/cm³) stay more
+    # than ingest's 0.5 Å overlap threshold apart
+    positions = (grid + 0.5) * side / n_side + np.clip(rng.normal(scale=jitter, size=(n, 3)), -0.6, 0.6)
     atoms = Atoms("C" * n, positions=positions, cell=[side] * 3, pbc=True)
     atoms.wrap()
     energy = -7.0 * n + float(np.sum(np.sin(positions)))

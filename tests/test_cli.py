@@ -233,6 +233,32 @@ def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
         assert name in q
 
 
+def test_query_by_density_range_and_first_n_and_an_empty_selection_says_why(tiny_source, tmp_path, capsys):
+    """The tiny source: 6 snapshots at 2.0 g/cm³ and 5 at 3.0."""
+    import numpy as np
+
+    from phstore.ingest import ingest
+
+    store = str(tmp_path / "s.zarr")
+    ingest(store, [tiny_source], progress=False)
+
+    def selected(*argv: str) -> int:
+        assert main(["query", "--store", store, *argv]) == 0
+        return int(capsys.readouterr().out.split(" snapshots selected")[0].split()[-1])
+
+    assert selected("--density", "2.5:3.1") == 5 and selected("--density", ":2.5") == 6
+    assert selected("--density", "2.0:") == 11 and selected("--density", "2.9", "--density-tol", "0.2") == 5
+    assert selected("--density", "2.0", "--first", "4") == 4
+    assert main(["query", "--store", store, "--density", "2.5"]) == 0
+    out = capsys.readouterr()
+    assert "0 snapshots selected" in out.out and "densities (g/cm³) [2.0, 3.0]" in out.err
+    assert main(["query", "--store", store, "--density", "heavy"]) == 1
+    assert "--density takes densities" in capsys.readouterr().err
+    assert main(["query", "--store", store, "--density", "3.0", "--export", str(tmp_path / "q.npz")]) == 0
+    with np.load(tmp_path / "q.npz", allow_pickle=False) as exported:  # strings as unicode, not pickled objects
+        assert exported["trajectory"].tolist() == ["64atom_amorphous/run2"] * 5 and exported["density"].shape == (5,)
+
+
 def test_a_mistyped_store_is_one_line_and_creates_nothing(tiny_source, tmp_path, capsys):
     """featurize, predict and analyze on a store that does not exist stop with one line (no
     cluster started, no empty store left behind); ingest's --chunk-size cannot be 0 or change."""
@@ -276,8 +302,11 @@ def test_featurize_exits_3_when_a_frame_fails_and_names_it(tmp_path, capsys):
     frames[1].positions[5] = frames[1].positions[4]  # a duplicated atom: PH fails this frame only
     ase.io.write(tmp_path / "f.xyz", frames, format="extxyz")
     store = str(tmp_path / "s.zarr")
-    assert main(["ingest", str(tmp_path / "f.xyz"), "--store", store, "--quiet"]) == 0
+    assert main(["ingest", str(tmp_path / "f.xyz"), "--store", store, "--quiet"]) == 3  # overlapping atoms
+    assert "overlapping atoms: 4 and 5 are 0.000 Å apart" in capsys.readouterr().err
+    assert main(["ingest", str(tmp_path / "f.xyz"), "--store", store, "--quiet", "--min-distance", "0"]) == 0
     assert main(["featurize", "ph", "--store", store, "--workers", "1", "--quiet"]) == 3
     captured = capsys.readouterr()
-    assert "failed C27 snapshot 1: " in captured.err and "computed 2 snapshots in 1 chunks, 1 failed" in captured.out
+    # frames 0 and 2 came in first, frame 1 (row 2) when overlapping atoms were let in
+    assert "failed C27 snapshot 2: " in captured.err and "computed 2 snapshots in 1 chunks, 1 failed" in captured.out
     assert main(["featurize", "ph", "--store", store, "--workers", "1", "--quiet"]) == 0  # nothing left to do

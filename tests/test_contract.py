@@ -142,7 +142,7 @@ def test_dask_result_equals_serial_and_bad_frame_is_recorded(case, client, tmp_p
     good = [carbon_frame(5, density=2.4, seed=20 + i) for i in range(6)]
     bad = entry.bad_frame(carbon_frame(5, density=2.4, seed=99))
     ase.io.write(tmp_path / "run.xyz", [*good[:3], bad, *good[3:]], format="extxyz")
-    ingest(tmp_path / "s.zarr", [tmp_path / "run.xyz"], chunk_size=4, progress=False)
+    ingest(tmp_path / "s.zarr", [tmp_path / "run.xyz"], chunk_size=4, progress=False, min_distance=0)
     for needed in entry.inputs(descriptor):
         featurize(tmp_path / "s.zarr", needed, client, progress=False)
     report = featurize(tmp_path / "s.zarr", descriptor, client, progress=False)

@@ -8,6 +8,7 @@ import ase.db
 import ase.io
 import numpy as np
 import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
 
 from phstore import open_store
 from phstore.commands import find
@@ -215,6 +216,31 @@ def test_a_bad_label_rejects_its_frame_not_the_batch(tmp_path):
     assert open_store(tmp_path / "s.zarr").frames("C27").source_index.values.tolist() == [0, 4]
     junk = got[str(tmp_path / "junk.xyz"), 0]
     assert junk.isprintable() and "\x1b" not in junk
+
+
+def test_overlapping_atoms_are_rejected_with_the_pair(tmp_path):
+    """Two atoms closer than 0.5 Å (also across the periodic boundary) reject the frame, naming the
+    pair and distance; min_distance=0 keeps them."""
+    frames = [carbon_frame(3, seed=i) for i in range(4)]
+    same, near, wrapped = (frames[i].positions.copy() for i in (1, 2, 3))
+    same[5] = same[4]
+    near[5] = near[4] + [0.3, 0.0, 0.0]
+    side = frames[3].cell[0, 0]
+    wrapped[4], wrapped[5] = [0.1, 1.0, 1.0], [side - 0.1, 1.0, 1.0]  # 0.2 Å apart through the boundary
+    for atoms, pos in zip(frames[1:], (same, near, wrapped)):
+        energy = atoms.get_potential_energy()
+        atoms.positions = pos
+        atoms.calc = SinglePointCalculator(atoms, energy=energy)
+    ase.io.write(tmp_path / "f.xyz", frames, format="extxyz")
+    report = ingest(tmp_path / "s.zarr", [tmp_path / "f.xyz"], progress=False)
+    got = {r["index"]: r["reason"] for r in report.rejected}
+    assert set(got) == {1, 2, 3} and report.added == {"C27": 1}
+    assert "overlapping atoms: 4 and 5 are 0.000 Å apart, closer than 0.5 Å" in got[1]
+    assert "are 0.300 Å apart" in got[2] and "are 0.200 Å apart" in got[3]
+    # a file with refused frames is read again: other settings may accept them
+    kept = ingest(tmp_path / "s.zarr", [tmp_path / "f.xyz"], progress=False, min_distance=0)
+    assert kept.known == 0 and kept.added == {"C27": 3} and kept.duplicates == 1 and not kept.rejected
+    assert ingest(tmp_path / "s.zarr", [tmp_path / "f.xyz"], progress=False).known == 1  # now read to its end
 
 
 def test_rejected_frames_live_in_arrays_and_info_summarises_them(tmp_path):

@@ -86,7 +86,7 @@ def store(tmp_path_factory, client):
     frames[4].positions[2] = frames[4].positions[1]
     ase.io.write(tmp / "run.xyz", frames, format="extxyz")
     path = tmp / "s.zarr"
-    ingest(path, [tmp / "run.xyz"], chunk_size=4, progress=False)
+    ingest(path, [tmp / "run.xyz"], chunk_size=4, progress=False, min_distance=0)
     with pytest.raises(ValueError, match="featurize ph"):  # the diagrams must be there first
         featurize(path, PersistenceImage(), client, progress=False)
     assert featurize(path, PH(), client, progress=False).computed == 5

@@ -30,7 +30,7 @@ def store(tmp_path_factory, client):
     bad = carbon_frame(5, seed=99)
     bad.positions[1] = bad.positions[0]
     ase.io.write(tmp / "data" / "run9.xyz", [bad])
-    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False)
+    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False, min_distance=0)
     report = featurize(tmp / "s.zarr", PH(), client, progress=False)
     assert report.computed == 12 and len(report.failures) == 1
     return tmp / "s.zarr"
@@ -58,6 +58,20 @@ def test_ridge_equals_sklearn_on_the_stored_histograms(store, tmp_path):
     assert model.config["descriptor_keys"] == [PH().provenance()["key"]] and model.config["feature_shapes"] == [
         [128, 128]
     ]
+
+
+def test_training_says_what_it_used(store, tmp_path, capsys):
+    """13 snapshots of the dataset, the duplicated-atom one has no PH: 12 used, and it is said."""
+    from phstore.cli import main
+
+    key = PH().provenance()["key"]
+    model = train("ridge", store, "C125", tmp_path / "m", descriptor_keys=(key,))
+    assert model.metrics["snapshots"] == {"selected": 13, "failed": 1, "pending": 0, "used": 12, "train": 10, "test": 2}
+    assert main(["train", "ridge", "--store", str(store), "--out", str(tmp_path / "c"), "--descriptor-key", key]) == 0
+    assert (
+        "used 12 of the 13 snapshots of dataset 'data' (1 with failed and 0 with pending features left out): "
+        "10 train, 2 test" in capsys.readouterr().out
+    )
 
 
 def test_trajectory_split_and_alpha(store, tmp_path):

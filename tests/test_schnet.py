@@ -134,3 +134,31 @@ def test_mixed_datasets_need_a_choice(tmp_path):
         progress=False,
     )
     assert sorted([*m.train["C64"], *m.test["C64"]]) == [4, 5, 6, 7] and m.provenance["dataset"] == "b"
+
+
+def test_too_few_snapshots_are_refused_with_what_to_do(tmp_path):
+    write_trajectory(tmp_path / "a.xyz", 3, seed=1)
+    ingest(tmp_path / "s.zarr", [tmp_path / "a.xyz"], progress=False)
+    with pytest.raises(ValueError, match="only 3 of the 3 snapshots of dataset 'a' in C64 can be used .* at least 4"):
+        train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "m", SchNetConfig(epochs=1), progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_energies_of_two_codes_under_one_dataset_name_are_refused(tmp_path):
+    """A CASTEP-like and a VASP-like file ingested as one dataset (~150 eV/atom apart): training
+    names the extreme snapshots instead of fitting across the offset."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = [carbon_frame(4, seed=i) for i in range(8)]
+    for atoms in frames[4:]:  # the second code's reference: 150 eV/atom higher
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy() + 150 * len(atoms))
+    ase.io.write(tmp_path / "castep.xyz", frames[:4], format="extxyz")
+    ase.io.write(tmp_path / "vasp.xyz", frames[4:], format="extxyz")
+    ingest(tmp_path / "s.zarr", [tmp_path / "castep.xyz", tmp_path / "vasp.xyz"], dataset="mixed", progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"dataset 'mixed' span -\S+ \(C64 snapshot \d: \S*castep.xyz frame \d\) … \S+ eV/atom "
+        r"\(C64 snapshot \d: \S*vasp.xyz frame \d\), wider than 10",
+    ):
+        train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "m", SchNetConfig(epochs=1), progress=False)

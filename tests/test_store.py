@@ -21,6 +21,8 @@ def test_sel_by_density_trajectory_frames(store):
     assert store.sel(density=3.0004).sizes["snapshot"] == 5  # within the default tolerance
     assert store.sel(density=[2.0, 3.0]).sizes["snapshot"] == 11
     assert store.sel(density=2.5).sizes["snapshot"] == 0
+    assert store.sel(density=slice(2.5, 3.0)).sizes["snapshot"] == 5  # a range: both ends included
+    assert store.sel(density=slice(None, 2.0)).sizes["snapshot"] == 6
     ds = store.sel(trajectory="64atom_amorphous/run1", frames=slice(2, 5))
     assert ds.frame.values.tolist() == [2, 3, 4]
     assert store.sel(frames=[0, 4]).sizes["snapshot"] == 4

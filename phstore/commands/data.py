@@ -79,14 +79,24 @@ class Ingest(Command):
                 "name of the origin of these energies (one code and functional); default: each SOURCE "
                 "is its own dataset. Models train within one dataset",
             ),
+            Option(
+                "min_distance",
+                "reject frames with two atoms closer than this (overlapping; Å, default 0.5; 0 keeps them)",
+                float,
+            ),
             QUIET,
         ]
 
     def run(self, args: argparse.Namespace) -> int:
-        from phstore.ingest import ingest
+        from phstore.ingest import MIN_DISTANCE, ingest
 
         report = ingest(
-            args.store, args.sources, chunk_size=args.chunk_size, progress=not args.quiet, dataset=args.dataset
+            args.store,
+            args.sources,
+            chunk_size=args.chunk_size,
+            progress=not args.quiet,
+            dataset=args.dataset,
+            min_distance=MIN_DISTANCE if args.min_distance is None else args.min_distance,
         )
         for path in report.missing:
             print(f"no such file or directory: {path} (skipped)", file=sys.stderr)

@@ -56,6 +56,20 @@ class Info(Command):
         return OK
 
 
+def density_criterion(words: list[str] | None) -> float | list[float] | slice | None:
+    """``--density`` as :meth:`~phstore.store.FeatureStore.select` takes it: ``2.0:2.5`` (a
+    range, either end open) or one or more densities."""
+    if not words:
+        return None
+    try:
+        if len(words) == 1 and ":" in words[0]:
+            low, _, high = words[0].partition(":")
+            return slice(float(low) if low else None, float(high) if high else None)
+        return [float(w) for w in words]
+    except ValueError:
+        raise CommandError(f"--density takes densities (2.4 3.0) or a range LOW:HIGH, not {' '.join(words)}") from None
+
+
 class Query(Command):
     words = ("query",)
     help = "select snapshots by density, trajectory and frame; summarise, draw or export"
@@ -64,9 +78,15 @@ class Query(Command):
         return [
             STORE,
             Option("collection", "collection (required when the store holds several)"),
-            Option("density", "density, g/cm³ (within 0.005)", float, nargs="+"),
+            Option(
+                "density",
+                "densities (each within --density-tol) or a range LOW:HIGH (either may be left out); g/cm³",
+                nargs="+",
+            ),
+            Option("density_tol", "how far a density may be from one asked for (g/cm³, default 0.005)", float),
             Option("trajectory", "trajectory names", nargs="+"),
             Option("frames", "frame indices within their trajectories, START:STOP or 1,2,3"),
+            Option("first", "keep the first N snapshots of the selection", int),
             Option("export", "write the selection to a .npz or .nc file"),
             Option("plot", "draw the mean PH histogram of the selection to this PNG"),
             Option(
@@ -89,15 +109,27 @@ class Query(Command):
         if args.export and Path(args.export).suffix not in (".nc", ".npz"):
             raise CommandError(f"--export takes a .npz or .nc path, not {args.export}")
         store = FeatureStore(args.store, mode="r")
+        density = density_criterion(args.density)
         collection, rows = store.select(
             args.collection,
-            density=args.density,
+            density=density,
             trajectory=args.trajectory,
             frames=parse_indices(args.frames) if args.frames else None,
+            **({"density_tol": args.density_tol} if args.density_tol is not None else {}),
         )
+        rows = rows[: args.first] if args.first is not None else rows
         ds = store.dataset(collection).isel(snapshot=rows)
         n = ds.sizes["snapshot"]
         print(f"{n} snapshots selected")
+        if not n:
+            table = store.frames(collection)
+            there = sorted({round(float(d), 4) for d in table["density"].values})
+            print(
+                f"  {collection} holds {table.sizes['snapshot']} snapshots at densities (g/cm³) {there} in "
+                f"trajectories {sorted(set(table['trajectory'].values.tolist()))[:10]}; widen --density-tol or "
+                "give a range LOW:HIGH",
+                file=sys.stderr,
+            )
         if n:
             e = ds["energy_per_atom"].values
             print(f"  densities (g/cm³) {sorted({round(float(d), 4) for d in ds['density'].values})}")
@@ -121,7 +153,13 @@ class Query(Command):
             if out.suffix == ".nc":
                 loaded.to_netcdf(out, engine="h5netcdf")
             else:
-                np.savez_compressed(out, **{k: np.asarray(v.values) for k, v in loaded.variables.items()})
+                np.savez_compressed(  # strings as unicode arrays: np.load needs no pickle
+                    out,
+                    **{
+                        k: v.values.astype(str) if v.dtype == object else np.asarray(v.values)
+                        for k, v in loaded.variables.items()
+                    },
+                )
             print(f"exported to {out}")
         return OK
 

@@ -123,6 +123,12 @@ class Train(Command):
             tuple(getattr(args, "descriptor_key", None) or ()),
             progress=not args.quiet,
         )
+        n = model.metrics["snapshots"]
+        print(
+            f"used {n['used']} of the {n['selected']} snapshots of dataset {model.provenance['dataset']!r} "
+            f"({n['failed']} with failed and {n['pending']} with pending features left out): "
+            f"{n['train']} train, {n['test']} test"
+        )
         for part in ("train", "test"):
             print(f"{part:5s} {metrics_line(model.metrics[part])}")
         print(f"model {model.key} written to {model.path}")
@@ -191,19 +197,28 @@ class Compare(Command):
                 f"no models of {args.store} under {root}; train one with `phstore train` (or pass --models DIR)"
             )
         header = (
-            f"{'model':28s} {'kind':9s} {'collections':14s} {'split':10s} {'n train/test':>12s} "
+            f"{'model':28s} {'kind':9s} {'dataset':14s} {'collections':14s} {'split':10s} {'n train/test':>12s} "
             f"{'train RMSE':>10s} {'test RMSE':>9s} {'test MAE':>8s} {'test R²':>7s}"
         )
         print(header + "\n" + "-" * len(header))
-        for m in sorted(models, key=lambda m: m.metrics["test"]["rmse_mev"]):
+        datasets = sorted({m.provenance["dataset"] for m in models})
+        for m in sorted(models, key=lambda m: (m.provenance["dataset"], m.metrics["test"]["rmse_mev"])):
             tr, te = m.metrics["train"], m.metrics["test"]
             name = str(m.path.relative_to(root)) if m.path.is_relative_to(root) else str(m.path)
             print(
-                f"{name[:28]:28s} {m.kind:9s} {'+'.join(m.provenance['collections'])[:14]:14s} "
+                f"{name[:28]:28s} {m.kind:9s} {m.provenance['dataset'][:14]:14s} "
+                f"{'+'.join(m.provenance['collections'])[:14]:14s} "
                 f"{m.config['split']['kind']:10s} {tr['n']:>5d}/{te['n']:<6d} {tr['rmse_mev']:10.1f} "
                 f"{te['rmse_mev']:9.1f} {te['mae_mev']:8.1f} {te['r2']:7.3f}"
             )
-        print("(RMSE and MAE in meV/atom)")
+        print(
+            "(RMSE and MAE in meV/atom"
+            + (
+                f"; ranked within each dataset: errors on {len(datasets)} datasets are not comparable)"
+                if len(datasets) > 1
+                else ")"
+            )
+        )
         return OK
 
 

@@ -9,8 +9,14 @@ from typing import Sequence
 
 import numpy as np
 
-from phstore.store import DONE, FRAMES, TARGET, FeatureStore
+from phstore.store import FAILED, FRAMES, PENDING, TARGET, FeatureStore
 from phstore.training.split import Split
+
+#: The fewest snapshots a model trains and is tested on.
+MIN_SNAPSHOTS = 4
+#: The widest spread of energies per atom (eV/atom) one dataset may have: melt-quench carbon
+#: spans a few eV/atom; energies of different codes or references differ by tens to hundreds.
+MAX_SPREAD = 10.0
 
 
 def training_rows(
@@ -47,13 +53,35 @@ def collection_list(collections: str | Sequence[str]) -> list[str]:
     return [collections] if isinstance(collections, str) else list(collections)
 
 
+def check_spread(store: FeatureStore, target: np.ndarray, parts: list[tuple[str, np.ndarray]], dataset: str) -> None:
+    """Raise ValueError, naming the lowest and highest snapshots and their sources, when the
+    energies per atom (eV/atom) of one dataset spread wider than :data:`MAX_SPREAD`: energies of
+    several codes or references under one name."""
+    if not len(target) or float(target.max() - target.min()) <= MAX_SPREAD:
+        return
+    where = [(c, int(r)) for c, rows in parts for r in rows]
+
+    def named(position: int) -> str:
+        coll, row = where[position]
+        f = store.read_rows(coll, FRAMES, slice(row, row + 1), ["source", "source_index"])
+        return f"{coll} snapshot {row}: {f['source'][0]} frame {int(f['source_index'][0])}"
+
+    low, high = int(target.argmin()), int(target.argmax())
+    raise ValueError(
+        f"the energies per atom of dataset {dataset!r} span {target[low]:.2f} ({named(low)}) … {target[high]:.2f} "
+        f"eV/atom ({named(high)}), wider than {MAX_SPREAD:g} eV/atom: they come from more than one code or "
+        "reference; ingest each source as its own dataset (--dataset)"
+    )
+
+
 @dataclass
 class TrainingData:
     """The snapshots a model trains and is tested on, from one or more collections.
 
     ``parts`` are ``(collection, snapshot indices)``; positions ``0 … n-1`` run through the
     parts in order. ``train`` and ``test`` are such positions; ``target`` is the energy per
-    atom of each position, eV/atom.
+    atom of each position, eV/atom. ``counts`` says what was left out: ``selected`` (snapshots
+    of the dataset), ``failed`` and ``pending`` (their features), ``used``.
     """
 
     store: FeatureStore
@@ -62,6 +90,7 @@ class TrainingData:
     target: np.ndarray
     train: np.ndarray
     test: np.ndarray
+    counts: dict[str, int]
 
     @property
     def collections(self) -> list[str]:
@@ -94,18 +123,32 @@ class TrainingData:
         ]
         dataset, rows = training_rows(collections, [t["dataset"] for t in tables], dataset)
         parts, target, groups = [], [], []
+        counts = {"selected": sum(map(len, rows)), "failed": 0, "pending": 0}
         for coll, r, frames in zip(collections, rows, tables):
+            failed, pending = np.zeros(len(r), dtype=bool), np.zeros(len(r), dtype=bool)
             for group in done_in:
-                r = r[store.status(coll, group)[r] == DONE]
+                status = store.status(coll, group)[r]
+                failed |= status == FAILED
+                pending |= status == PENDING
+            pending &= ~failed  # a row counts once, failed first
+            counts["failed"] += int(failed.sum())
+            counts["pending"] += int(pending.sum())
+            r = r[~failed & ~pending]
             parts.append((coll, r))
             target.append(frames[TARGET][r].astype(float))
             groups += [f"{coll}/{t}" for t in frames["trajectory"][r].tolist()]
-        if len(groups) < 2:
+        counts["used"] = len(groups)
+        if len(groups) < MIN_SNAPSHOTS:
             raise ValueError(
-                f"fewer than 2 snapshots of {'+'.join(collections)} have finished features in {list(done_in)}"
+                f"only {len(groups)} of the {counts['selected']} snapshots of dataset {dataset!r} in "
+                f"{'+'.join(collections)} can be used ({counts['failed']} failed and {counts['pending']} pending "
+                f"in {list(done_in)}); a model needs at least {MIN_SNAPSHOTS}: finish the features (`phstore "
+                "featurize ...`, --retry-failed) or add collections of the same dataset"
             )
+        target = np.concatenate(target)
+        check_spread(store, target, parts, dataset)
         train, test = split.indices(len(groups), groups)
-        return cls(store, dataset, parts, np.concatenate(target), train, test)
+        return cls(store, dataset, parts, target, train, test, counts)
 
     def split_rows(self, positions: np.ndarray) -> dict[str, np.ndarray]:
         """``positions`` as snapshot indices per collection."""

@@ -75,6 +75,7 @@ def train(
         part: regression_metrics(y[idx], predicted[idx]) for part, idx in (("train", data.train), ("test", data.test))
     }
     metrics["seconds"] = {"fit": fitted - start, "predict": time.perf_counter() - fitted}
+    metrics["snapshots"] = {**data.counts, "train": len(data.train), "test": len(data.test)}
     history = getattr(model, "history_", None)
     if history is not None:
         metrics["history"] = history
