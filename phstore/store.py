@@ -35,6 +35,8 @@ import numpy as np
 import xarray as xr
 import zarr
 from ase import Atoms
+from xarray.core.indexing import IndexSelResult
+from xarray.indexes import PandasIndex
 
 from phstore.errors import PhstoreError
 
@@ -77,6 +79,32 @@ FRAME_COLUMNS: dict[str, tuple[tuple[str, ...], Any, str | None]] = {
     "source_index": ((), np.int64, None),
     "content_hash": ((), np.int64, None),
 }
+
+
+#: A snapshot's keys: coordinates, each with a :class:`SnapshotIndex`, of every Dataset
+#: :meth:`FeatureStore.dataset` returns.
+KEYS = ("density", "trajectory", "frame", "dataset")
+
+
+class SnapshotIndex(PandasIndex):
+    """The index of a snapshot key, whose values are in snapshot order, not sorted: ``.sel`` with
+    a slice keeps the values within it (both ends included), with a value or a list the equal
+    ones (floats within ``tolerance``, when given), in snapshot order."""
+
+    def sel(self, labels: dict[Any, Any], method: str | None = None, tolerance: Any = None) -> IndexSelResult:
+        ((_, value),) = labels.items()
+        values = self.index.values
+        if isinstance(value, slice):
+            keep = np.ones(len(values), dtype=bool)
+            if value.start is not None:
+                keep &= values >= value.start
+            if value.stop is not None:
+                keep &= values <= value.stop
+        elif tolerance is not None:
+            keep = np.any(np.abs(values[:, None] - np.atleast_1d(value)[None, :]) <= tolerance, axis=1)
+        else:
+            keep = np.isin(values, np.atleast_1d(np.asarray(value, dtype=values.dtype)))
+        return IndexSelResult({self.dim: np.flatnonzero(keep)})
 
 
 def frames_table(rows: Sequence[dict[str, Any]]) -> xr.Dataset:
@@ -318,6 +346,10 @@ class FeatureStore:
     def dataset(self, collection: str) -> xr.Dataset:
         """Frames and every descriptor of ``collection`` in one lazy Dataset.
 
+        The snapshot keys (:data:`KEYS`: density, trajectory, frame, dataset) are coordinates
+        with an index, so ``ds.sel(density=slice(2.0, 2.5))``, ``ds.sel(trajectory=...)``,
+        ``ds.groupby("trajectory")`` and ``ds.where(..., drop=True)`` work on it.
+
         Descriptor variables (and their own dimensions) are named ``<descriptor>_<variable>``
         (e.g. ``ph_histogram``) when the collection holds one variant of that descriptor, and
         ``<descriptor>_<key>_<variable>`` when it holds several, so features of different
@@ -335,6 +367,9 @@ class FeatureStore:
             for v in renamed.data_vars:
                 renamed[v].attrs.update(descriptor_group=group, provenance_key=prov["key"])
             ds = ds.merge(renamed, compat="override", join="override")
+        ds = ds.set_coords(KEYS)
+        for key in KEYS:
+            ds = ds.set_xindex(key, SnapshotIndex)
         return ds
 
     def sel(self, collection: str | None = None, **criteria: Any) -> xr.Dataset:

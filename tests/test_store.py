@@ -122,3 +122,22 @@ def test_commit_rows_writes_status_last(store):
     s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.array([1.0, 2.0])}, [DONE, DONE])
     assert s.status("C64", "x-k").tolist()[:3] == [DONE, DONE, PENDING]
     assert s.read_rows("C64", "x-k", slice(0, 2), ["v", "error"])["error"].tolist() == ["", ""]
+
+
+def test_snapshot_keys_are_indexed_coordinates(store):
+    """What store.sel returns is used the xarray way: sel by key, ranges, groupby, where(drop)."""
+    ds = store.sel("C64")
+    assert {"density", "trajectory", "frame", "dataset"} <= set(ds.coords) and "density" not in ds.data_vars
+    assert ds.sel(density=slice(2.5, 3.1)).sizes["snapshot"] == 5  # the values are not sorted: no matter
+    assert ds.sel(density=3.0004, tolerance=1e-3).sizes["snapshot"] == 5
+    run1 = ds.sel(trajectory="64atom_amorphous/run1")
+    assert run1.sizes["snapshot"] == 6 and set(run1.density.values.tolist()) == {2.0}
+    assert ds.sel(frame=[0, 4]).sizes["snapshot"] == 4
+    counts = ds["energy_per_atom"].groupby("trajectory").count()
+    assert dict(zip(counts.trajectory.values.tolist(), counts.values.tolist())) == {
+        "64atom_amorphous/run1": 6,
+        "64atom_amorphous/run2": 5,
+    }
+    dense = ds.where(ds.density > 2.5, drop=True)
+    assert dense.sizes["snapshot"] == 5 and (dense.density.values == 3.0).all()
+    assert ds["positions"].chunks is not None  # still lazy
