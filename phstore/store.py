@@ -20,6 +20,7 @@ an interrupted append) are invisible and are overwritten by the next ingest.
 from __future__ import annotations
 
 import fcntl
+import html
 import json
 import os
 import socket
@@ -32,6 +33,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import xarray as xr
 import zarr
 from ase import Atoms
@@ -485,6 +487,35 @@ class FeatureStore:
             columns = [arrays[name][...] for name in REJECTED]
             out += [{"source": str(s), "index": int(i), "reason": str(r)} for s, i, r in zip(*columns)]
         return out
+
+    def table(self, collection: str) -> pd.DataFrame:
+        """The frames table's one-value-per-snapshot columns (keys, energies, sources) as a
+        pandas DataFrame, one row per snapshot (positions and cells are left out)."""
+        frames = self.frames(collection)
+        return frames[[v for v in frames.data_vars if frames[v].dims == (SNAPSHOT,)]].to_dataframe()
+
+    def __repr__(self) -> str:
+        held = "; ".join(f"{c}: {self.n_snapshots(c)} snapshots" for c in self.collections) or "empty"
+        return f"<FeatureStore {str(self.path)!r} mode={self.mode!r} chunk_size={self.chunk_size}: {held}>"
+
+    def _repr_html_(self) -> str:
+        """A table of collections and their descriptor variants (shown by Jupyter)."""
+        rows = []
+        for coll, entry in self.info()["collections"].items():
+            groups = ", ".join(
+                f"{html.escape(g)} ({d['done']} done, {d['failed']} failed, {d['pending']} pending)"
+                for g, d in entry["descriptors"].items()
+            )
+            rows.append(
+                f"<tr><td>{html.escape(coll)}</td><td>{entry['n_snapshots']}</td><td>{entry['natoms']}</td>"
+                f"<td>{groups or '—'}</td></tr>"
+            )
+        return (
+            f"<b>FeatureStore</b> {html.escape(str(self.path))} (chunk size {self.chunk_size})<table>"
+            "<tr><th>collection</th><th>snapshots</th><th>atoms</th><th>descriptors</th></tr>"
+            + "".join(rows)
+            + "</table>"
+        )
 
     def info(self) -> dict[str, Any]:
         """A summary: collections, snapshot counts, densities, descriptors with their status counts."""

@@ -141,3 +141,13 @@ def test_snapshot_keys_are_indexed_coordinates(store):
     dense = ds.where(ds.density > 2.5, drop=True)
     assert dense.sizes["snapshot"] == 5 and (dense.density.values == 3.0).all()
     assert ds["positions"].chunks is not None  # still lazy
+
+
+def test_repr_html_and_a_table_of_the_frames(store):
+    assert repr(store) == f"<FeatureStore {str(store.path)!r} mode='r' chunk_size=4: C64: 11 snapshots>"
+    html = store._repr_html_()
+    assert "<table>" in html and "<td>C64</td><td>11</td><td>64</td>" in html
+    table = store.table("C64")
+    assert table.shape[0] == 11 and {"density", "trajectory", "energy_per_atom", "source"} <= set(table.columns)
+    assert "positions" not in table.columns
+    np.testing.assert_array_equal(table["density"].to_numpy(), store.frames("C64")["density"].values)
