@@ -310,3 +310,26 @@ def test_featurize_exits_3_when_a_frame_fails_and_names_it(tmp_path, capsys):
     # frames 0 and 2 came in first, frame 1 (row 2) when overlapping atoms were let in
     assert "failed C27 snapshot 2: " in captured.err and "computed 2 snapshots in 1 chunks, 1 failed" in captured.out
     assert main(["featurize", "ph", "--store", store, "--workers", "1", "--quiet"]) == 0  # nothing left to do
+
+
+def test_a_selection_exports_to_extxyz_that_ingests_back_the_same(tiny_source, tmp_path, capsys):
+    import ase.io
+    import numpy as np
+
+    from phstore import open_store
+    from phstore.ingest import ingest
+
+    store = str(tmp_path / "s.zarr")
+    ingest(store, [tiny_source], progress=False)
+    out = tmp_path / "dense.extxyz"
+    assert main(["query", "--store", store, "--density", "3.0", "--export", str(out)]) == 0
+    assert "exported 5 frames" in capsys.readouterr().out
+    frames = ase.io.read(out, ":")
+    original = open_store(store).sel("C64", density=3.0).load()
+    np.testing.assert_array_equal(np.stack([a.positions for a in frames]), original.positions.values)
+    assert [a.get_potential_energy() for a in frames] == original.energy.values.tolist()
+    assert {a.info["trajectory"] for a in frames} == {"64atom_amorphous/run2"} and frames[0].info["density"] == 3.0
+    report = ingest(tmp_path / "back.zarr", [out], progress=False)  # the same snapshots, by content
+    assert not report.rejected and report.added == {"C64": 5}
+    hashes = open_store(tmp_path / "back.zarr").frames("C64").content_hash.values
+    np.testing.assert_array_equal(np.sort(hashes), np.sort(original.content_hash.values))

@@ -87,7 +87,11 @@ class Query(Command):
             Option("trajectory", "trajectory names", nargs="+"),
             Option("frames", "frame indices within their trajectories, START:STOP or 1,2,3"),
             Option("first", "keep the first N snapshots of the selection", int),
-            Option("export", "write the selection to a .npz or .nc file"),
+            Option(
+                "export",
+                "write the selection to a .npz or .nc file (every variable), or to .extxyz (the frames, "
+                "energies and keys, as ingest reads them back)",
+            ),
             Option("plot", "draw the mean PH histogram of the selection to this PNG"),
             Option(
                 "plot_diagram",
@@ -106,8 +110,8 @@ class Query(Command):
         from phstore.plots import plot_diagram, plot_mean_ph_histogram
         from phstore.store import FeatureStore
 
-        if args.export and Path(args.export).suffix not in (".nc", ".npz"):
-            raise CommandError(f"--export takes a .npz or .nc path, not {args.export}")
+        if args.export and Path(args.export).suffix not in (".nc", ".npz", ".xyz", ".extxyz"):
+            raise CommandError(f"--export takes a .npz, .nc or .extxyz path, not {args.export}")
         store = FeatureStore(args.store, mode="r")
         density = density_criterion(args.density)
         collection, rows = store.select(
@@ -149,6 +153,11 @@ class Query(Command):
             print(f"plotted the diagrams of {collection} snapshot {rows[0]} to {args.plot_diagram}")
         if args.export:
             out = Path(args.export)
+            if out.suffix in (".xyz", ".extxyz"):
+                from phstore.export import write_extxyz
+
+                print(f"exported {write_extxyz(store, collection, rows, out)} frames to {out}")
+                return OK
             loaded = ds.load()
             if out.suffix == ".nc":
                 loaded.to_netcdf(out, engine="h5netcdf")
