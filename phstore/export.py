@@ -8,6 +8,7 @@ import ase.io
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from phstore.features import Rows
 from phstore.store import FRAMES, KEYS, FeatureStore
 
 #: Frame labels written to each snapshot's ``atoms.info`` besides the keys.
@@ -18,19 +19,13 @@ def write_extxyz(store: FeatureStore, collection: str, rows: np.ndarray, path: s
     """Write snapshots ``rows`` of ``collection`` to an extended-XYZ file: positions and cell (Å),
     the energy (eV) as the frame's energy, the keys and labels in its comment line (as ingest reads
     them back). Returns how many frames were written."""
-    names = [*KEYS, *LABELS, "energy"]
-    frames = []
-    for lo in range(0, len(rows), 1024):  # bounded reads
-        block = np.asarray(rows[lo : lo + 1024])
-        region = slice(int(block.min()), int(block.max()) + 1)
-        atoms = store.atoms(collection, region)
-        table = store.read_rows(collection, FRAMES, region, names)
-        for row in block:
-            a = atoms[row - region.start]
-            labels = {k: _plain(table[k][row - region.start]) for k in (*KEYS, *LABELS)}
-            a.info.update({k: v for k, v in labels.items() if v == v and v != ""})  # not NaN or empty: absent
-            a.calc = SinglePointCalculator(a, energy=float(table["energy"][row - region.start]))
-            frames.append(a)
+    rows = np.asarray(rows)
+    table = store.read_rows(collection, FRAMES, slice(0, store.n_snapshots(collection)), [*KEYS, *LABELS, "energy"])
+    frames = Rows(store, [(collection, rows)]).atoms()
+    for a, row in zip(frames, rows):
+        labels = {k: _plain(table[k][row]) for k in (*KEYS, *LABELS)}
+        a.info.update({k: v for k, v in labels.items() if v == v and v != ""})  # not NaN or empty: absent
+        a.calc = SinglePointCalculator(a, energy=float(table["energy"][row]))
     ase.io.write(str(path), frames, format="extxyz")
     return len(frames)
 

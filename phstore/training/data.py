@@ -149,11 +149,3 @@ class TrainingData:
         check_spread(store, target, parts, dataset)
         train, test = split.indices(len(groups), groups)
         return cls(store, dataset, parts, target, train, test, counts)
-
-    def split_rows(self, positions: np.ndarray) -> dict[str, np.ndarray]:
-        """``positions`` as snapshot indices per collection."""
-        bounds = np.cumsum([0, *(len(r) for _, r in self.parts)])
-        return {
-            c: r[positions[(positions >= lo) & (positions < hi)] - lo]
-            for (c, r), lo, hi in zip(self.parts, bounds, bounds[1:])
-        }

@@ -61,11 +61,12 @@ def train(
     )
     rows = Rows(store, data.parts, tuple(sources), inputs)
     y = data.target
+    train_rows, test_rows = rows.take(data.train), rows.take(data.test)
     start = time.perf_counter()
     model.fit(
-        rows.take(data.train),
+        train_rows,
         y[data.train],
-        eval_set=(rows.take(data.test), y[data.test]),
+        eval_set=(test_rows, y[data.test]),
         seed=split.seed,
         progress=progress,
     )
@@ -87,7 +88,7 @@ def train(
         "versions": package_versions(model.packages),
     }
     model_dir = save_model_dir(
-        out, kind, config, model.state(), data.split_rows(data.train), data.split_rows(data.test), metrics, provenance
+        out, kind, config, model.state(), dict(train_rows.parts), dict(test_rows.parts), metrics, provenance
     )
     title = f"{kind} on {data.name}"
     plot_parity(
