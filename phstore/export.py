@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import ase.io
@@ -17,15 +18,18 @@ LABELS = ("process", "temperature", "source", "source_index")
 
 def write_extxyz(store: FeatureStore, collection: str, rows: np.ndarray, path: str | Path) -> int:
     """Write snapshots ``rows`` of ``collection`` to an extended-XYZ file: positions and cell (Å),
-    the energy (eV) as the frame's energy, the keys and labels in its comment line (as ingest reads
-    them back). Returns how many frames were written."""
+    the energy (eV), forces (eV/Å) and stress (eV/Å³) where the frame has them, the keys and labels
+    in its comment line (as ingest reads them back). Returns how many frames were written."""
     rows = np.asarray(rows)
-    table = store.read_rows(collection, FRAMES, slice(0, store.n_snapshots(collection)), [*KEYS, *LABELS, "energy"])
+    n = store.n_snapshots(collection)
+    table = store.read_rows(collection, FRAMES, slice(0, n), [*KEYS, *LABELS, "energy", "labels"])
     frames = Rows(store, [(collection, rows)]).atoms()
     for a, row in zip(frames, rows):
-        labels = {k: _plain(table[k][row]) for k in (*KEYS, *LABELS)}
+        labels = json.loads(table["labels"][row] or "{}") | {k: _plain(table[k][row]) for k in (*KEYS, *LABELS)}
         a.info.update({k: v for k, v in labels.items() if v == v and v != ""})  # not NaN or empty: absent
-        a.calc = SinglePointCalculator(a, energy=float(table["energy"][row]))
+        f = store.read_rows(collection, FRAMES, slice(int(row), int(row) + 1), ["forces", "stress"])
+        results = {"energy": float(table["energy"][row]), "forces": f["forces"][0], "stress": f["stress"][0]}
+        a.calc = SinglePointCalculator(a, **{k: v for k, v in results.items() if np.isfinite(v).all()})
     ase.io.write(str(path), frames, format="extxyz")
     return len(frames)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -20,6 +21,8 @@ from typing import Any, Iterable, Iterator
 import ase.io
 import numpy as np
 from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import chemical_symbols
 from ase.io.formats import filetype
 from ase.neighborlist import neighbor_list
 from tqdm.auto import tqdm
@@ -37,16 +40,22 @@ class SourceError(PhstoreError, FileNotFoundError):
     """None of the sources given to ingest exists or holds a readable file."""
 
 
+class SourceProblem(PhstoreError, ValueError):
+    """A source file ingest cannot read as it is, for a reason the user can fix (reported as it is)."""
+
+
 @dataclass
 class IngestReport:
-    """Counts of an ingest run, the frames it refused, the sources it did not find and the
-    source files it skipped because their content was ingested before (``known``)."""
+    """Counts of an ingest run, the frames it refused, the sources it did not find, the source
+    files it skipped because their content was ingested before (``known``), and how many of the
+    frames added have no energy (``unlabelled``)."""
 
     added: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     known: int = 0
+    unlabelled: int = 0
 
     @property
     def n_added(self) -> int:
@@ -54,13 +63,14 @@ class IngestReport:
 
 
 def find_sources(paths: Iterable[str | Path]) -> list[tuple[Path, Path, str]]:
-    """``(file, root, name)`` triples: files as given, directories searched recursively; ``name``
-    is the directory's name or the file's stem (the default dataset of its frames)."""
+    """``(file, root, name)`` triples: files as given, directories searched recursively. ``name``
+    is the default dataset of the file's frames, one per file: its stem, or for a file found in a
+    directory the directory's name and the file's path in it without suffix (``md/run1``)."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and (f.suffix in SUFFIXES or f.name in NAMES))
-            out += [(f, p, p.resolve().name) for f in files]
+            out += [(f, p, str(p.resolve().name / f.relative_to(p).with_suffix(""))) for f in files]
         else:
             out.append((p, p.parent, p.stem))
     return out
@@ -108,8 +118,53 @@ def _split_xyz(text: str) -> Iterator[str]:
         i += n + 2
 
 
-def read_frames(path: Path) -> Iterator[tuple[int, Atoms | Exception]]:
-    """Yield ``(index, Atoms)`` or ``(index, exception)`` for each frame of ``path``."""
+#: ASE's formats of LAMMPS dumps: atom types, no energies.
+LAMMPS_DUMPS = ("lammps-dump-text", "lammps-dump-binary")
+
+
+def parse_species(text: str) -> dict[int, str]:
+    """``"1=C,2=H"`` as ``{1: "C", 2: "H"}``: the species of LAMMPS atom types."""
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, _, symbol = item.partition("=")
+        if not key.strip().isdigit() or symbol.strip() not in chemical_symbols[1:]:
+            raise ValueError(f"species {item!r}: write atom type=element pairs such as 1=C,2=H")
+        out[int(key)] = symbol.strip()
+    return out
+
+
+def _dump_columns(path: Path) -> list[str]:
+    """The per-atom columns a LAMMPS text dump names in its first ``ITEM: ATOMS`` line."""
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("ITEM: ATOMS"):
+                return line.split()[2:]
+    return []
+
+
+def _lammps_frames(path: Path, fmt: str, species: dict[int, str] | None) -> Iterator[Atoms]:
+    """The frames of a LAMMPS dump with their species (the dump's ``element`` or ``mass`` column,
+    else ``species``) and forces, and no energy (ASE's reader puts a placeholder 0 there)."""
+    columns = _dump_columns(path) if fmt == "lammps-dump-text" else []
+    named = "element" in columns or "mass" in columns
+    if not named and not species:
+        raise SourceProblem(
+            "a LAMMPS dump names atom types, not species: give them with --species 1=C,2=H (species={1: 'C'}) "
+            "or dump an element column"
+        )
+    types = [] if named or not species else [species.get(t, "X") for t in range(1, max(species) + 1)]
+    for atoms in ase.io.iread(str(path), index=":", format=fmt, **({"specorder": types} if types else {})):
+        results = atoms.calc.results if atoms.calc is not None else {}
+        if "forces" in results:
+            atoms.calc = SinglePointCalculator(atoms, forces=results["forces"])
+        else:
+            atoms.calc = None
+        yield atoms
+
+
+def read_frames(path: Path, species: dict[int, str] | None = None) -> Iterator[tuple[int, Atoms | Exception]]:
+    """Yield ``(index, Atoms)`` or ``(index, exception)`` for each frame of ``path``
+    (``species``: the element of each LAMMPS atom type, for dumps without an element column)."""
     if path.stat().st_size == 0:
         yield -1, ValueError("empty file")
         return
@@ -129,9 +184,12 @@ def read_frames(path: Path) -> Iterator[tuple[int, Atoms | Exception]]:
         return
     i = 0
     try:
-        for atoms in ase.io.iread(str(path), index=":", format=fmt):
+        frames = _lammps_frames(path, fmt, species) if fmt in LAMMPS_DUMPS else ase.io.iread(str(path), ":", fmt)
+        for atoms in frames:
             yield i, atoms
             i += 1
+    except SourceProblem as exc:
+        yield i, exc
     except Exception as exc:  # the reader cannot go on past a broken frame in these formats
         yield i, ValueError(f"unreadable from frame {i} on: {type(exc).__name__}: {exc}")
 
@@ -153,12 +211,8 @@ def check(atoms: Atoms, min_distance: float = MIN_DISTANCE) -> str | None:
         return "zero-volume or non-finite cell"
     if (atoms.numbers <= 0).any():
         return "unknown species (atomic number 0)"
-    try:
-        energy = atoms.get_potential_energy()
-    except Exception:
-        return "missing energy (no 'energy' in the frame)"
-    if not np.isfinite(energy):
-        return "non-finite energy"
+    if np.isinf(energy_of(atoms)):
+        return "infinite energy"
     if min_distance > 0:
         i, j, d = neighbor_list("ijd", atoms, min_distance)
         if len(d):
@@ -168,6 +222,52 @@ def check(atoms: Atoms, min_distance: float = MIN_DISTANCE) -> str | None:
                 f"{min_distance} Å (min_distance=0, --min-distance 0, keeps such frames)"
             )
     return None
+
+
+def energy_of(atoms: Atoms) -> float:
+    """The frame's total energy (eV), NaN when it has none (unlabelled MD)."""
+    try:
+        return float(atoms.get_potential_energy())
+    except Exception:  # no calculator, or one without an energy
+        return np.nan
+
+
+def forces_of(atoms: Atoms) -> np.ndarray:
+    """The frame's forces (eV/Å, one row per atom), NaN when it has none."""
+    try:
+        return np.asarray(atoms.get_forces(), dtype=float)
+    except Exception:
+        return np.asarray(atoms.arrays.get("forces", np.full((len(atoms), 3), np.nan)), dtype=float)
+
+
+def stress_of(atoms: Atoms) -> np.ndarray:
+    """The frame's stress (eV/Å³, Voigt order xx, yy, zz, yz, xz, xy), from its calculator or
+    its ``stress`` or ``virial`` label (stress = -virial / volume); NaN when it has none."""
+    try:
+        return np.asarray(atoms.get_stress(voigt=True), dtype=float)
+    except Exception:
+        pass
+    for key, scale in (("stress", 1.0), ("virial", -1.0 / abs(atoms.cell.volume))):
+        value = np.asarray(atoms.info.get(key, []), dtype=float)
+        if value.size == 9:
+            value = value.reshape(3, 3)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        if value.size == 6:
+            return value * scale
+    return np.full(6, np.nan)
+
+
+#: ``atoms.info`` entries ingest stores in columns of their own (or recomputes), not in ``labels``.
+OWN_LABELS = {"density", "density_gcc", "temperature", "process", "config_type", "energy", "stress", "virial"}
+
+
+def other_labels(info: dict[str, Any]) -> str:
+    """The JSON of a frame's other labels: its ``atoms.info`` strings and numbers."""
+    keep = {
+        k: v.item() if isinstance(v, np.generic) else v
+        for k, v in info.items()
+        if k not in OWN_LABELS and isinstance(v, (str, int, float, bool, np.generic))
+    }
+    return json.dumps(keep, sort_keys=True, default=str)
 
 
 def content_hash(atoms: Atoms, energy: float) -> int:
@@ -206,18 +306,25 @@ def _row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict
     """One snapshot row; atoms are sorted by atomic number so a collection has one layout.
     Raises ValueError, naming the label, when a label that must be a number is not one."""
     info = atoms.info
-    energy = float(atoms.get_potential_energy())
+    energy = energy_of(atoms)
     density = _number(info, "density", positive=True)
     if density is None:
         density = _number(info, "density_gcc", positive=True)
     temperature = _number(info, "temperature")
-    atoms = atoms[np.argsort(atoms.numbers, kind="stable")]  # (drops the calculator: energy read above)
+    order = np.argsort(atoms.numbers, kind="stable")
+    forces = forces_of(atoms)[order]
+    stress = stress_of(atoms)
+    atoms = atoms[order]  # (drops the calculator: its results are read above)
     return {
         "positions": atoms.positions,
         "cell": atoms.cell.array,
         "numbers": atoms.numbers.astype(np.int16),
         "energy": energy,
         TARGET: energy / len(atoms),
+        "forces": forces,
+        "stress": stress,
+        "config_type": str(info.get("config_type", "")),
+        "labels": other_labels(info),
         "density": density
         if density is not None
         else density_gcc(float(atoms.get_masses().sum()), abs(atoms.cell.volume)),
@@ -240,15 +347,19 @@ def ingest(
     progress: bool = True,
     dataset: str | None = None,
     min_distance: float = MIN_DISTANCE,
+    species: dict[int, str] | None = None,
 ) -> IngestReport:
     """Add the frames of ``sources`` (files or directories) to the store at ``store_path``.
 
-    A frame with two atoms closer than ``min_distance`` (Å) is rejected as overlapping.
+    A frame with two atoms closer than ``min_distance`` (Å) is rejected as overlapping. Frames
+    without an energy (MD, LAMMPS dumps) are stored unlabelled (energy NaN): featurized and
+    mapped, never trained on. ``species`` names the element of each LAMMPS atom type
+    (``{1: "C", 2: "H"}``) for dumps without an ``element`` column.
 
     Frames go to the collection of their composition; ``batch`` frames are appended at a time
     (bounded memory). Bad frames are reported in the result and recorded in the store.
     ``dataset`` names the origin of the energies of all ``sources`` (one code and functional);
-    by default each source is its own dataset (a directory's name or a file's stem).
+    by default each source file is its own dataset (see :func:`find_sources`).
 
     A source is known by its content (:func:`source_digest`): a file read to its end before with
     no frame refused, at any path, is skipped; a changed file, or one with refused frames, is read
@@ -280,7 +391,10 @@ def ingest(
                 continue
             seen.add(digest)
             refused = len(report.rejected)
-            for index, item in read_frames(path):
+            for index, item in read_frames(path, species):
+                if isinstance(item, SourceProblem):
+                    reject(path, index, str(item))
+                    continue
                 if isinstance(item, Exception):
                     reject(path, index, f"unparseable: {type(item).__name__}: {item}")
                     continue
@@ -300,6 +414,7 @@ def ingest(
                     report.duplicates += 1
                     continue
                 known[coll].add(row["content_hash"])
+                report.unlabelled += int(np.isnan(row["energy"]))
                 pending.setdefault(coll, []).append(row)
                 if len(pending[coll]) >= batch:
                     flush(coll)

@@ -149,14 +149,17 @@ def plot_maps(
     panels: list[tuple[str, np.ndarray]], density: np.ndarray, energy: np.ndarray, path: str | Path, title: str = ""
 ) -> Path:
     """One column per ``(label, 2-D coordinates)``: coloured by density (g/cm³) in the first
-    row and by energy per atom (eV/atom) in the second (seed paper Figs. 4 and 5)."""
+    row and by energy per atom (eV/atom) in the second (seed paper Figs. 4 and 5); snapshots
+    without an energy are grey."""
     with _figure(path, (3.2 * len(panels) + 0.8, 6.2), title, grid=(2, len(panels))) as (fig, axes):
         for row, (values, label, cmap) in enumerate(
             ((density, "density (g/cm³)", "viridis"), (energy, "energy (eV/atom)", "coolwarm"))
         ):
             for col, (name, xy) in enumerate(panels):
                 ax = axes[row, col]
-                points = ax.scatter(xy[:, 0], xy[:, 1], c=values, s=4, cmap=cmap)
+                known = np.isfinite(values)  # unlabelled snapshots (no energy): grey
+                ax.scatter(xy[~known, 0], xy[~known, 1], c="0.75", s=4)
+                points = ax.scatter(xy[known, 0], xy[known, 1], c=values[known], s=4, cmap=cmap)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if row == 0:

@@ -20,6 +20,7 @@ an interrupted append) are invisible and are overwritten by the next ingest.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import html
 import json
 import os
@@ -64,17 +65,24 @@ PENDING, DONE, FAILED = 0, 1, 2
 TARGET = "energy_per_atom"
 
 #: The frames table, one row per snapshot: ``column: (dimensions after snapshot, dtype, units)``.
-#: Ingest fills every column of each row (:meth:`FeatureStore.append_frames`).
+#: Ingest fills every column of each row (:meth:`FeatureStore.append_frames`). Unlabelled frames
+#: (MD without DFT) have NaN energies, forces and stress: they are featurized, never trained on.
+#: ``stress`` is Voigt order (xx, yy, zz, yz, xz, xy); ``labels`` is the JSON of the frame's
+#: other ``atoms.info`` entries (strings and numbers).
 FRAME_COLUMNS: dict[str, tuple[tuple[str, ...], Any, str | None]] = {
     "positions": (("atom", "xyz"), np.float64, "Å"),
     "cell": (("cell_vector", "xyz"), np.float64, "Å"),
     "numbers": (("atom",), np.int16, None),
     "energy": ((), np.float64, "eV"),
     TARGET: ((), np.float64, "eV/atom"),
+    "forces": (("atom", "xyz"), np.float64, "eV/Å"),
+    "stress": (("voigt",), np.float64, "eV/Å3"),
     "density": ((), np.float64, "g/cm3"),
     "trajectory": ((), object, None),
     "frame": ((), np.int64, None),
     "process": ((), object, None),
+    "config_type": ((), object, None),
+    "labels": ((), object, None),
     "temperature": ((), np.float64, "K"),
     "dataset": ((), object, None),
     "source": ((), object, None),
@@ -83,9 +91,9 @@ FRAME_COLUMNS: dict[str, tuple[tuple[str, ...], Any, str | None]] = {
 }
 
 
-#: A snapshot's keys: coordinates, each with a :class:`SnapshotIndex`, of every Dataset
-#: :meth:`FeatureStore.dataset` returns.
-KEYS = ("density", "trajectory", "frame", "dataset")
+#: A snapshot's keys and its label ``config_type``: coordinates, each with a
+#: :class:`SnapshotIndex`, of every Dataset :meth:`FeatureStore.dataset` returns.
+KEYS = ("density", "trajectory", "frame", "dataset", "config_type")
 
 
 class SnapshotIndex(PandasIndex):
@@ -107,6 +115,28 @@ class SnapshotIndex(PandasIndex):
         else:
             keep = np.isin(values, np.atleast_1d(np.asarray(value, dtype=values.dtype)))
         return IndexSelResult({self.dim: np.flatnonzero(keep)})
+
+
+def label_mask(values: np.ndarray | Sequence[str], wanted: str | Sequence[str]) -> np.ndarray:
+    """Where string ``values`` (e.g. each snapshot's dataset) match ``wanted``: one name or
+    several, each exact or a shell pattern (``data/*``)."""
+    values = np.asarray(values, dtype=object)
+    patterns = [wanted] if isinstance(wanted, str) else list(wanted)
+    unique = set(values.tolist())
+    hits = {v for p in patterns for v in fnmatch.filter(unique, p)} | (unique & set(patterns))
+    return np.isin(values, list(hits))
+
+
+#: Sizes of the frames table's dimensions after ``snapshot`` (``atom``: the collection's ``natoms``).
+COLUMN_SIZES = {"xyz": 3, "cell_vector": 3, "voigt": 6}
+
+
+def missing_column(name: str, n: int, natoms: int) -> np.ndarray:
+    """The values a frames column written by a later phstore holds for ``n`` snapshots of a
+    store made before it: NaN (no forces, no stress) or empty strings."""
+    dims, dtype, _ = FRAME_COLUMNS[name]
+    shape = (n, *(natoms if d == "atom" else COLUMN_SIZES[d] for d in dims))
+    return np.full(shape, "" if dtype is object else np.nan, dtype=dtype)
 
 
 def frames_table(rows: Sequence[dict[str, Any]]) -> xr.Dataset:
@@ -289,7 +319,13 @@ class FeatureStore:
 
     def frames(self, collection: str) -> xr.Dataset:
         """The lazily loaded snapshot table of ``collection`` (committed rows only)."""
-        return self._open(collection, FRAMES, self.n_snapshots(collection))
+        n = self.n_snapshots(collection)
+        ds = self._open(collection, FRAMES, n)
+        missing = [c for c in FRAME_COLUMNS if c not in ds]  # a store made before these columns
+        natoms = int(self.collection_attrs(collection).get("natoms", 0))
+        return ds.assign(
+            {c: ((SNAPSHOT, *FRAME_COLUMNS[c][0]), missing_column(c, ds.sizes[SNAPSHOT], natoms)) for c in missing}
+        )
 
     @property
     def sources(self) -> dict[str, str]:
@@ -348,7 +384,7 @@ class FeatureStore:
     def dataset(self, collection: str) -> xr.Dataset:
         """Frames and every descriptor of ``collection`` in one lazy Dataset.
 
-        The snapshot keys (:data:`KEYS`: density, trajectory, frame, dataset) are coordinates
+        The snapshot keys (:data:`KEYS`: density, trajectory, frame, dataset, config_type) are coordinates
         with an index, so ``ds.sel(density=slice(2.0, 2.5))``, ``ds.sel(trajectory=...)``,
         ``ds.groupby("trajectory")`` and ``ds.where(..., drop=True)`` work on it.
 
@@ -375,8 +411,9 @@ class FeatureStore:
         return ds
 
     def sel(self, collection: str | None = None, **criteria: Any) -> xr.Dataset:
-        """Lazily select snapshots by density (g/cm³), trajectory and frame: the criteria of
-        :meth:`select` (``density``, ``trajectory``, ``frames``, ``density_tol``).
+        """Lazily select snapshots by density (g/cm³), trajectory, frame and labels: the criteria
+        of :meth:`select` (``density``, ``trajectory``, ``frames``, ``density_tol``, ``dataset``,
+        ``config_type``).
 
         Only the chunks that hold the selected snapshots are read when values are loaded.
         ``collection`` may be omitted when the store holds exactly one.
@@ -392,11 +429,14 @@ class FeatureStore:
         trajectory: str | Sequence[str] | None = None,
         frames: slice | Sequence[int] | int | None = None,
         density_tol: float = 5e-3,
+        dataset: str | Sequence[str] | None = None,
+        config_type: str | Sequence[str] | None = None,
     ) -> tuple[str, np.ndarray]:
         """The collection and the indices of its snapshots at ``density`` (g/cm³: one or several,
         each within ``density_tol``, or a range ``slice(low, high)``, both ends included, either
-        open), of ``trajectory`` (one or several) and ``frames`` (an index, a list or a slice of
-        frame indices within their trajectories)."""
+        open), of ``trajectory``, ``dataset`` and ``config_type`` (each one or several names or
+        shell patterns, see :func:`label_mask`) and
+        ``frames`` (an index, a list or a slice of frame indices within their trajectories)."""
         if collection is None:
             if len(self.collections) != 1:
                 raise ValueError(f"the store holds collections {self.collections}; pass collection=... to choose one")
@@ -412,9 +452,9 @@ class FeatureStore:
             wanted = np.atleast_1d(np.asarray(density, dtype=float))
             values = table["density"].values
             mask &= np.any(np.abs(values[:, None] - wanted[None, :]) <= density_tol, axis=1)
-        if trajectory is not None:
-            wanted_t = [trajectory] if isinstance(trajectory, str) else list(trajectory)
-            mask &= np.isin(table["trajectory"].values.tolist(), wanted_t)
+        for key, wanted_s in (("trajectory", trajectory), ("dataset", dataset), ("config_type", config_type)):
+            if wanted_s is not None:
+                mask &= label_mask(table[key].values, wanted_s)
         if frames is not None:
             values = table["frame"].values
             if isinstance(frames, slice):
@@ -638,8 +678,25 @@ class FeatureStore:
             )
         else:
             self._truncate(group, n)
+            self._add_columns(collection, n, chunks)
             frames.to_zarr(str(self.path), group=group, append_dim=SNAPSHOT, consolidated=False)
         self._root[collection].attrs["n_snapshots"] = n + n_new
+
+    def _add_columns(self, collection: str, n: int, chunks: dict[str, tuple[int, ...]]) -> None:
+        """Give the ``n`` rows of a frames table made before some of :data:`FRAME_COLUMNS` those
+        columns (:func:`missing_column`), so new rows can be appended."""
+        group = f"{collection}/{FRAMES}"
+        missing = [c for c in FRAME_COLUMNS if c not in dict(self._root[group].arrays())]
+        if not missing:
+            return
+        natoms = int(self.collection_attrs(collection)["natoms"])
+        xr.Dataset({c: ((SNAPSHOT, *FRAME_COLUMNS[c][0]), missing_column(c, n, natoms)) for c in missing}).to_zarr(
+            str(self.path),
+            group=group,
+            mode="a",
+            consolidated=False,
+            encoding={c: {"chunks": chunks[c]} for c in missing},
+        )
 
     def _truncate(self, group: str, n: int) -> None:
         """Drop rows past ``n`` (left by an interrupted append) from every array of ``group``."""
@@ -737,7 +794,13 @@ class FeatureStore:
         """
         out = {}
         for name in names:
-            values = self._root[f"{collection}/{group}/{name}"][rows]
+            path = f"{collection}/{group}/{name}"
+            if group == FRAMES and name in FRAME_COLUMNS and path not in self._root:  # a store made before it
+                rows = slice(*rows.indices(self.n_snapshots(collection)))
+                natoms = int(self.collection_attrs(collection)["natoms"])
+                out[name] = missing_column(name, len(range(rows.start, rows.stop, rows.step)), natoms)
+                continue
+            values = self._root[path][rows]
             out[name] = values.astype(object) if values.dtype.kind == "T" else values
         return out
 

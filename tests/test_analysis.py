@@ -114,6 +114,35 @@ def test_maps_are_stored_reused_and_equal_sklearn(store):
     np.testing.assert_allclose(coords["tsne_p5"], stored["tsne_p5"].values, rtol=1e-6, atol=1e-6)
 
 
+def test_maps_never_mix_datasets_and_leave_unlabelled_snapshots_unscored(tmp_path, client):
+    """Two files (two datasets) and one unlabelled MD file: a map of everything is refused, a map
+    of one dataset and the MD frames scores the labelled snapshots only and draws the rest grey."""
+    from phstore.analysis.maps import analyze_maps
+
+    for name, seed in (("castep", 0), ("vasp", 10), ("md", 20)):
+        frames = [carbon_frame(3, density=2.0 + 0.2 * i, seed=seed + i) for i in range(6)]
+        if name == "md":
+            for a in frames:
+                a.calc = None
+        ase.io.write(tmp_path / f"{name}.xyz", frames)
+    path = tmp_path / "s.zarr"
+    ingest(path, [tmp_path / f"{n}.xyz" for n in ("castep", "vasp", "md")], chunk_size=8, progress=False)
+    assert featurize(path, SOAP(), client, progress=False).computed == 18
+    s = FeatureStore(path, mode="a")
+    with pytest.raises(ValueError, match=r"2 datasets.*\['castep', 'vasp'\].*--dataset"):
+        descriptor_map(s, "C27", "soap", perplexities=())
+    report = descriptor_map(s, "C27", "soap", perplexities=(), dataset="[cm]*")  # castep and md
+    assert report.n == 12
+    stored = open_store(path).descriptor("C27", report.group)
+    xy = stored["pca"].values
+    assert np.isfinite(xy[:6]).all() and np.isnan(xy[6:12]).all() and np.isfinite(xy[12:]).all()
+    energy = open_store(path).frames("C27")["energy_per_atom"].values
+    assert report.scores["pca"]["roughness"] == pytest.approx(roughness(xy[:6], energy[:6]))
+    assert descriptor_map(s, "C27", "soap", perplexities=(), dataset="vasp").n == 6
+    analyze_maps(path, "C27", ["soap"], tmp_path / "fig", perplexities=(), dataset="[cm]*")
+    assert (tmp_path / "fig" / "maps-pca.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_ridge_map_and_pair_selection(store, tmp_path):
     model = train("ridge", store, "C64", tmp_path / "ridge")
     grid = coefficient_grid(load_model_dir(model.path))

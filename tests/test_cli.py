@@ -199,7 +199,19 @@ def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
     store, model = str(tmp_path / "s.zarr"), str(tmp_path / "model")
     run("ingest", str(tiny_source), "--store", store, "--quiet", "--chunk-size", "4")
     assert "computed 11 snapshots" in run("featurize", "soap", "--store", store, "--quiet", "--workers", "1")
-    mlp = run("train", "soap-mlp", "--store", store, "--epochs", "20", "--out", str(tmp_path / "mlp"), "--quiet")
+    mlp = run(
+        "train",
+        "soap-mlp",
+        "--store",
+        store,
+        "--epochs",
+        "20",
+        "--out",
+        str(tmp_path / "mlp"),
+        "--quiet",
+        "--dataset",
+        "data/*",  # one file, one dataset: a pattern declares the runs of one code comparable
+    )
     assert (
         "test  RMSE" in mlp
         and json.loads((tmp_path / "mlp" / "model.json").read_text())["config"]["params"]["epochs"] == 20
@@ -218,6 +230,8 @@ def test_soap_and_schnet_from_the_command_line(tiny_source, tmp_path):
         "--batch-size",
         "4",
         "--quiet",
+        "--dataset",
+        "data/64atom_amorphous/run?",
     )
     assert "test  RMSE" in out and "meV/atom" in out and f"written to {model}" in out
     assert json.loads((tmp_path / "model" / "model.json").read_text())["config"]["params"]["n_interactions"] == 1

@@ -86,23 +86,122 @@ def test_collections_split_by_composition(tmp_path):
     assert open_store(tmp_path / "s.zarr").collections == ["C27", "C64"]
 
 
+def _lammps_dump(path: Path, frames: list[ase.Atoms], columns: str, row) -> Path:
+    """A LAMMPS text dump of orthorhombic ``frames``; ``row(i, atoms)`` writes atom i's columns."""
+    lines = []
+    for step, a in enumerate(frames):
+        lines += ["ITEM: TIMESTEP", str(step), "ITEM: NUMBER OF ATOMS", str(len(a)), "ITEM: BOX BOUNDS pp pp pp"]
+        lines += [f"0 {a.cell[i, i]}" for i in range(3)] + [f"ITEM: ATOMS {columns}"]
+        lines += [row(i, a) for i in range(len(a))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_ase_db_and_lammps_dump_sources(tmp_path):
     frames = [carbon_frame(3, seed=i) for i in range(3)]
     with ase.db.connect(tmp_path / "frames.db") as db:
         for a in frames:
             db.write(a)
-    # A LAMMPS text dump carries no energy: every frame must be rejected with that reason.
-    a = frames[0]
-    lines = ["ITEM: TIMESTEP", "0", "ITEM: NUMBER OF ATOMS", str(len(a)), "ITEM: BOX BOUNDS pp pp pp"]
-    lines += [f"0 {a.cell[i, i]}" for i in range(3)] + ["ITEM: ATOMS id type x y z"]
-    lines += [f"{i + 1} 1 {x} {y} {z}" for i, (x, y, z) in enumerate(a.positions)]
-    (tmp_path / "traj.lammpstrj").write_text("\n".join(lines) + "\n")
-    report = ingest(tmp_path / "s.zarr", [tmp_path / "frames.db", tmp_path / "traj.lammpstrj"], progress=False)
+    # A dump of atom types only: its species must be named, and it carries no energy.
+    dump = _lammps_dump(
+        tmp_path / "traj.lammpstrj",
+        frames[:2],
+        "id type x y z",
+        lambda i, a: f"{i + 1} 1 {' '.join(map(str, a[i].position))}",
+    )
+    report = ingest(tmp_path / "s.zarr", [tmp_path / "frames.db", dump], progress=False)
     assert report.added == {"C27": 3}
     stored = open_store(tmp_path / "s.zarr").frames("C27")
     np.testing.assert_allclose(stored.energy.values, [f.get_potential_energy() for f in frames])
-    assert [r["reason"] for r in report.rejected] == ["missing energy (no 'energy' in the frame)"]
-    assert report.rejected[0]["source"].endswith("traj.lammpstrj")
+    ((rejected),) = report.rejected
+    assert rejected["source"].endswith("traj.lammpstrj") and "--species 1=C" in rejected["reason"]
+
+    report = ingest(tmp_path / "s.zarr", [dump], progress=False, species={1: "C"})  # read again: it was refused
+    assert report.added == {"C27": 2} and report.unlabelled == 2 and not report.rejected
+    stored = open_store(tmp_path / "s.zarr").frames("C27")
+    assert np.isnan(stored.energy.values[3:]).all() and np.isnan(stored.energy_per_atom.values[3:]).all()
+    np.testing.assert_allclose(stored.positions.values[3], frames[0].positions, atol=1e-9)
+
+
+def test_lammps_dump_elements_and_forces_without_a_placeholder_energy(tmp_path):
+    """A dump's element column names the species, its fx fy fz are stored as forces, and ASE's
+    placeholder energy of 0 eV is not taken for a label."""
+    a = carbon_frame(3, seed=1)
+    a.numbers[:2] = 1  # two H: atoms are stored sorted by atomic number, forces with them
+    forces = np.arange(3 * len(a), dtype=float).reshape(-1, 3) / 10
+    dump = _lammps_dump(
+        tmp_path / "md.dump",
+        [a],
+        "id type element x y z fx fy fz",
+        lambda i, b: (
+            f"{i + 1} {b.numbers[i]} {b[i].symbol} {' '.join(map(str, b[i].position))} " + " ".join(map(str, forces[i]))
+        ),
+    )
+    report = ingest(tmp_path / "s.zarr", [dump], progress=False)
+    assert report.added == {"C25H2": 1} and report.unlabelled == 1
+    f = open_store(tmp_path / "s.zarr").frames("C25H2")
+    order = np.argsort(a.numbers, kind="stable")
+    np.testing.assert_allclose(f.forces.values[0], forces[order])
+    np.testing.assert_allclose(f.positions.values[0], a.positions[order], atol=1e-9)
+    assert np.isnan(f.energy.values[0]) and np.isnan(f.stress.values[0]).all()
+
+
+def test_species_of_atom_types_are_parsed_strictly():
+    from phstore.ingest import parse_species
+
+    assert parse_species("1=C, 2=H") == {1: "C", 2: "H"}
+    for bad in ("1=Cx", "C=1", "1:C"):
+        with pytest.raises(ValueError, match="1=C,2=H"):
+            parse_species(bad)
+
+
+def test_forces_stress_and_labels_are_stored(tmp_path):
+    """Forces (permuted with the atoms), stress from a calculator or a virial label, config_type
+    and the other info labels survive ingest; a frame without any has NaN and empty values."""
+    a, b, c = (carbon_frame(3, seed=i) for i in range(3))
+    a.numbers[0] = 14  # Si first: sorted to the end
+    fa = np.random.default_rng(0).normal(size=(27, 3))
+    stress = np.array([0.1, 0.2, 0.3, 0.01, 0.02, 0.03])
+    a.calc = SinglePointCalculator(a, energy=-100.0, forces=fa, stress=stress)
+    a.info.update(config_type="bulk_amo", xc_functional="LDA", sp3=0.25)
+    virial = np.array([[1.0, 0.5, 0.4], [0.5, 2.0, 0.6], [0.4, 0.6, 3.0]])
+    b.info["virial"] = virial
+    c.calc = None
+    ase.io.write(tmp_path / "f.xyz", [a, b, c], format="extxyz")
+    report = ingest(tmp_path / "s.zarr", [tmp_path / "f.xyz"], progress=False)
+    assert report.added == {"C27": 2, "C26Si": 1} and report.unlabelled == 1
+    store = open_store(tmp_path / "s.zarr")
+    si = store.frames("C26Si")
+    np.testing.assert_allclose(si.forces.values[0], np.roll(fa, -1, axis=0), atol=1e-6)  # extxyz: 8 digits
+    np.testing.assert_allclose(si.stress.values[0], stress, atol=1e-6)
+    assert si.config_type.values[0] == "bulk_amo"
+    import json
+
+    assert json.loads(si.labels.values[0]) == {"xc_functional": "LDA", "sp3": 0.25}
+    c27 = store.frames("C27")
+    volume = abs(b.cell.volume)
+    np.testing.assert_allclose(c27.stress.values[0], -np.array([1.0, 2.0, 3.0, 0.6, 0.4, 0.5]) / volume, rtol=1e-6)
+    assert np.isnan(c27.energy.values[1]) and np.isnan(c27.forces.values[1]).all()
+    assert c27.config_type.values.tolist() == ["", ""]
+
+
+def test_a_store_made_before_the_forces_columns_takes_new_frames(tmp_path):
+    """Columns added to the frames table later are NaN/empty for the rows of an older store,
+    which still opens, reads and takes new frames."""
+    import zarr
+
+    write_trajectory(tmp_path / "a.xyz", 2, n_side=3)
+    ingest(tmp_path / "s.zarr", [tmp_path / "a.xyz"], progress=False)
+    group = zarr.open_group(str(tmp_path / "s.zarr" / "C27" / "frames"), mode="a")
+    for name in ("forces", "stress", "config_type", "labels"):
+        del group[name]
+    store = open_store(tmp_path / "s.zarr")
+    assert np.isnan(store.frames("C27").forces.values).all()
+    assert store.read_rows("C27", "frames", slice(0, 2), ["config_type"])["config_type"].tolist() == ["", ""]
+    write_trajectory(tmp_path / "b.xyz", 2, n_side=3, seed=5)
+    assert ingest(tmp_path / "s.zarr", [tmp_path / "b.xyz"], progress=False).added == {"C27": 2}
+    f = open_store(tmp_path / "s.zarr").frames("C27")
+    assert np.isnan(f.forces.values[:2]).all() and (f.forces.values[2:] == 0).all()
 
 
 def test_vasprun_xml_source(tmp_path):
@@ -156,6 +255,7 @@ def _bad_frames(tmp_path: Path) -> tuple[Path, dict[int, str]]:
     flat.calc = good[4].calc
     flat.cell[2] = [0, 0, 0]
     noen = good[5].copy()
+    noen.calc = SinglePointCalculator(noen, energy=np.inf)  # (no energy at all is an unlabelled frame)
     unknown = good[6].copy()
     unknown.calc = good[6].calc
     for i, a in ((2, nan), (3, nonper), (4, flat), (5, noen)):
@@ -170,7 +270,7 @@ def _bad_frames(tmp_path: Path) -> tuple[Path, dict[int, str]]:
         2: "non-finite",
         3: "not periodic",
         4: "zero-volume",
-        5: "missing energy",
+        5: "infinite energy",
         6: "unknown species 'Xx'",
         8: "unparseable",
     }
@@ -286,6 +386,7 @@ def test_dataset_labels_name_the_origin_of_the_energies(tiny_source, tmp_path):
     extra = write_trajectory(tmp_path / "other.xyz", 2, seed=9)
     ingest(tmp_path / "s.zarr", [tiny_source, extra], progress=False)
     labels = open_store(tmp_path / "s.zarr").frames("C64")["dataset"].values.tolist()
-    assert labels == ["data"] * 11 + ["other"] * 2  # a directory's name, a file's stem
+    # one dataset per file: a directory's name and the file's path in it, a file's stem
+    assert labels == ["data/64atom_amorphous/run1"] * 6 + ["data/64atom_amorphous/run2"] * 5 + ["other"] * 2
     ingest(tmp_path / "t.zarr", [tiny_source, extra], progress=False, dataset="tersoff")
     assert set(open_store(tmp_path / "t.zarr").frames("C64")["dataset"].values.tolist()) == {"tersoff"}

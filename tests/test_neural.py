@@ -23,7 +23,7 @@ def store(tmp_path_factory, client):
     tmp = tmp_path_factory.mktemp("neural")
     for run, density in enumerate((2.0, 2.6, 3.2)):
         write_trajectory(tmp / "data" / f"run{run}.xyz", 5, density=density, n_side=5, seed=run)
-    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False)
+    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False, dataset="data")
     for descriptor in (PH(), SOAP()):
         assert featurize(tmp / "s.zarr", descriptor, client, progress=False).computed == 15
     return tmp / "s.zarr"
@@ -164,7 +164,7 @@ def test_stream_spans_collections(tmp_path, client):
     """Two cell sizes of one dataset: positions run through both collections in order."""
     write_trajectory(tmp_path / "d" / "small.xyz", 5, n_side=4, seed=1)
     write_trajectory(tmp_path / "d" / "large.xyz", 3, n_side=5, seed=2)
-    ingest(tmp_path / "s.zarr", [tmp_path / "d"], chunk_size=2, progress=False)
+    ingest(tmp_path / "s.zarr", [tmp_path / "d"], chunk_size=2, progress=False, dataset="d")
     assert featurize(tmp_path / "s.zarr", SOAP(), client, progress=False).computed == 8
     s = open_store(tmp_path / "s.zarr")
     data = TrainingData.select(s, ["C125", "C64"], None, Split(seed=3))

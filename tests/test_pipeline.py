@@ -122,7 +122,7 @@ def test_a_pipeline_runs_and_a_second_run_skips_what_is_done(tiny_source, tmp_pa
         "vars": {"out": str(tmp_path / "out")},
         "store": "{out}/s.zarr",
         "stages": [
-            {"ingest": {"sources": [str(tiny_source)], "chunk_size": 4, "quiet": True}},
+            {"ingest": {"sources": [str(tiny_source)], "chunk_size": 4, "quiet": True, "dataset": "tersoff"}},
             {"featurize soap": {"workers": 1, "quiet": True}},
             {"train ridge": {"out": "{out}/models/ridge"}},  # Ridge needs PH: fails
             {"train soap-mlp": {"epochs": 5, "out": "{out}/models/mlp", "quiet": True}},

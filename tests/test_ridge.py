@@ -30,9 +30,12 @@ def store(tmp_path_factory, client):
     bad = carbon_frame(5, seed=99)
     bad.positions[1] = bad.positions[0]
     ase.io.write(tmp / "data" / "run9.xyz", [bad])
-    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False, min_distance=0)
+    unlabelled = carbon_frame(5, density=2.6, seed=77)
+    unlabelled.calc = None  # MD without DFT: featurized, never trained on
+    ase.io.write(tmp / "data" / "run8.xyz", [unlabelled])
+    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False, min_distance=0, dataset="data")
     report = featurize(tmp / "s.zarr", PH(), client, progress=False)
-    assert report.computed == 12 and len(report.failures) == 1
+    assert report.computed == 13 and len(report.failures) == 1
     return tmp / "s.zarr"
 
 
@@ -42,7 +45,9 @@ def test_ridge_equals_sklearn_on_the_stored_histograms(store, tmp_path):
     s = open_store(store)
     ds = s.dataset("C125").load()
     done = np.flatnonzero(ds["ph_status"].values == DONE)
-    assert sorted([*fit_rows, *test]) == done.tolist()  # the failed frame is left out
+    labelled = np.flatnonzero(np.isfinite(ds["energy_per_atom"].values))
+    assert len(done) == 13 and len(labelled) == 13  # the unlabelled frame has PH; the failed one is labelled
+    assert sorted([*fit_rows, *test]) == np.intersect1d(done, labelled).tolist()  # both are left out
     X = ds["ph_histogram"].values.reshape(len(ds["ph_histogram"]), -1).astype(np.float64)
     y = ds["energy_per_atom"].values
     mean, std = X[fit_rows].mean(axis=0), X[fit_rows].std(axis=0)
@@ -61,16 +66,25 @@ def test_ridge_equals_sklearn_on_the_stored_histograms(store, tmp_path):
 
 
 def test_training_says_what_it_used(store, tmp_path, capsys):
-    """13 snapshots of the dataset, the duplicated-atom one has no PH: 12 used, and it is said."""
+    """14 snapshots of the dataset, the unlabelled one has PH but no energy, the duplicated-atom one
+    has no PH: 12 used, and it is said."""
     from phstore.cli import main
 
     key = PH().provenance()["key"]
     model = train("ridge", store, "C125", tmp_path / "m", descriptor_keys=(key,))
-    assert model.metrics["snapshots"] == {"selected": 13, "failed": 1, "pending": 0, "used": 12, "train": 10, "test": 2}
+    assert model.metrics["snapshots"] == {
+        "selected": 14,
+        "unlabelled": 1,
+        "failed": 1,
+        "pending": 0,
+        "used": 12,
+        "train": 10,
+        "test": 2,
+    }
     assert main(["train", "ridge", "--store", str(store), "--out", str(tmp_path / "c"), "--descriptor-key", key]) == 0
     assert (
-        "used 12 of the 13 snapshots of dataset 'data' (1 with failed and 0 with pending features left out): "
-        "10 train, 2 test" in capsys.readouterr().out
+        "used 12 of the 14 snapshots of dataset 'data' (1 without energy, 1 with failed and 0 with pending features "
+        "left out): 10 train, 2 test" in capsys.readouterr().out
     )
 
 
@@ -119,7 +133,8 @@ def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_p
 
     model = train("ridge", store, "C125", tmp_path / "m", descriptor_keys=(PH().provenance()["key"],))
     report = predict(model.path, store, "C125")
-    assert report.predicted == 12 and report.failed == 1  # the duplicated-atom frame has no features
+    # the unlabelled frame is predicted, and left out of the metrics; the duplicated-atom frame has no features
+    assert report.predicted == 13 and report.failed == 1 and report.metrics["n"] == 12
     ds = open_store(store).sel("C125")
     stored = ds["prediction_energy_per_atom"].values
     assert ds["prediction_energy_per_atom"].chunks is not None

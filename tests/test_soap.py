@@ -22,7 +22,7 @@ def store(tmp_path_factory, client):
     tmp = tmp_path_factory.mktemp("soap")
     write_trajectory(tmp / "data" / "a.xyz", 5, density=2.0, seed=1)
     write_trajectory(tmp / "data" / "b.xyz", 4, density=3.0, seed=2)
-    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False)
+    ingest(tmp / "s.zarr", [tmp / "data"], chunk_size=4, progress=False, dataset="data")
     for descriptor in (SOAP(), SOAP(SOAPParams(n_max=4, l_max=4)), PH()):
         report = featurize(tmp / "s.zarr", descriptor, client, progress=False)
         assert report.computed == 9 and not report.failures and not report.errors

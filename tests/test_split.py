@@ -23,7 +23,7 @@ def test_trajectory_split_holds_out_whole_trajectories():
 
 
 def test_bad_arguments_are_clear():
-    with pytest.raises(ValueError, match="at least 2 trajectories"):
+    with pytest.raises(ValueError, match="at least 2 values of trajectory"):
         split_indices(5, "trajectory", 0.2, groups=["a"] * 5)
     with pytest.raises(ValueError, match="unknown split"):
         split_indices(5, "kfold")

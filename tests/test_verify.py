@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import ase.io
+import numpy as np
 import pytest
 import zarr
 
@@ -13,7 +15,7 @@ from phstore.featurize import featurize
 from phstore.ingest import ingest
 from phstore.store import PENDING
 from phstore.verify import verify_store
-from tests.helpers import ROOT, write_trajectory
+from tests.helpers import ROOT, carbon_frame, write_trajectory
 
 GROUP = f"C64/{PH().group}"
 
@@ -22,8 +24,11 @@ GROUP = f"C64/{PH().group}"
 def finished(tmp_path_factory, client):
     root = tmp_path_factory.mktemp("verify")
     path = root / "s.zarr"
-    ingest(path, [write_trajectory(root / "run1.xyz", 4, seed=31)], chunk_size=2, progress=False)
-    assert featurize(path, PH(), client, progress=False).computed == 4
+    md = carbon_frame(seed=32)
+    md.calc = None  # an unlabelled snapshot (energy NaN) is a consistent one
+    ase.io.write(root / "md.xyz", md)
+    ingest(path, [write_trajectory(root / "run1.xyz", 4, seed=31), root / "md.xyz"], chunk_size=2, progress=False)
+    assert featurize(path, PH(), client, progress=False).computed == 5
     return path
 
 
@@ -40,7 +45,7 @@ def cli_verify(path):
 def test_finished_store_is_consistent(finished):
     report = verify_store(finished, progress=False)
     assert report.ok, report.problems
-    assert report.snapshots == 4 and report.groups == 1 and report.chunks >= 10
+    assert report.snapshots == 5 and report.groups == 1 and report.chunks >= 10
     out = cli_verify(finished)
     assert out.returncode == 0 and "consistent" in out.stdout
 
@@ -81,6 +86,10 @@ def _lost_records(path):
     shutil.rmtree(path / GROUP / "records" / "c000001")
 
 
+def _infinite_energy(path):
+    zarr.open_array(str(path / "C64" / "frames" / "energy_per_atom"), mode="a")[0] = np.inf
+
+
 def _duplicate_frame(path):
     arr = zarr.open_array(str(path / "C64" / "frames" / "content_hash"), mode="a")
     arr[1] = arr[0]
@@ -96,6 +105,7 @@ def _duplicate_frame(path):
         (_pending_row, "1 snapshots pending"),
         (_lost_records, "records/c000001: missing, but 2 rows are done"),
         (_duplicate_frame, "1 duplicate snapshots"),
+        (_infinite_energy, "1 snapshots with an infinite energy"),
     ],
 )
 def test_damage_is_found(finished, tmp_path, damage, message):

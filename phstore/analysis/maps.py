@@ -30,7 +30,7 @@ from phstore.descriptors import REGISTRY
 from phstore.features import descriptor_group, read_features
 from phstore.plots import plot_maps
 from phstore.provenance import provenance
-from phstore.store import DONE, FAILED, FRAMES, TARGET, FeatureStore, VariableSpec
+from phstore.store import DONE, FAILED, FRAMES, TARGET, FeatureStore, VariableSpec, label_mask
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class MapParams:
     perplexities: tuple[int, ...] = (10, 30, 50)
     pca_components: int = 50
     seed: int = 0
+    dataset: str = ""  # the datasets mapped (a name or a pattern); "" all
 
 
 @dataclass
@@ -86,14 +87,16 @@ def roughness(coords: np.ndarray, energy: np.ndarray, k: int = 10) -> float:
 
 
 def scores(X: np.ndarray, coords: np.ndarray, energy: np.ndarray, sample: int, seed: int) -> dict[str, float]:
-    """Trustworthiness (on at most ``sample`` rows) and roughness of one map."""
+    """Trustworthiness (on at most ``sample`` rows) and roughness of one map (over the snapshots
+    with an energy; NaN when fewer than 3 have one)."""
     from sklearn.manifold import trustworthiness
 
     pick = np.random.default_rng(seed).permutation(len(X))[:sample]
     k = min(10, len(pick) // 2 - 1)
+    labelled = np.isfinite(energy)
     return {
         "trustworthiness": float(trustworthiness(X[pick], coords[pick], n_neighbors=k)),
-        "roughness": roughness(coords, energy),
+        "roughness": roughness(coords[labelled], energy[labelled]) if labelled.sum() > 2 else float("nan"),
     }
 
 
@@ -105,25 +108,42 @@ def descriptor_map(
     perplexities: tuple[int, ...] = (10, 30, 50),
     seed: int = 0,
     sample: int = 2000,
+    dataset: str | None = None,
 ) -> MapReport:
-    """Map one descriptor of ``collection`` (snapshots with finished features) and store the
-    coordinates as ``map-<key>`` (reused when already there); return its numbers."""
+    """Map one descriptor of ``collection`` (snapshots with finished features, of ``dataset``
+    when given: a name or a pattern) and store the coordinates as ``map-<key>`` (reused when
+    already there); return its numbers. Energies colour and score a map, so the snapshots mapped
+    may hold energies of one dataset only (unlabelled ones are mapped, and not scored)."""
     source = descriptor_group(store, collection, descriptor, keys)
     prov_source = store.descriptor_groups(collection)[source]
     kind = REGISTRY[descriptor]  # a descriptor is mapped by its summary variable, z-scored if it says so
-    params = MapParams(prov_source["key"], kind.summary, kind.standardised, tuple(perplexities), seed=seed)
+    params = MapParams(
+        prov_source["key"], kind.summary, kind.standardised, tuple(perplexities), seed=seed, dataset=dataset or ""
+    )
     prov = provenance("map", params, ("scikit-learn",))
     group = f"map-{prov['key']}"
     n = store.n_snapshots(collection)
+    frames = store.read_rows(collection, FRAMES, slice(0, n), ["dataset", TARGET])
     rows = np.flatnonzero(store.status(collection, source) == DONE)
+    if dataset is not None:
+        rows = rows[label_mask(frames["dataset"][rows], dataset)]
+    energy = frames[TARGET][rows]
+    names = sorted(set(frames["dataset"][rows][np.isfinite(energy)].tolist()))
+    if len(names) > 1:
+        raise ValueError(
+            f"the {collection} snapshots to map hold energies of {len(names)} datasets, which may not be comparable: "
+            f"{names[:8]}; map one with dataset=... (--dataset NAME), or several of one code and functional with "
+            "a pattern (--dataset 'DIR/*')"
+        )
     if len(rows) < 5:
         raise ValueError(
-            f"{collection} has {len(rows)} snapshots with finished {source} features; a map needs at least 5"
+            f"{collection} has {len(rows)} snapshots with finished {source} features"
+            + (f" in dataset {dataset!r}" if dataset is not None else "")
+            + "; a map needs at least 5"
         )
     X = read_features(store, [(collection, rows)], [(source, params.variable)])
     if params.standardise:
         X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
-    energy = store.read_rows(collection, FRAMES, slice(0, n), [TARGET])[TARGET][rows]
     names = methods(params.perplexities)
     reused = group in store.descriptor_groups(collection) and bool(
         (store.status(collection, group)[rows] == DONE).all()
@@ -142,7 +162,7 @@ def descriptor_map(
             values[m] = full
         done = np.zeros(n, dtype=bool)
         done[rows] = True
-        error = np.where(done, "", f"no finished {source} features")
+        error = np.where(done, "", f"no finished {source} features" + (f" in {dataset!r}" if dataset else ""))
         store.commit_rows(collection, group, slice(0, n), values, np.where(done, DONE, FAILED), error)
     return MapReport(
         descriptor, group, len(rows), {m: scores(X, coords[m], energy, sample, seed) for m in names}, reused
@@ -157,13 +177,14 @@ def analyze_maps(
     keys: Sequence[str] = (),
     perplexities: tuple[int, ...] = (10, 30, 50),
     seed: int = 0,
+    dataset: str | None = None,
 ) -> list[MapReport]:
-    """Map each descriptor of ``collection``, store the coordinates, and draw one PNG per method
-    (``maps-pca.png``, ``maps-tsne_p30.png``, …) under ``out`` with one column per descriptor,
-    read back from the store."""
+    """Map each descriptor of ``collection`` (the snapshots of ``dataset``, when given), store the
+    coordinates, and draw one PNG per method (``maps-pca.png``, ``maps-tsne_p30.png``, …) under
+    ``out`` with one column per descriptor, read back from the store."""
     store = FeatureStore(store_path, mode="r+")
     with store.writer("analyze maps"):
-        reports = [descriptor_map(store, collection, d, keys, perplexities, seed) for d in descriptors]
+        reports = [descriptor_map(store, collection, d, keys, perplexities, seed, dataset=dataset) for d in descriptors]
     n = store.n_snapshots(collection)
     frames = store.read_rows(collection, FRAMES, slice(0, n), ["density", TARGET])
     out = Path(out)
@@ -179,6 +200,6 @@ def analyze_maps(
             frames["density"][done],
             frames[TARGET][done],
             out / f"maps-{method}.png",
-            f"{collection}: {method.replace('_p', ', perplexity ')}",
+            f"{collection}{f' ({dataset})' if dataset else ''}: {method.replace('_p', ', perplexity ')}",
         )
     return reports

@@ -33,6 +33,11 @@ class Maps(Command):
             Option("descriptor_key", "provenance key (prefix) of a variant to use (repeatable)", action="append"),
             Option("perplexity", "t-SNE perplexities (default 10 30 50)", int, default=[10, 30, 50], nargs="+"),
             Option("seed", "seed of t-SNE (default 0)", int, default=0),
+            Option(
+                "dataset",
+                "map this dataset's snapshots (a name or a pattern such as 'md/*'); needed when the collection "
+                "holds energies of several",
+            ),
             Option("out", "directory of the figures (default: here)", default="."),
         ]
 
@@ -47,6 +52,7 @@ class Maps(Command):
             tuple(args.descriptor_key or ()),
             tuple(args.perplexity),
             args.seed,
+            args.dataset,
         )
         print(f"{'descriptor':10s} {'map':9s} {'n':>6s} {'trustworthiness':>15s} {'roughness':>9s}")
         for r in reports:

@@ -76,19 +76,24 @@ class Ingest(Command):
             ),
             Option(
                 "dataset",
-                "name of the origin of these energies (one code and functional); default: each SOURCE "
-                "is its own dataset. Models train within one dataset",
+                "name of the origin of these energies (one code and functional); default: each source "
+                "file is its own dataset. Models train within one dataset",
             ),
             Option(
                 "min_distance",
                 "reject frames with two atoms closer than this (overlapping; Å, default 0.5; 0 keeps them)",
                 float,
             ),
+            Option(
+                "species",
+                "elements of LAMMPS atom types, e.g. 1=C,2=H (for dumps without an element column)",
+                str,
+            ),
             QUIET,
         ]
 
     def run(self, args: argparse.Namespace) -> int:
-        from phstore.ingest import MIN_DISTANCE, ingest
+        from phstore.ingest import MIN_DISTANCE, ingest, parse_species
 
         report = ingest(
             args.store,
@@ -97,6 +102,7 @@ class Ingest(Command):
             progress=not args.quiet,
             dataset=args.dataset,
             min_distance=MIN_DISTANCE if args.min_distance is None else args.min_distance,
+            species=parse_species(args.species) if args.species else None,
         )
         for path in report.missing:
             print(f"no such file or directory: {path} (skipped)", file=sys.stderr)
@@ -106,6 +112,7 @@ class Ingest(Command):
         print(
             f"added {added}; {report.duplicates} duplicates skipped; {len(report.rejected)} frames rejected; "
             f"{report.known} files ingested before skipped"
+            + (f"; {report.unlabelled} added without energy (featurized, not trained on)" if report.unlabelled else "")
         )
         return INCOMPLETE if report.rejected or report.missing else OK
 

@@ -72,7 +72,7 @@ def density_criterion(words: list[str] | None) -> float | list[float] | slice | 
 
 class Query(Command):
     words = ("query",)
-    help = "select snapshots by density, trajectory and frame; summarise, draw or export"
+    help = "select snapshots by density, trajectory, frame and labels; summarise, draw or export"
 
     def options(self) -> list[Option]:
         return [
@@ -85,6 +85,8 @@ class Query(Command):
             ),
             Option("density_tol", "how far a density may be from one asked for (g/cm³, default 0.005)", float),
             Option("trajectory", "trajectory names", nargs="+"),
+            Option("dataset", "dataset names (the origin of the energies)", nargs="+"),
+            Option("config_type", "config_type labels (e.g. bulk_amo)", nargs="+"),
             Option("frames", "frame indices within their trajectories, START:STOP or 1,2,3"),
             Option("first", "keep the first N snapshots of the selection", int),
             Option(
@@ -118,6 +120,8 @@ class Query(Command):
             args.collection,
             density=density,
             trajectory=args.trajectory,
+            dataset=args.dataset,
+            config_type=args.config_type,
             frames=parse_indices(args.frames) if args.frames else None,
             **({"density_tol": args.density_tol} if args.density_tol is not None else {}),
         )
@@ -138,7 +142,11 @@ class Query(Command):
             e = ds["energy_per_atom"].values
             print(f"  densities (g/cm³) {sorted({round(float(d), 4) for d in ds['density'].values})}")
             print(f"  trajectories {sorted(set(ds['trajectory'].values.tolist()))}")
-            print(f"  energy per atom {e.min():.4f} … {e.max():.4f} eV/atom (mean {e.mean():.4f})")
+            print(f"  datasets {sorted(set(ds['dataset'].values.tolist()))}")
+            if np.isfinite(e).any():
+                print(f"  energy per atom {np.nanmin(e):.4f} … {np.nanmax(e):.4f} eV/atom (mean {np.nanmean(e):.4f})")
+            if not np.isfinite(e).all():
+                print(f"  {int((~np.isfinite(e)).sum())} snapshots without energy (unlabelled)")
             print(f"  variables: {', '.join(sorted(ds.data_vars))}")
         if args.plot:
             used = plot_mean_ph_histogram(store, ds, args.plot)

@@ -51,7 +51,11 @@ class Train(Command):
                 action="append",
             ),
             Option("out", "model directory (default: STORE-models/COLLECTION-MODEL-sSEED)"),
-            Option("dataset", "train on this dataset's snapshots (required when the collection holds several)"),
+            Option(
+                "dataset",
+                "train on this dataset's snapshots (required when the collection holds several), or on those "
+                "of several datasets of one code and functional: a shell pattern such as 'md/*'",
+            ),
             QUIET,
         ]
         if self.features:
@@ -126,7 +130,8 @@ class Train(Command):
         n = model.metrics["snapshots"]
         print(
             f"used {n['used']} of the {n['selected']} snapshots of dataset {model.provenance['dataset']!r} "
-            f"({n['failed']} with failed and {n['pending']} with pending features left out): "
+            f"({n['unlabelled']} without energy, {n['failed']} with failed and {n['pending']} with pending "
+            "features left out): "
             f"{n['train']} train, {n['test']} test"
         )
         for part in ("train", "test"):

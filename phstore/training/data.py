@@ -9,8 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from phstore.store import FAILED, FRAMES, PENDING, TARGET, FeatureStore
-from phstore.training.split import Split
+from phstore.store import FAILED, FRAMES, PENDING, TARGET, FeatureStore, label_mask
+from phstore.training.split import GROUP_KEYS, Split
 
 #: The fewest snapshots a model trains and is tested on.
 MIN_SNAPSHOTS = 4
@@ -20,31 +20,39 @@ MAX_SPREAD = 10.0
 
 
 def training_rows(
-    collections: Sequence[str], labels: Sequence[np.ndarray], dataset: str | None
+    collections: Sequence[str], labels: Sequence[np.ndarray], dataset: str | None, labelled: Sequence[np.ndarray]
 ) -> tuple[str, list[np.ndarray]]:
     """The dataset trained on and, per collection, the snapshot indices whose energies come from
-    it (``labels``: each collection's per-snapshot dataset names).
+    it (``labels``: each collection's per-snapshot dataset names; ``labelled``: whether each
+    snapshot has an energy).
 
     Energies of different datasets may come from different codes and functionals, so
-    collections holding several datasets need ``dataset`` to say which to train on.
+    collections holding several datasets of labelled snapshots need ``dataset`` to say which to
+    train on: a name, or a shell pattern (``md/*``) that declares the datasets it matches
+    comparable (files of one code and functional).
     """
-    names = sorted({name for lab in labels for name in lab.tolist()})
+    names = sorted({name for lab, ok in zip(labels, labelled) for name in lab[ok].tolist()})
     where = "+".join(collections)
+    if not names:
+        raise ValueError(
+            f"{where} holds no snapshot with an energy (all are unlabelled, e.g. MD without DFT): "
+            "models need energies; ingest labelled frames (extxyz, OUTCAR, vasprun.xml)"
+        )
     if dataset is None:
         if len(names) > 1:
+            shown = names if len(names) <= 8 else [*names[:8], "…"]
             raise ValueError(
-                f"{where} holds energies of {len(names)} datasets, which may not be comparable: "
-                f"{names}; choose one with dataset=... (--dataset)"
+                f"{where} holds energies of {len(names)} datasets, which may not be comparable: {shown}; choose "
+                "one with dataset=... (--dataset NAME), or several of one code and functional with a pattern "
+                "(--dataset 'DIR/*')"
             )
         dataset = names[0]
-    rows = [np.flatnonzero(lab == dataset) for lab in labels]
+    rows = [np.flatnonzero(label_mask(lab, dataset)) for lab in labels]
     for coll, r in zip(collections, rows):
         if not len(r):
             raise ValueError(
                 f"{coll} has no snapshots of dataset {dataset!r}; leave it out or choose another dataset of {names}"
             )
-    if sum(map(len, rows)) < 2:
-        raise ValueError(f"{where} has fewer than 2 snapshots of dataset {dataset!r}; datasets: {names}")
     return dataset, rows
 
 
@@ -81,7 +89,8 @@ class TrainingData:
     ``parts`` are ``(collection, snapshot indices)``; positions ``0 … n-1`` run through the
     parts in order. ``train`` and ``test`` are such positions; ``target`` is the energy per
     atom of each position, eV/atom. ``counts`` says what was left out: ``selected`` (snapshots
-    of the dataset), ``failed`` and ``pending`` (their features), ``used``.
+    of the dataset), ``unlabelled`` (no energy), ``failed`` and ``pending`` (their features),
+    ``used``.
     """
 
     store: FeatureStore
@@ -113,37 +122,42 @@ class TrainingData:
         split: Split,
         done_in: tuple[str, ...] = (),
     ) -> "TrainingData":
-        """Rows of one dataset (and finished in every descriptor group of ``done_in``) of one
-        collection or several, split. A trajectory split keeps each (collection, trajectory)
-        whole."""
+        """Labelled rows of one dataset (and finished in every descriptor group of ``done_in``) of
+        one collection or several, split. A trajectory (config_type) split keeps each
+        (collection, trajectory (config_type)) whole."""
         collections = collection_list(collections)
+        key = GROUP_KEYS[split.kind]
         tables = [
-            store.read_rows(c, FRAMES, slice(0, store.n_snapshots(c)), ["dataset", TARGET, "trajectory"])
-            for c in collections
+            store.read_rows(c, FRAMES, slice(0, store.n_snapshots(c)), ["dataset", TARGET, key]) for c in collections
         ]
-        dataset, rows = training_rows(collections, [t["dataset"] for t in tables], dataset)
+        labelled = [np.isfinite(t[TARGET].astype(float)) for t in tables]
+        dataset, rows = training_rows(collections, [t["dataset"] for t in tables], dataset, labelled)
         parts, target, groups = [], [], []
-        counts = {"selected": sum(map(len, rows)), "failed": 0, "pending": 0}
-        for coll, r, frames in zip(collections, rows, tables):
+        counts = {"selected": sum(map(len, rows)), "unlabelled": 0, "failed": 0, "pending": 0}
+        for coll, r, frames, ok in zip(collections, rows, tables, labelled):
+            unlabelled = ~ok[r]
             failed, pending = np.zeros(len(r), dtype=bool), np.zeros(len(r), dtype=bool)
             for group in done_in:
                 status = store.status(coll, group)[r]
                 failed |= status == FAILED
                 pending |= status == PENDING
-            pending &= ~failed  # a row counts once, failed first
+            failed &= ~unlabelled  # a row counts once: unlabelled, else failed, else pending
+            pending &= ~failed & ~unlabelled
+            counts["unlabelled"] += int(unlabelled.sum())
             counts["failed"] += int(failed.sum())
             counts["pending"] += int(pending.sum())
-            r = r[~failed & ~pending]
+            r = r[~unlabelled & ~failed & ~pending]
             parts.append((coll, r))
             target.append(frames[TARGET][r].astype(float))
-            groups += [f"{coll}/{t}" for t in frames["trajectory"][r].tolist()]
+            groups += [f"{coll}/{t}" for t in frames[key][r].tolist()]
         counts["used"] = len(groups)
         if len(groups) < MIN_SNAPSHOTS:
             raise ValueError(
                 f"only {len(groups)} of the {counts['selected']} snapshots of dataset {dataset!r} in "
-                f"{'+'.join(collections)} can be used ({counts['failed']} failed and {counts['pending']} pending "
-                f"in {list(done_in)}); a model needs at least {MIN_SNAPSHOTS}: finish the features (`phstore "
-                "featurize ...`, --retry-failed) or add collections of the same dataset"
+                f"{'+'.join(collections)} can be used ({counts['unlabelled']} without energy, {counts['failed']} "
+                f"failed and {counts['pending']} pending in {list(done_in)}); a model needs at least "
+                f"{MIN_SNAPSHOTS}: finish the features (`phstore featurize ...`, --retry-failed) or add "
+                "collections of the same dataset"
             )
         target = np.concatenate(target)
         check_spread(store, target, parts, dataset)

@@ -18,7 +18,7 @@ from phstore.metrics import regression_metrics
 from phstore.modeldir import ModelDir, load_model_dir
 from phstore.plots import plot_parity
 from phstore.provenance import provenance
-from phstore.store import DONE, FAILED, TARGET, FeatureStore, VariableSpec
+from phstore.store import DONE, FAILED, TARGET, FeatureStore, VariableSpec, label_mask
 from phstore.training.train import load_model, model_rows
 
 
@@ -77,7 +77,7 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
         error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features")
         store.commit_rows(collection, group, slice(0, n), {TARGET: values}, np.where(ok, DONE, FAILED), error)
     frames = store.frames(collection)
-    same = ok & (frames["dataset"].values == model.provenance["dataset"])
+    same = ok & label_mask(frames["dataset"].values, model.provenance["dataset"]) & np.isfinite(frames[TARGET].values)
     if not same.any():
         return PredictionReport(group, int(ok.sum()), int((~ok).sum()), None, None)
     target = frames[TARGET].values[same]

@@ -1,4 +1,4 @@
-"""Train/test splits of a collection's snapshots: random (the paper's) or by trajectory.
+"""Train/test splits of a collection's snapshots: random (the paper's), by trajectory or by config_type.
 
 Neighbouring MD frames are strongly correlated, so a random split leaks near-copies of test
 frames into training; the ``trajectory`` split holds whole melt-quench runs out instead.
@@ -13,14 +13,20 @@ import numpy as np
 
 from phstore.params import param
 
-SPLITS = ("random", "trajectory")
+SPLITS = ("random", "trajectory", "config_type")
+#: The frames column whose values a split keeps whole (a random split: each snapshot on its own).
+GROUP_KEYS = {"random": "trajectory", "trajectory": "trajectory", "config_type": "config_type"}
 
 
 @dataclass(frozen=True)
 class Split:
     """How snapshots are split: ``random`` (the paper's 80/20) or by ``trajectory``."""
 
-    kind: str = param("random", "random: the paper's; trajectory: whole trajectories held out", choices=SPLITS)
+    kind: str = param(
+        "random",
+        "random: the paper's; trajectory: whole trajectories held out; config_type: whole config_type labels held out",
+        choices=SPLITS,
+    )
     test_fraction: float = param(0.2, "fraction of the snapshots held out for testing")
     seed: int = param(0, "seed of the split (and of the weights)")
 
@@ -39,7 +45,7 @@ def split_indices(
     """Sorted ``(train, test)`` positions in ``range(n)``.
 
     ``kind="random"`` draws ``round(test_fraction * n)`` test positions; ``kind="trajectory"``
-    shuffles the distinct ``groups`` (one label per position) and takes whole groups into the
+    (or ``"config_type"``) shuffles the distinct ``groups`` (one label per position) and takes whole groups into the
     test set until it holds at least ``test_fraction`` of the positions (never all groups).
     """
     if not 0 < test_fraction < 1:
@@ -48,13 +54,13 @@ def split_indices(
     if kind == "random":
         n_test = min(n - 1, max(1, round(test_fraction * n)))
         test = np.sort(rng.permutation(n)[:n_test])
-    elif kind == "trajectory":
+    elif kind in GROUP_KEYS:
         if groups is None or len(groups) != n:
-            raise ValueError("a trajectory split needs one trajectory label per snapshot")
+            raise ValueError(f"a {kind} split needs one {GROUP_KEYS[kind]} label per snapshot")
         labels = np.asarray(groups, dtype=object)
         names = sorted(set(labels.tolist()))
         if len(names) < 2:
-            raise ValueError(f"a trajectory split needs at least 2 trajectories, the selection has {len(names)}")
+            raise ValueError(f"a {kind} split needs at least 2 values of {kind}, the selection has {len(names)}")
         chosen: list[str] = []
         for name in rng.permutation(names)[:-1]:
             chosen.append(name)
