@@ -161,7 +161,11 @@ def featurize(
         for coll in chosen:
             descriptor.check_inputs(store, coll)
             store.ensure_descriptor(
-                coll, group, descriptor.provenance(), descriptor.variables(int(store.collection_attrs(coll)["natoms"]))
+                coll,
+                group,
+                descriptor.provenance(),
+                descriptor.variables(int(store.collection_attrs(coll)["natoms"])),
+                descriptor.coordinates(),
             )
             todo = pending_chunks(store, coll, group, retry_failed)
             total += store.n_chunks(coll)

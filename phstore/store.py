@@ -23,6 +23,7 @@ import fcntl
 import fnmatch
 import html
 import json
+import logging
 import os
 import socket
 import time
@@ -30,7 +31,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import dask.array as da
 import numpy as np
@@ -43,6 +44,8 @@ from xarray.indexes import PandasIndex
 
 from phstore.errors import PhstoreError
 
+log = logging.getLogger(__name__)
+
 FORMAT = "phstore-1"
 SNAPSHOT = "snapshot"
 DEFAULT_CHUNK_SIZE = 32
@@ -54,7 +57,7 @@ DENSE_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"
 RECORDS_CODEC = zarr.codecs.ZstdCodec(level=1)
 FRAMES = "frames"
 RECORDS = "records"
-LOCK = ".phstore-writer.lock"
+LOCK = ".phstore-writer.lock"  # the writer lock file of stores written before (removed by a writer)
 TABLE_ROWS = 4096  # snapshots per chunk of the frames table's 1-D columns
 REJECTED = ("rejected_source", "rejected_index", "rejected_reason")  # root arrays: frames ingest refused
 
@@ -64,30 +67,40 @@ PENDING, DONE, FAILED = 0, 1, 2
 #: The frames table's column of energies per atom (eV/atom): what models learn.
 TARGET = "energy_per_atom"
 
-#: The frames table, one row per snapshot: ``column: (dimensions after snapshot, dtype, units)``.
-#: Ingest fills every column of each row (:meth:`FeatureStore.append_frames`). Unlabelled frames
-#: (MD without DFT) have NaN energies, forces and stress: they are featurized, never trained on.
-#: ``stress`` is Voigt order (xx, yy, zz, yz, xz, xy); ``labels`` is the JSON of the frame's
-#: other ``atoms.info`` entries (strings and numbers).
-FRAME_COLUMNS: dict[str, tuple[tuple[str, ...], Any, str | None]] = {
-    "positions": (("atom", "xyz"), np.float64, "Å"),
-    "cell": (("cell_vector", "xyz"), np.float64, "Å"),
-    "numbers": (("atom",), np.int16, None),
-    "energy": ((), np.float64, "eV"),
-    TARGET: ((), np.float64, "eV/atom"),
-    "forces": (("atom", "xyz"), np.float64, "eV/Å"),
-    "stress": (("voigt",), np.float64, "eV/Å3"),
-    "density": ((), np.float64, "g/cm3"),
-    "trajectory": ((), object, None),
-    "frame": ((), np.int64, None),
-    "process": ((), object, None),
-    "config_type": ((), object, None),
-    "labels": ((), object, None),
-    "temperature": ((), np.float64, "K"),
-    "dataset": ((), object, None),
-    "source": ((), object, None),
-    "source_index": ((), np.int64, None),
-    "content_hash": ((), np.int64, None),
+
+class Column(NamedTuple):
+    """One column of the frames table: its dimensions after ``snapshot``, dtype, units (UDUNITS
+    spelling, as CF asks; "" for none) and a CF ``long_name``."""
+
+    dims: tuple[str, ...]
+    dtype: Any
+    units: str
+    long_name: str
+
+
+#: The frames table, one row per snapshot. Ingest fills every column of each row
+#: (:meth:`FeatureStore.append_frames`). Unlabelled frames (MD without DFT) have NaN energies,
+#: forces and stress: they are featurized, never trained on. ``stress`` is Voigt order (xx, yy,
+#: zz, yz, xz, xy); ``labels`` is the JSON of the frame's other ``atoms.info`` entries.
+FRAME_COLUMNS: dict[str, Column] = {
+    "positions": Column(("atom", "xyz"), np.float64, "angstrom", "Cartesian positions"),
+    "cell": Column(("cell_vector", "xyz"), np.float64, "angstrom", "cell vectors (rows)"),
+    "numbers": Column(("atom",), np.int16, "", "atomic numbers"),
+    "energy": Column((), np.float64, "eV", "potential energy of the cell"),
+    TARGET: Column((), np.float64, "eV", "potential energy per atom"),
+    "forces": Column(("atom", "xyz"), np.float64, "eV/angstrom", "forces"),
+    "stress": Column(("voigt",), np.float64, "eV/angstrom^3", "stress, Voigt order xx yy zz yz xz xy"),
+    "density": Column((), np.float64, "g/cm^3", "mass density"),
+    "trajectory": Column((), object, "", "source file path without suffix"),
+    "frame": Column((), np.int64, "", "frame index within the trajectory"),
+    "process": Column((), object, "", "process label"),
+    "config_type": Column((), object, "", "config_type label"),
+    "labels": Column((), object, "", "other labels of the frame (JSON)"),
+    "temperature": Column((), np.float64, "K", "temperature label"),
+    "dataset": Column((), object, "", "origin of the energies (one code and functional)"),
+    "source": Column((), object, "", "source file"),
+    "source_index": Column((), np.int64, "", "frame index within the source file"),
+    "content_hash": Column((), np.int64, "", "hash of numbers, positions, cell and energy"),
 }
 
 
@@ -127,6 +140,10 @@ def label_mask(values: np.ndarray | Sequence[str], wanted: str | Sequence[str]) 
     return np.isin(values, list(hits))
 
 
+#: Dimensions descriptor variables share with the frames table (and keep their names in
+#: :meth:`FeatureStore.dataset`): the atoms of a snapshot, in the stored order.
+SHARED_DIMS = (SNAPSHOT, "atom")
+
 #: Sizes of the frames table's dimensions after ``snapshot`` (``atom``: the collection's ``natoms``).
 COLUMN_SIZES = {"xyz": 3, "cell_vector": 3, "voigt": 6}
 
@@ -134,9 +151,9 @@ COLUMN_SIZES = {"xyz": 3, "cell_vector": 3, "voigt": 6}
 def missing_column(name: str, n: int, natoms: int) -> np.ndarray:
     """The values a frames column written by a later phstore holds for ``n`` snapshots of a
     store made before it: NaN (no forces, no stress) or empty strings."""
-    dims, dtype, _ = FRAME_COLUMNS[name]
-    shape = (n, *(natoms if d == "atom" else COLUMN_SIZES[d] for d in dims))
-    return np.full(shape, "" if dtype is object else np.nan, dtype=dtype)
+    c = FRAME_COLUMNS[name]
+    shape = (n, *(natoms if d == "atom" else COLUMN_SIZES[d] for d in c.dims))
+    return np.full(shape, "" if c.dtype is object else np.nan, dtype=c.dtype)
 
 
 def frames_table(rows: Sequence[dict[str, Any]]) -> xr.Dataset:
@@ -147,13 +164,18 @@ def frames_table(rows: Sequence[dict[str, Any]]) -> xr.Dataset:
     return xr.Dataset(
         {
             name: (
-                (SNAPSHOT, *dims),
-                np.array([r[name] for r in rows], dtype=dtype),
-                {"units": units} if units else {},
+                (SNAPSHOT, *c.dims),
+                np.array([r[name] for r in rows], dtype=c.dtype),
+                column_attrs(c),
             )
-            for name, (dims, dtype, units) in FRAME_COLUMNS.items()
+            for name, c in FRAME_COLUMNS.items()
         }
     )
+
+
+def column_attrs(column: Column) -> dict[str, str]:
+    """The CF attributes of a frames column."""
+    return {"long_name": column.long_name, **({"units": column.units} if column.units else {})}
 
 
 # zarr warns that variable-length strings are not yet in the v3 spec; xarray and zarr-python
@@ -198,6 +220,7 @@ class VariableSpec:
     gains little and is slower to write and read. ``scaling`` (stored as the array's
     attribute) says how models put the variable on a common footing: ``"zscore"``, each feature
     to unit variance, or ``"block"``, one scale for the whole variable (an image's pixels).
+    ``units`` (UDUNITS spelling, "1" for a pure number) and ``long_name`` are its CF attributes.
     """
 
     dims: tuple[str, ...]
@@ -206,6 +229,18 @@ class VariableSpec:
     fill: Any
     dense: bool = False
     scaling: str = "zscore"
+    units: str = ""
+    long_name: str = ""
+
+    def attrs(self) -> dict[str, str]:
+        """The array's attributes: its scaling and CF attributes."""
+        cf = {"long_name": self.long_name, "units": self.units}
+        return {"scaling": self.scaling, **{k: v for k, v in cf.items() if v}}
+
+
+#: Coordinates of a descriptor's own dimensions: ``{dimension: (values, CF attributes)}``
+#: (e.g. a histogram's bin centres, Å²).
+Coordinates = dict[str, tuple[np.ndarray, dict[str, str]]]
 
 
 def records_name(chunk: int) -> str:
@@ -214,7 +249,16 @@ def records_name(chunk: int) -> str:
 
 
 def _open_root(path: Path, mode: str) -> zarr.Group:
-    return zarr.open_group(str(path), mode=mode, zarr_format=3)
+    # never the consolidated metadata: it is what the store held when its last writer ended
+    return zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
+
+
+def consolidate(path: Path) -> None:
+    """Rewrite the consolidated metadata of the store at ``path`` (what plain xarray reads)."""
+    try:
+        zarr.consolidate_metadata(str(path), zarr_format=3)
+    except Exception as exc:  # phstore never reads it; a plain reader falls back, with a warning
+        log.warning("could not consolidate the metadata of %s: %s", path, exc)
 
 
 class FeatureStore:
@@ -324,7 +368,7 @@ class FeatureStore:
         missing = [c for c in FRAME_COLUMNS if c not in ds]  # a store made before these columns
         natoms = int(self.collection_attrs(collection).get("natoms", 0))
         return ds.assign(
-            {c: ((SNAPSHOT, *FRAME_COLUMNS[c][0]), missing_column(c, ds.sizes[SNAPSHOT], natoms)) for c in missing}
+            {c: ((SNAPSHOT, *FRAME_COLUMNS[c].dims), missing_column(c, ds.sizes[SNAPSHOT], natoms)) for c in missing}
         )
 
     @property
@@ -388,10 +432,13 @@ class FeatureStore:
         with an index, so ``ds.sel(density=slice(2.0, 2.5))``, ``ds.sel(trajectory=...)``,
         ``ds.groupby("trajectory")`` and ``ds.where(..., drop=True)`` work on it.
 
-        Descriptor variables (and their own dimensions) are named ``<descriptor>_<variable>``
-        (e.g. ``ph_histogram``) when the collection holds one variant of that descriptor, and
+        Descriptor variables (and their own dimensions and coordinates) are named
+        ``<descriptor>_<variable>`` (e.g. ``ph_histogram``, on ``ph_birth`` × ``ph_death``, bin
+        centres in Å²) when the collection holds one variant of that descriptor, and
         ``<descriptor>_<key>_<variable>`` when it holds several, so features of different
-        parameters are never mixed under one name.
+        parameters are never mixed under one name. Per-atom variables share the frames'
+        ``atom`` dimension (:data:`SHARED_DIMS`). Each descriptor variable's attributes hold its
+        units, its group, provenance key and parameters (JSON).
         """
         ds = self.frames(collection).assign_attrs(collection=collection)
         groups = self.descriptor_groups(collection)
@@ -400,10 +447,12 @@ class FeatureStore:
             name = prov["descriptor"]
             prefix = name if names.count(name) == 1 else f"{name}_{prov['key']}"
             desc = self.descriptor(collection, group)
-            names_map = {v: f"{prefix}_{v}" for v in [*desc.data_vars, *desc.dims] if v != SNAPSHOT}
+            names_map = {v: f"{prefix}_{v}" for v in [*desc.variables, *desc.dims] if v not in SHARED_DIMS}
             renamed = desc.rename(names_map)
             for v in renamed.data_vars:
-                renamed[v].attrs.update(descriptor_group=group, provenance_key=prov["key"])
+                renamed[v].attrs.update(
+                    descriptor_group=group, provenance_key=prov["key"], parameters=json.dumps(prov["params"])
+                )
             ds = ds.merge(renamed, compat="override", join="override")
         ds = ds.set_coords(KEYS)
         for key in KEYS:
@@ -596,12 +645,16 @@ class FeatureStore:
         """Hold the store's writer lock while ``operation`` (e.g. ``"featurize ph-…"``) runs.
 
         One coordinating process writes a store at a time (its Dask tasks write on its behalf);
-        a second one gets :class:`StoreLocked` naming the holder. The lock is an ``flock`` on
-        ``STORE/.phstore-writer.lock``, so the kernel releases it when the holder dies: a killed
-        run never leaves a stale lock. Re-entrant within one process.
+        a second one gets :class:`StoreLocked` naming the holder (the root attribute ``writer``).
+        The lock is an ``flock`` on the store's directory, so the kernel releases it when the
+        holder dies: a killed run never leaves a stale lock, and no file foreign to Zarr lies in
+        the store. Re-entrant within one process. When the outermost writer ends, the store's
+        consolidated metadata is rewritten, so plain ``xr.open_zarr(path, group=...)`` and
+        ``xr.open_datatree(path, engine="zarr")`` open it quickly and without warnings (phstore
+        itself never reads it: it could be stale while a writer runs).
         """
         self._require_writable()
-        path = (self.path / LOCK).resolve()
+        path = self.path.resolve()
         if path in _held:
             _held[path] += 1
             try:
@@ -609,37 +662,36 @@ class FeatureStore:
             finally:
                 _held[path] -= 1
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "{}"
-                h = json.loads(holder) if holder.startswith("{") else {}
+                h = self.writer_info()
                 raise StoreLocked(
                     f"{self.path} is being written by `{h.get('operation', '?')}` (pid {h.get('pid', '?')} on "
                     f"{h.get('host', '?')} since {h.get('since', '?')}); wait for it to finish and run this again"
                 ) from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(
-                json.dumps(
-                    {
-                        "operation": operation,
-                        "pid": os.getpid(),
-                        "host": socket.gethostname(),
-                        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    }
-                )
-            )
-            fh.flush()
+            (path / LOCK).unlink(missing_ok=True)  # the lock file of stores written before
+            self._root.attrs["writer"] = {
+                "operation": operation,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
             _held[path] = 1
             try:
                 yield
             finally:
                 del _held[path]
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                consolidate(path)
+        finally:
+            os.close(fd)  # releases the lock
+
+    def writer_info(self) -> dict[str, Any]:
+        """Who took the writer lock last (``operation``, ``pid``, ``host``, ``since``), read afresh;
+        whether it still holds it is what :meth:`writer` finds out."""
+        return dict(_open_root(self.path, "r").attrs.get("writer", {}))
 
     def _require_writable(self) -> None:
         if self.mode == "r":
@@ -690,7 +742,12 @@ class FeatureStore:
         if not missing:
             return
         natoms = int(self.collection_attrs(collection)["natoms"])
-        xr.Dataset({c: ((SNAPSHOT, *FRAME_COLUMNS[c][0]), missing_column(c, n, natoms)) for c in missing}).to_zarr(
+        xr.Dataset(
+            {
+                c: ((SNAPSHOT, *FRAME_COLUMNS[c].dims), missing_column(c, n, natoms), column_attrs(FRAME_COLUMNS[c]))
+                for c in missing
+            }
+        ).to_zarr(
             str(self.path),
             group=group,
             mode="a",
@@ -734,9 +791,15 @@ class FeatureStore:
             del self._root.attrs["rejected"]
 
     def ensure_descriptor(
-        self, collection: str, group: str, provenance: dict[str, Any], variables: dict[str, VariableSpec]
+        self,
+        collection: str,
+        group: str,
+        provenance: dict[str, Any],
+        variables: dict[str, VariableSpec],
+        coords: Coordinates | None = None,
     ) -> None:
-        """Create the descriptor group (all rows pending) or extend it to the committed rows.
+        """Create the descriptor group (all rows pending, with the coordinates ``coords`` of its
+        own dimensions) or extend it to the committed rows.
 
         Raises :class:`StoreError` if the group exists with a different provenance.
         """
@@ -761,9 +824,10 @@ class FeatureStore:
             data[name] = (
                 (SNAPSHOT, *spec.dims),
                 da.full((n, *spec.shape), spec.fill, dtype=spec.dtype, chunks=(cs, *spec.shape)),
-                {"scaling": spec.scaling},
+                spec.attrs(),
             )
-        template = xr.Dataset(data, attrs={"provenance": provenance})
+        coordinates = {dim: ((dim,), values, attrs) for dim, (values, attrs) in (coords or {}).items()}
+        template = xr.Dataset(data, coords=coordinates, attrs={"provenance": provenance})
         dense = {name: {"compressors": [DENSE_CODEC]} for name, spec in variables.items() if spec.dense}
         template.to_zarr(
             str(self.path),
@@ -849,8 +913,10 @@ class FeatureStore:
     ) -> None:
         """Replace the ragged output of one chunk (written whole by the task that owns the chunk)."""
         self._require_writable()
+        name = records_name(chunk)
         self._root.create_array(
-            f"{collection}/{group}/{RECORDS}/{records_name(chunk)}",
+            f"{collection}/{group}/{RECORDS}/{name}",
+            dimension_names=(f"{name}_row", "column"),  # one length per chunk: a dimension of its own
             shape=records.shape,
             dtype=records.dtype,
             chunks=tuple(max(1, d) for d in records.shape),

@@ -21,7 +21,7 @@ from phstore import open_store
 from phstore.descriptors import PH, PHParams
 from phstore.featurize import featurize
 from phstore.ingest import ingest
-from phstore.store import DONE, FAILED, LOCK, PENDING, StoreError, StoreLocked
+from phstore.store import DONE, FAILED, PENDING, StoreError, StoreLocked
 from phstore.verify import verify_store
 from tests.helpers import ROOT, carbon_frame, write_trajectory
 
@@ -247,7 +247,7 @@ def test_second_writer_on_the_same_store_is_refused(source, tmp_path, client):
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while f'"pid": {first.pid}' not in ((path / LOCK).read_text() if (path / LOCK).exists() else ""):
+        while open_store(path).writer_info().get("pid") != first.pid:
             assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lock"
             time.sleep(0.1)
         with pytest.raises(StoreLocked, match=f"being written by `featurize ph-.*pid {first.pid}"):

@@ -18,7 +18,7 @@ from phstore.ingest import ingest
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, IsolatedRunner
 from phstore.ph import periodic_alpha_diagram
 from phstore.ph.homcloud import replicate
-from phstore.store import DONE, FAILED
+from phstore.store import DONE, FAILED, FeatureStore
 from phstore.verify import verify_store
 from tests.helpers import assert_float32_of
 
@@ -199,17 +199,51 @@ def test_the_raw_cells_really_fail_in_homcloud(frames):
         r.close()
 
 
-def test_whole_directory_ingests(real_carbon, tmp_path):
-    report = ingest(tmp_path / "s.zarr", [real_carbon], progress=False)
-    assert not report.rejected
-    assert report.n_added + report.duplicates == 406 + 20 + 44 + 100 + 165
-    store = open_store(tmp_path / "s.zarr")
+def test_whole_directory_ingests_one_dataset_per_file_that_nothing_mixes(real_carbon, tmp_path, client):
+    """`phstore ingest real-carbon/` as a user runs it: every file is its own dataset, with its
+    forces and labels; training and maps refuse the 64-atom collection (three files, CASTEP and
+    VASP-like energies) until one dataset is chosen, and a pattern that joins them is refused by
+    the spread check, naming the extreme frames."""
+    from phstore.analysis.maps import descriptor_map
+    from phstore.descriptors import SOAP
+    from phstore.descriptors.params import SOAPParams
+    from phstore.training.data import TrainingData
+    from phstore.training.split import Split
+
+    path = tmp_path / "s.zarr"
+    report = ingest(path, [real_carbon], progress=False)
+    assert not report.rejected and not report.unlabelled
+    assert report.n_added + report.duplicates == sum(FILES.values())
+    store = open_store(path)
     assert store.n_snapshots("C216") == 9 and store.n_snapshots("C72") == 81
     c64 = store.frames("C64")
-    sources = set(c64.trajectory.values.tolist())
-    assert {"aC_wang2024nep_test_disordered", "aC_CGAP17_castepLDA_64at_metatrain"} <= sources
-    dens = store.sel("C64", density=1.4964, density_tol=1e-3)
-    assert dens.sizes["snapshot"] >= 20
+    datasets = {f"real-carbon/{name[: -len('.extxyz')]}" for name in FILES}
+    assert set(c64.dataset.values.tolist()) == {
+        d for d in datasets if "disordered" in d or "64at" in d or "Wen2020" in d
+    }
+    gap = store.sel("C64", config_type="bulk_amo")
+    assert gap.sizes["snapshot"] == 20 and set(gap.dataset.values.tolist()) == {
+        "real-carbon/aC_CGAP17_castepLDA_64at_metatrain"
+    }
+    first = ase.io.read(real_carbon / "aC_CGAP17_castepLDA_64at_metatrain.extxyz", 0)
+    order = np.argsort(first.numbers, kind="stable")
+    np.testing.assert_allclose(gap["forces"].values[0], first.get_forces()[order])
+    assert "LDA" in gap["labels"].values[0]
+    assert store.sel("C64", density=1.4964, density_tol=1e-3).sizes["snapshot"] >= 20
+
+    with pytest.raises(ValueError, match="3 datasets, which may not be comparable"):
+        TrainingData.select(store, "C64", None, Split())
+    with pytest.raises(ValueError, match=r"span -155\.\d+ \(C64 snapshot \d+: .*aC_CGAP17.*wider than 10"):
+        TrainingData.select(store, "C64", "real-carbon/*", Split())
+    one = TrainingData.select(store, "C64", "real-carbon/aC_CGAP17_castepLDA_64at_metatrain", Split())
+    assert one.counts["used"] == 20 and np.ptp(one.target) < 2
+
+    assert featurize(path, SOAP(SOAPParams(n_max=2, l_max=2)), client, collections=["C64"], progress=False).computed
+    rw = FeatureStore(path, mode="r+")
+    with pytest.raises(ValueError, match="energies of 3 datasets"):
+        descriptor_map(rw, "C64", "soap", perplexities=())
+    mapped = descriptor_map(rw, "C64", "soap", perplexities=(), dataset="real-carbon/crystal_Wen2020*")
+    assert mapped.n == int((c64.dataset.values == "real-carbon/crystal_Wen2020_vasp_diamond_graphite").sum())
 
 
 @pytest.fixture(scope="module")

@@ -151,3 +151,46 @@ def test_repr_html_and_a_table_of_the_frames(store):
     assert table.shape[0] == 11 and {"density", "trajectory", "energy_per_atom", "source"} <= set(table.columns)
     assert "positions" not in table.columns
     np.testing.assert_array_equal(table["density"].to_numpy(), store.frames("C64")["density"].values)
+
+
+def test_plain_xarray_opens_the_whole_store_and_reads_its_units(tiny_source, tmp_path, client):
+    """xr.open_datatree and xr.open_zarr(group=...) with no other argument, without a warning;
+    histograms have their bin centres (Å²) as coordinates, per-atom SOAP shares the atom
+    dimension of the positions, every variable says its units and parameters."""
+    import json
+    import warnings
+
+    import xarray as xr
+
+    from phstore.descriptors import PH, SOAP
+    from phstore.descriptors.params import PHParams, SOAPParams
+    from phstore.featurize import featurize
+
+    path = tmp_path / "s.zarr"
+    ingest(path, [tiny_source], chunk_size=4, progress=False)
+    ph, soap = PH(PHParams(bins=16)), SOAP(SOAPParams(n_max=2, l_max=2))
+    for descriptor in (ph, soap):
+        assert featurize(path, descriptor, client, progress=False).computed == 11
+    assert sorted(p.name for p in path.iterdir()) == ["C64", "zarr.json"]  # nothing foreign to Zarr
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tree = xr.open_datatree(path, engine="zarr")
+        frames = xr.open_zarr(path, group="C64/frames")
+        hist = xr.open_zarr(path, group=f"C64/{ph.group}")
+    assert tree["C64/frames"].sizes["snapshot"] == 11 and frames.sizes["snapshot"] == 11
+    assert tree[f"C64/{ph.group}/records"].data_vars  # the ragged diagrams too
+    edges = np.histogram_bin_edges([], bins=16, range=(0.0, 8.0))
+    np.testing.assert_allclose(hist["birth"].values, (edges[:-1] + edges[1:]) / 2)
+    assert hist["death"].attrs["units"] == "angstrom^2" and frames["forces"].attrs["units"] == "eV/angstrom"
+    assert frames["energy_per_atom"].attrs == {"long_name": "potential energy per atom", "units": "eV"}
+
+    ds = open_store(path).sel("C64")
+    assert ds["ph_histogram"].dims == ("snapshot", "ph_birth", "ph_death")
+    assert ds["ph_histogram"].sel(ph_birth=slice(0.0, 2.0)).shape == (11, 4, 16)
+    assert json.loads(ds["ph_histogram"].attrs["parameters"])["bins"] == 16
+    assert ds["ph_histogram"].attrs["units"] == "1" and "H1" in ds["ph_histogram"].attrs["long_name"]
+    assert ds["soap_per_atom"].dims == ("snapshot", "atom", "soap_feature") and ds["positions"].dims[1] == "atom"
+    assert {"config_type", "dataset"} <= set(ds.indexes)
+    dense = ds.sel(density=slice(2.5, 3.1))
+    means = dense["soap_mean"].groupby("trajectory").mean()
+    np.testing.assert_allclose(means.values[0], dense["soap_mean"].values.mean(axis=0), rtol=1e-6)

@@ -10,8 +10,9 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from phstore.ph.vectorize import bin_centres
 from phstore.provenance import provenance
-from phstore.store import FeatureStore, VariableSpec
+from phstore.store import Coordinates, FeatureStore, VariableSpec
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,11 @@ class Descriptor(ABC):
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
         """Per-snapshot output arrays for frames of ``natoms`` atoms."""
 
+    def coordinates(self) -> Coordinates:
+        """Coordinates of the dimensions of :meth:`variables` that are this descriptor's own
+        (a histogram's bin centres); none by default."""
+        return {}
+
     @abstractmethod
     def compute(self, atoms: Atoms) -> FrameResult:
         """Describe one periodic frame; never raises for a bad frame, returns a failure."""
@@ -94,3 +100,9 @@ class Descriptor(ABC):
     def inputs(self, store: FeatureStore, collection: str, rows: slice) -> list[Any]:
         """What :meth:`compute_batch` takes for the snapshots ``rows``: their frames."""
         return store.atoms(collection, rows)
+
+
+def radius_axis(name: str, bins: int, range_: tuple[float, float]) -> tuple[np.ndarray, dict[str, str]]:
+    """A diagram axis of ``bins`` bins over ``range_`` (Å², squared alpha radii) as a coordinate:
+    the bin centres and their CF attributes."""
+    return bin_centres(bins, range_), {"units": "angstrom^2", "long_name": f"{name} (squared radius), bin centre"}

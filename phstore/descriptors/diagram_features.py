@@ -18,11 +18,11 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from phstore.descriptors.base import Descriptor, FrameResult
+from phstore.descriptors.base import Descriptor, FrameResult, radius_axis
 from phstore.descriptors.params import DiagramHistogramParams, PersistenceImageParams
 from phstore.descriptors.ph import PH
 from phstore.ph.vectorize import histogram, persistence_image
-from phstore.store import DONE, PENDING, FeatureStore, VariableSpec
+from phstore.store import DONE, PENDING, Coordinates, FeatureStore, VariableSpec
 
 
 class DiagramFeature(Descriptor):
@@ -120,7 +120,24 @@ class PersistenceImage(DiagramFeature):
         # they hold only Gaussian tails (down to 1e-25) that per-pixel z-scores blow up (Ridge on
         # the real 64-atom frames: test RMSE 9,000 to 6e14 meV/atom, 150-172 with one scale).
         b = self.params.bins
-        return {"image": VariableSpec(("birth_bin", "persistence_bin"), (b, b), "float32", np.nan, scaling="block")}
+        return {
+            "image": VariableSpec(
+                ("birth", "persistence"),
+                (b, b),
+                "float32",
+                np.nan,
+                scaling="block",
+                units="1",
+                long_name=f"H{self.params.degree} persistence image",
+            )
+        }
+
+    def coordinates(self) -> Coordinates:
+        p = self.params
+        return {
+            "birth": radius_axis("birth", p.bins, p.birth_range),
+            "persistence": radius_axis("persistence", p.bins, p.persistence_range),
+        }
 
     def _vector(self, pairs: np.ndarray) -> np.ndarray:
         p = self.params
@@ -138,7 +155,19 @@ class DiagramHistogram(DiagramFeature):
 
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
         b = self.params.bins
-        return {"histogram": VariableSpec(("birth_bin", "death_bin"), (b, b), "float32", np.nan)}
+        return {
+            "histogram": VariableSpec(
+                ("birth", "death"),
+                (b, b),
+                "float32",
+                np.nan,
+                units="1",
+                long_name=f"normalised H{self.params.degree} persistence histogram",
+            )
+        }
+
+    def coordinates(self) -> Coordinates:
+        return {axis: radius_axis(axis, self.params.bins, self.params.range) for axis in ("birth", "death")}
 
     def _vector(self, pairs: np.ndarray) -> np.ndarray:
         p = self.params

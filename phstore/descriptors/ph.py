@@ -27,12 +27,12 @@ import math
 import numpy as np
 from ase import Atoms
 
-from phstore.descriptors.base import Descriptor, FrameResult
+from phstore.descriptors.base import Descriptor, FrameResult, radius_axis
 from phstore.descriptors.params import ENGINES, PHExecution, PHParams
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, runner_for
 from phstore.ph import Deadline, PeriodicAlphaError, homcloud, periodic_alpha_diagram
 from phstore.ph.vectorize import histogram
-from phstore.store import VariableSpec
+from phstore.store import Coordinates, VariableSpec
 
 #: Atoms closer than this (Å) make a frame fail: a duplicated atom, not a structure.
 MIN_DISTANCE = 0.1
@@ -77,10 +77,20 @@ class PH(Descriptor):
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
         b = self.params.bins
         return {
-            "histogram": VariableSpec(("birth_bin", "death_bin"), (b, b), "float32", np.nan),
-            "supercell": VariableSpec(("axis",), (3,), "int16", 0),
-            "jittered": VariableSpec((), (), "int8", 0),
+            "histogram": VariableSpec(
+                ("birth", "death"),
+                (b, b),
+                "float32",
+                np.nan,
+                units="1",
+                long_name=f"normalised H{self.params.histogram_degree} persistence histogram",
+            ),
+            "supercell": VariableSpec(("axis",), (3,), "int16", 0, long_name="repetitions of the cell along a, b, c"),
+            "jittered": VariableSpec((), (), "int8", 0, long_name="positions jittered to break degeneracy"),
         }
+
+    def coordinates(self) -> Coordinates:
+        return {axis: radius_axis(axis, self.params.bins, self.params.range) for axis in ("birth", "death")}
 
     def compute(self, atoms: Atoms) -> FrameResult:
         p = self.params

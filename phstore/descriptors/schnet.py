@@ -133,8 +133,17 @@ class SchNet(Descriptor):
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
         f = self.params.n_atom_basis
         return {
-            "per_atom": VariableSpec(("atom", "feature"), (natoms, f), "float32", np.nan, dense=True),
-            "mean": VariableSpec(("feature",), (f,), "float32", np.nan),
+            "per_atom": VariableSpec(
+                ("atom", "feature"),
+                (natoms, f),
+                "float32",
+                np.nan,
+                dense=True,
+                long_name="SchNet embedding of each atom",
+            ),
+            "mean": VariableSpec(
+                ("feature",), (f,), "float32", np.nan, long_name="SchNet embedding, mean over the atoms"
+            ),
         }
 
     def species(self) -> tuple[int, ...]:

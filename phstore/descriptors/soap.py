@@ -59,8 +59,10 @@ class SOAP(Descriptor):
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
         f = self.n_features
         return {
-            "per_atom": VariableSpec(("atom", "feature"), (natoms, f), "float32", np.nan, dense=True),
-            "mean": VariableSpec(("feature",), (f,), "float32", np.nan),
+            "per_atom": VariableSpec(
+                ("atom", "feature"), (natoms, f), "float32", np.nan, dense=True, long_name="SOAP of each atom"
+            ),
+            "mean": VariableSpec(("feature",), (f,), "float32", np.nan, long_name="SOAP, mean over the atoms"),
         }
 
     def species(self) -> tuple[int, ...]:

@@ -14,6 +14,12 @@ def _finite(pairs: np.ndarray, min_persistence: float) -> np.ndarray:
     return pairs[pairs[:, 1] - pairs[:, 0] > min_persistence]
 
 
+def bin_centres(bins: int, range_: tuple[float, float]) -> np.ndarray:
+    """Centres of ``bins`` equal bins over ``range_``: the axes of histograms and images (Å²)."""
+    edges = np.linspace(range_[0], range_[1], bins + 1)
+    return (edges[:-1] + edges[1:]) / 2
+
+
 def histogram_bins(
     births: np.ndarray, deaths: np.ndarray, bins: int, range_: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
