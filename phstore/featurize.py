@@ -18,7 +18,7 @@ from distributed import Client, as_completed
 from tqdm.auto import tqdm
 
 from phstore.descriptors.base import Descriptor
-from phstore.store import DONE, FAILED, PENDING, FeatureStore
+from phstore.store import DONE, FAILED, FRAMES, PENDING, FeatureStore
 
 
 @dataclass
@@ -45,6 +45,7 @@ class FeaturizeReport:
     chunks: list[ChunkReport] = field(default_factory=list)
     skipped_chunks: int = 0
     errors: list[str] = field(default_factory=list)  # tasks that raised (their chunks stay pending)
+    notes: list[str] = field(default_factory=list)  # what users must know, e.g. species treated alike
 
     @property
     def computed(self) -> int:
@@ -53,6 +54,19 @@ class FeaturizeReport:
     @property
     def failures(self) -> list[tuple[str, int, str]]:
         return [(c.collection, row, reason) for c in self.chunks for row, reason in c.failed]
+
+    def failed_frames(self, store: FeatureStore) -> list[tuple[str, int, str, str, int]]:
+        """:attr:`failures` with the source file and frame index of each: ``(collection,
+        snapshot, reason, source, index)``."""
+        out = []
+        for coll in sorted({c for c, _, _ in self.failures}):
+            f = store.read_rows(coll, FRAMES, slice(0, store.n_snapshots(coll)), ["source", "source_index"])
+            out += [
+                (coll, row, reason, str(f["source"][row]), int(f["source_index"][row]))
+                for c, row, reason in self.failures
+                if c == coll
+            ]
+        return out
 
     @property
     def task_seconds(self) -> float:
@@ -157,9 +171,12 @@ def featurize(
     group = descriptor.group
     with store.writer(f"featurize {group}"):
         futures: dict = {}
-        total = 0
+        total, notes = 0, []
         for coll in chosen:
             descriptor.check_inputs(store, coll)
+            if store.n_snapshots(coll):
+                note = descriptor.species_note(store.read_rows(coll, FRAMES, slice(0, 1), ["numbers"])["numbers"][0])
+                notes += [f"{coll}: {note}"] if note else []
             store.ensure_descriptor(
                 coll,
                 group,
@@ -172,7 +189,7 @@ def featurize(
             for c in todo:
                 future = client.submit(featurize_chunk, str(store.path), coll, descriptor, c, retry_failed, pure=False)
                 futures[future] = (coll, c)
-        report = FeaturizeReport(group, skipped_chunks=total - len(futures))
+        report = FeaturizeReport(group, skipped_chunks=total - len(futures), notes=notes)
         with tqdm(total=len(futures), desc=f"featurize {group}", unit="chunk", disable=not progress) as bar:
             for future in as_completed(futures):
                 try:

@@ -319,10 +319,17 @@ def test_featurize_exits_3_when_a_frame_fails_and_names_it(tmp_path, capsys):
     assert main(["ingest", str(tmp_path / "f.xyz"), "--store", store, "--quiet"]) == 3  # overlapping atoms
     assert "overlapping atoms: 4 and 5 are 0.000 Å apart" in capsys.readouterr().err
     assert main(["ingest", str(tmp_path / "f.xyz"), "--store", store, "--quiet", "--min-distance", "0"]) == 0
+    sic = carbon_frame(3, seed=7)
+    sic.numbers[0] = 14
+    ase.io.write(tmp_path / "sic.xyz", sic, format="extxyz")
+    assert main(["ingest", str(tmp_path / "sic.xyz"), "--store", store, "--quiet"]) == 0
     assert main(["featurize", "ph", "--store", store, "--workers", "1", "--quiet"]) == 3
     captured = capsys.readouterr()
     # frames 0 and 2 came in first, frame 1 (row 2) when overlapping atoms were let in
-    assert "failed C27 snapshot 2: " in captured.err and "computed 2 snapshots in 1 chunks, 1 failed" in captured.out
+    assert f"failed C27 snapshot 2 ({tmp_path / 'f.xyz'} frame 1): " in captured.err
+    assert "computed 3 snapshots in 2 chunks, 1 failed" in captured.out
+    # PH sees points, not species: said once for the collection, not hidden
+    assert "note: C26Si: ph does not tell species apart: its C/Si atoms are all treated alike" in captured.err
     assert main(["featurize", "ph", "--store", store, "--workers", "1", "--quiet"]) == 0  # nothing left to do
 
 

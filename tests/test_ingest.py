@@ -390,3 +390,15 @@ def test_dataset_labels_name_the_origin_of_the_energies(tiny_source, tmp_path):
     assert labels == ["data/64atom_amorphous/run1"] * 6 + ["data/64atom_amorphous/run2"] * 5 + ["other"] * 2
     ingest(tmp_path / "t.zarr", [tiny_source, extra], progress=False, dataset="tersoff")
     assert set(open_store(tmp_path / "t.zarr").frames("C64")["dataset"].values.tolist()) == {"tersoff"}
+
+
+def test_an_xdatcar_in_a_directory_is_an_unlabelled_trajectory(tmp_path):
+    """VASP's XDATCAR holds positions only: its frames are stored without energy, as their own dataset."""
+    frames = [carbon_frame(3, seed=i) for i in range(3)]
+    (tmp_path / "md").mkdir()
+    ase.io.write(tmp_path / "md" / "XDATCAR", frames, format="vasp-xdatcar")
+    report = ingest(tmp_path / "s.zarr", [tmp_path / "md"], progress=False)
+    assert report.added == {"C27": 3} and report.unlabelled == 3 and not report.rejected
+    f = open_store(tmp_path / "s.zarr").frames("C27")
+    assert np.isnan(f.energy.values).all() and set(f.dataset.values.tolist()) == {"md/XDATCAR"}
+    np.testing.assert_allclose(f.positions.values[2], frames[2].positions, atol=1e-6)

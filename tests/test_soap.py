@@ -82,3 +82,25 @@ def test_other_parameters_get_their_own_variables(store):
     info = store.info()["collections"]["C64"]["descriptors"]
     params = [d["params"] for d in info.values() if d["descriptor"] == "soap"]
     assert {p["n_max"] for p in params} == {4, 8} and all(p["r_cut"] == 4.1 for p in params)
+
+
+def test_descriptors_export_to_extxyz_with_their_frames(store, tmp_path):
+    """Chosen variables ride along in an extxyz export: per-atom ones as atom arrays (in the
+    stored atom order), the others in the comment line, flattened; ASE reads back the stored values."""
+    import ase.io
+
+    from phstore.export import write_extxyz
+
+    ds = store.dataset("C64")
+    per_atom = next(v for v in ds.data_vars if v.startswith("soap_") and v.endswith("_per_atom"))
+    rows = np.array([1, 7])
+    path = tmp_path / "x.extxyz"
+    assert write_extxyz(store, "C64", rows, path, [per_atom, "ph_histogram", "ph_jittered"]) == 2
+    back = ase.io.read(path, ":")
+    for a, row in zip(back, rows):
+        np.testing.assert_allclose(a.positions, ds["positions"].values[row], atol=1e-7)
+        np.testing.assert_allclose(a.arrays[per_atom], ds[per_atom].values[row], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(a.info["ph_histogram"], ds["ph_histogram"].values[row].ravel(), atol=1e-7)
+        assert a.info["ph_jittered"] == ds["ph_jittered"].values[row]
+    with pytest.raises(ValueError, match="no variable 'soap_nope'.*ph_histogram"):
+        write_extxyz(store, "C64", rows, path, ["soap_nope"])

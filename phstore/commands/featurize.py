@@ -64,8 +64,10 @@ class Featurize(Command):
                 retry_failed=args.retry_failed,
                 progress=not args.quiet,
             )
-        for coll, row, reason in report.failures:
-            print(f"failed {coll} snapshot {row}: {reason}", file=sys.stderr)
+        for note in report.notes:
+            print(f"note: {note}", file=sys.stderr)
+        for coll, row, reason, source, index in report.failed_frames(FeatureStore(args.store, mode="r")):
+            print(f"failed {coll} snapshot {row} ({source} frame {index}): {reason}", file=sys.stderr)
         print(
             f"{report.group}: computed {report.computed} snapshots in {len(report.chunks)} chunks, "
             f"{len(report.failures)} failed, {report.skipped_chunks} chunks already done"

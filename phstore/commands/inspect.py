@@ -94,6 +94,12 @@ class Query(Command):
                 "write the selection to a .npz or .nc file (every variable), or to .extxyz (the frames, "
                 "energies and keys, as ingest reads them back)",
             ),
+            Option(
+                "variables",
+                "variables of the selection to write with an .extxyz export (e.g. soap_mean soap_per_atom): "
+                "per-atom ones as atom arrays, the others in the comment line",
+                nargs="+",
+            ),
             Option("plot", "draw the mean PH histogram of the selection to this PNG"),
             Option(
                 "plot_diagram",
@@ -114,6 +120,8 @@ class Query(Command):
 
         if args.export and Path(args.export).suffix not in (".nc", ".npz", ".xyz", ".extxyz"):
             raise CommandError(f"--export takes a .npz, .nc or .extxyz path, not {args.export}")
+        if args.variables and Path(args.export or "").suffix not in (".xyz", ".extxyz"):
+            raise CommandError("--variables goes with an .extxyz --export (.nc and .npz hold every variable)")
         store = FeatureStore(args.store, mode="r")
         density = density_criterion(args.density)
         collection, rows = store.select(
@@ -164,7 +172,8 @@ class Query(Command):
             if out.suffix in (".xyz", ".extxyz"):
                 from phstore.export import write_extxyz
 
-                print(f"exported {write_extxyz(store, collection, rows, out)} frames to {out}")
+                written = write_extxyz(store, collection, rows, out, args.variables or ())
+                print(f"exported {written} frames to {out}")
                 return OK
             loaded = ds.load()
             if out.suffix == ".nc":

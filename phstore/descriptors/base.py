@@ -42,7 +42,8 @@ class Descriptor(ABC):
     ``standardised`` (whether maps z-score it per feature), ``record_columns`` (columns of
     ragged per-frame output, if any), and implement :meth:`variables` and :meth:`compute`; one
     built for fixed species overrides :meth:`species` and fails other frames with
-    :meth:`species_error`.
+    :meth:`species_error`; one that does not tell species apart sets ``species_blind`` (what
+    :meth:`species_note` tells users of compositions of several species).
     """
 
     name: ClassVar[str]
@@ -50,6 +51,7 @@ class Descriptor(ABC):
     summary: ClassVar[str]
     standardised: ClassVar[bool] = False
     record_columns: ClassVar[tuple[str, ...]] = ()
+    species_blind: ClassVar[bool] = False
 
     params: Any
 
@@ -66,6 +68,15 @@ class Descriptor(ABC):
             return None
         names = [chemical_symbols[z] for z in unknown]
         return f"species {names} are not in the {self.name} species {[chemical_symbols[z] for z in known]}"
+
+    def species_note(self, numbers: Sequence[int]) -> str | None:
+        """What describing frames of the atomic numbers ``numbers`` means, when a user must know
+        it (a species-blind descriptor of several species treats them alike), else None."""
+        kinds = sorted(set(int(z) for z in numbers))
+        if not self.species_blind or len(kinds) < 2:
+            return None
+        names = "/".join(chemical_symbols[z] for z in kinds)
+        return f"{self.name} does not tell species apart: its {names} atoms are all treated alike"
 
     def provenance(self) -> dict[str, Any]:
         """Parameters, library versions and their hash (see :mod:`phstore.provenance`)."""

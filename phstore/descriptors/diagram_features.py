@@ -34,6 +34,7 @@ class DiagramFeature(Descriptor):
     """
 
     standardised = True
+    species_blind = True  # vectors of PH diagrams
 
     def __init__(self, params) -> None:
         if params.degree not in params.ph.degrees:

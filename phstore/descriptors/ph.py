@@ -59,6 +59,7 @@ class PH(Descriptor):
     """
 
     name = "ph"
+    species_blind = True  # every atom is a point of one radius
     summary = "histogram"
     standardised = True  # the seed paper z-scores every bin
     record_columns = ("row", "degree", "birth", "death")

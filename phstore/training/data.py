@@ -78,7 +78,7 @@ def check_spread(store: FeatureStore, target: np.ndarray, parts: list[tuple[str,
     raise ValueError(
         f"the energies per atom of dataset {dataset!r} span {target[low]:.2f} ({named(low)}) … {target[high]:.2f} "
         f"eV/atom ({named(high)}), wider than {MAX_SPREAD:g} eV/atom: they come from more than one code or "
-        "reference; ingest each source as its own dataset (--dataset)"
+        "reference; choose the dataset of one (--dataset NAME, or a pattern that matches its files only)"
     )
 
 
