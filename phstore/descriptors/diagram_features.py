@@ -20,7 +20,7 @@ from ase import Atoms
 
 from phstore.descriptors.base import Descriptor, FrameResult, radius_axis
 from phstore.descriptors.params import DiagramHistogramParams, PersistenceImageParams
-from phstore.descriptors.ph import PH
+from phstore.descriptors.ph import PH, histogram_axes, histogram_variable
 from phstore.ph.vectorize import histogram, persistence_image
 from phstore.store import DONE, PENDING, Coordinates, FeatureStore, VariableSpec
 
@@ -155,20 +155,10 @@ class DiagramHistogram(DiagramFeature):
         super().__init__(params)
 
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
-        b = self.params.bins
-        return {
-            "histogram": VariableSpec(
-                ("birth", "death"),
-                (b, b),
-                "float32",
-                np.nan,
-                units="1",
-                long_name=f"normalised H{self.params.degree} persistence histogram",
-            )
-        }
+        return {"histogram": histogram_variable(self.params.bins, self.params.degree)}
 
     def coordinates(self) -> Coordinates:
-        return {axis: radius_axis(axis, self.params.bins, self.params.range) for axis in ("birth", "death")}
+        return histogram_axes(self.params.bins, self.params.range)
 
     def _vector(self, pairs: np.ndarray) -> np.ndarray:
         p = self.params

@@ -45,6 +45,23 @@ def lattice_supercell(cell: np.ndarray, min_side: float) -> tuple[int, int, int]
     return tuple(max(1, math.ceil(min_side / h - 1e-9)) for h in heights)  # type: ignore[return-value]
 
 
+def histogram_variable(bins: int, degree: int) -> VariableSpec:
+    """The stored normalised persistence histogram of one degree: ``bins × bins`` on birth × death."""
+    return VariableSpec(
+        ("birth", "death"),
+        (bins, bins),
+        "float32",
+        np.nan,
+        units="1",
+        long_name=f"normalised H{degree} persistence histogram",
+    )
+
+
+def histogram_axes(bins: int, range_: tuple[float, float]) -> Coordinates:
+    """The birth and death coordinates (bin centres, Å²) of a histogram over ``range_``."""
+    return {axis: radius_axis(axis, bins, range_) for axis in ("birth", "death")}
+
+
 class PH(Descriptor):
     """Periodic-alpha persistence diagrams and the normalised histogram of one degree.
 
@@ -76,22 +93,14 @@ class PH(Descriptor):
         return ("phstore", "scipy", "numba") if self.params.engine == "native" else ("homcloud",)
 
     def variables(self, natoms: int) -> dict[str, VariableSpec]:
-        b = self.params.bins
         return {
-            "histogram": VariableSpec(
-                ("birth", "death"),
-                (b, b),
-                "float32",
-                np.nan,
-                units="1",
-                long_name=f"normalised H{self.params.histogram_degree} persistence histogram",
-            ),
+            "histogram": histogram_variable(self.params.bins, self.params.histogram_degree),
             "supercell": VariableSpec(("axis",), (3,), "int16", 0, long_name="repetitions of the cell along a, b, c"),
             "jittered": VariableSpec((), (), "int8", 0, long_name="positions jittered to break degeneracy"),
         }
 
     def coordinates(self) -> Coordinates:
-        return {axis: radius_axis(axis, self.params.bins, self.params.range) for axis in ("birth", "death")}
+        return histogram_axes(self.params.bins, self.params.range)
 
     def compute(self, atoms: Atoms) -> FrameResult:
         p = self.params
