@@ -29,12 +29,16 @@ def write_extxyz(
     n = store.n_snapshots(collection)
     table = store.read_rows(collection, FRAMES, slice(0, n), [*KEYS, *LABELS, "energy", "labels"])
     extra = _variables(store, collection, rows, variables)
+    labels_of = store.frames(collection)[["forces", "stress"]].isel({SNAPSHOT: rows}).load()  # the chunks of rows
     frames = Rows(store, [(collection, rows)]).atoms()
     for i, (a, row) in enumerate(zip(frames, rows)):
         labels = json.loads(table["labels"][row] or "{}") | {k: _plain(table[k][row]) for k in (*KEYS, *LABELS)}
         a.info.update({k: v for k, v in labels.items() if v == v and v != ""})  # not NaN or empty: absent
-        f = store.read_rows(collection, FRAMES, slice(int(row), int(row) + 1), ["forces", "stress"])
-        results = {"energy": float(table["energy"][row]), "forces": f["forces"][0], "stress": f["stress"][0]}
+        results = {
+            "energy": float(table["energy"][row]),
+            "forces": labels_of["forces"].values[i],
+            "stress": labels_of["stress"].values[i],
+        }
         a.calc = SinglePointCalculator(a, **{k: v for k, v in results.items() if np.isfinite(v).all()})
         for name, (per_atom, values) in extra.items():
             if per_atom:

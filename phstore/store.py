@@ -140,6 +140,16 @@ def label_mask(values: np.ndarray | Sequence[str], wanted: str | Sequence[str]) 
     return np.isin(values, list(hits))
 
 
+def mixed_datasets(where: str, names: Sequence[str], what: str) -> ValueError:
+    """The error of ``what`` (e.g. "train on", "map") snapshots of ``where`` whose energies come
+    from several datasets ``names``, saying how to choose."""
+    shown = list(names) if len(names) <= 8 else [*names[:8], "…"]
+    return ValueError(
+        f"{where} holds energies of {len(names)} datasets, which may not be comparable: {shown}; {what} one "
+        "with dataset=... (--dataset NAME), or several of one code and functional with a pattern (--dataset 'DIR/*')"
+    )
+
+
 #: Dimensions descriptor variables share with the frames table (and keep their names in
 #: :meth:`FeatureStore.dataset`): the atoms of a snapshot, in the stored order.
 SHARED_DIMS = (SNAPSHOT, "atom")
@@ -366,6 +376,8 @@ class FeatureStore:
         n = self.n_snapshots(collection)
         ds = self._open(collection, FRAMES, n)
         missing = [c for c in FRAME_COLUMNS if c not in ds]  # a store made before these columns
+        if not missing:
+            return ds
         natoms = int(self.collection_attrs(collection).get("natoms", 0))
         return ds.assign(
             {c: ((SNAPSHOT, *FRAME_COLUMNS[c].dims), missing_column(c, ds.sizes[SNAPSHOT], natoms)) for c in missing}

@@ -30,7 +30,7 @@ from phstore.descriptors import REGISTRY
 from phstore.features import descriptor_group, read_features
 from phstore.plots import plot_maps
 from phstore.provenance import provenance
-from phstore.store import DONE, FAILED, FRAMES, TARGET, FeatureStore, VariableSpec, label_mask
+from phstore.store import DONE, FAILED, FRAMES, TARGET, FeatureStore, VariableSpec, label_mask, mixed_datasets
 
 
 @dataclass(frozen=True)
@@ -130,11 +130,7 @@ def descriptor_map(
     energy = frames[TARGET][rows]
     names = sorted(set(frames["dataset"][rows][np.isfinite(energy)].tolist()))
     if len(names) > 1:
-        raise ValueError(
-            f"the {collection} snapshots to map hold energies of {len(names)} datasets, which may not be comparable: "
-            f"{names[:8]}; map one with dataset=... (--dataset NAME), or several of one code and functional with "
-            "a pattern (--dataset 'DIR/*')"
-        )
+        raise mixed_datasets(f"{collection} (the snapshots to map)", names, "map")
     if len(rows) < 5:
         raise ValueError(
             f"{collection} has {len(rows)} snapshots with finished {source} features"

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from phstore.store import FAILED, FRAMES, PENDING, TARGET, FeatureStore, label_mask
+from phstore.store import FAILED, FRAMES, PENDING, TARGET, FeatureStore, label_mask, mixed_datasets
 from phstore.training.split import GROUP_KEYS, Split
 
 #: The fewest snapshots a model trains and is tested on.
@@ -40,12 +40,7 @@ def training_rows(
         )
     if dataset is None:
         if len(names) > 1:
-            shown = names if len(names) <= 8 else [*names[:8], "…"]
-            raise ValueError(
-                f"{where} holds energies of {len(names)} datasets, which may not be comparable: {shown}; choose "
-                "one with dataset=... (--dataset NAME), or several of one code and functional with a pattern "
-                "(--dataset 'DIR/*')"
-            )
+            raise mixed_datasets(where, names, "choose")
         dataset = names[0]
     rows = [np.flatnonzero(label_mask(lab, dataset)) for lab in labels]
     for coll, r in zip(collections, rows):
