@@ -57,7 +57,10 @@ DENSE_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"
 RECORDS_CODEC = zarr.codecs.ZstdCodec(level=1)
 FRAMES = "frames"
 RECORDS = "records"
-LOCK = ".phstore-writer.lock"  # the writer lock file of stores written before (removed by a writer)
+LOCK = ".phstore-writer.lock"  # the writer lock file of layout 1 (removed by :meth:`FeatureStore._upgrade`)
+#: The store layout a writer leaves (root attribute ``layout``; a store without one is layout 1):
+#: 2 names the dimensions of records arrays (plain xarray needs them) and locks with flock.
+LAYOUT = 2
 TABLE_ROWS = 4096  # snapshots per chunk of the frames table's 1-D columns
 REJECTED = ("rejected_source", "rejected_index", "rejected_reason")  # root arrays: frames ingest refused
 
@@ -300,7 +303,9 @@ class FeatureStore:
             )
         self._root = _open_root(self.path, "r" if mode == "r" else "a")
         if not exists:
-            self._root.attrs.update({"phstore": FORMAT, "chunk_size": chunk_size or DEFAULT_CHUNK_SIZE})
+            self._root.attrs.update(
+                {"phstore": FORMAT, "layout": LAYOUT, "chunk_size": chunk_size or DEFAULT_CHUNK_SIZE}
+            )
         if self._root.attrs.get("phstore") != FORMAT:
             raise StoreError(f"{self.path} is a Zarr store but not a {FORMAT} feature store")
         if chunk_size is not None and chunk_size != self.chunk_size:
@@ -684,7 +689,8 @@ class FeatureStore:
                     f"{self.path} is being written by `{h.get('operation', '?')}` (pid {h.get('pid', '?')} on "
                     f"{h.get('host', '?')} since {h.get('since', '?')}); wait for it to finish and run this again"
                 ) from None
-            (path / LOCK).unlink(missing_ok=True)  # the lock file of stores written before
+            if self._root.attrs.get("layout", 1) < LAYOUT:
+                self._upgrade()
             self._root.attrs["writer"] = {
                 "operation": operation,
                 "pid": os.getpid(),
@@ -704,6 +710,21 @@ class FeatureStore:
         """Who took the writer lock last (``operation``, ``pid``, ``host``, ``since``), read afresh;
         whether it still holds it is what :meth:`writer` finds out."""
         return dict(_open_root(self.path, "r").attrs.get("writer", {}))
+
+    def _upgrade(self) -> None:
+        """Bring a store of an older layout to :data:`LAYOUT` (once, under the writer lock):
+        records arrays without dimension names are rewritten with them, the old lock file goes."""
+        (self.path / LOCK).unlink(missing_ok=True)
+        for collection in self.collections:
+            for group in self.descriptor_groups(collection):
+                records = self._root[f"{collection}/{group}"].get(RECORDS)
+                if records is None:
+                    continue
+                for name, arr in list(records.arrays()):
+                    if not arr.metadata.dimension_names:
+                        self.write_records(collection, group, int(name[1:]), arr[...], dict(arr.attrs))
+        self._root.attrs["layout"] = LAYOUT
+        log.info("upgraded %s to store layout %d", self.path, LAYOUT)
 
     def _require_writable(self) -> None:
         if self.mode == "r":

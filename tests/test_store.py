@@ -194,3 +194,40 @@ def test_plain_xarray_opens_the_whole_store_and_reads_its_units(tiny_source, tmp
     dense = ds.sel(density=slice(2.5, 3.1))
     means = dense["soap_mean"].groupby("trajectory").mean()
     np.testing.assert_allclose(means.values[0], dense["soap_mean"].values.mean(axis=0), rtol=1e-6)
+
+
+def test_a_writer_upgrades_a_store_of_layout_1_for_plain_xarray(tiny_source, tmp_path, client):
+    """Records arrays written before they had dimension names (layout 1) make xr.open_datatree
+    fail; the next writer names them, keeping every diagram, and the old lock file goes."""
+    import xarray as xr
+    import zarr
+
+    from phstore.descriptors import PH
+    from phstore.descriptors.params import PHParams
+    from phstore.featurize import featurize
+    from phstore.store import LAYOUT, LOCK, RECORDS
+
+    path = tmp_path / "s.zarr"
+    ingest(path, [tiny_source], chunk_size=4, progress=False)
+    ph = PH(PHParams(bins=16))
+    featurize(path, ph, client, progress=False)
+    before = [open_store(path).diagram("C64", i) for i in range(11)]
+    root = zarr.open_group(str(path), mode="a", zarr_format=3, use_consolidated=False)
+    for name, arr in list(root[f"C64/{ph.group}/{RECORDS}"].arrays()):  # as layout 1 wrote them
+        data, attrs = arr[...], dict(arr.attrs)
+        root[f"C64/{ph.group}/{RECORDS}"].create_array(
+            name, shape=data.shape, dtype=data.dtype, attributes=attrs, overwrite=True
+        )[...] = data
+    del root.attrs["layout"]
+    zarr.consolidate_metadata(str(path), zarr_format=3)
+    (path / LOCK).touch()
+    with pytest.raises(KeyError, match="dimension_names"):
+        xr.open_datatree(path, engine="zarr")
+
+    with FeatureStore(path, mode="r+").writer("test"):
+        pass
+    assert open_store(path)._root.attrs["layout"] == LAYOUT and not (path / LOCK).exists()
+    tree = xr.open_datatree(path, engine="zarr")
+    assert tree[f"C64/{ph.group}/records"].data_vars
+    for i, diagram in enumerate(before):
+        np.testing.assert_array_equal(open_store(path).diagram("C64", i), diagram)
