@@ -136,11 +136,10 @@ class SnapshotIndex(PandasIndex):
 def label_mask(values: np.ndarray | Sequence[str], wanted: str | Sequence[str]) -> np.ndarray:
     """Where string ``values`` (e.g. each snapshot's dataset) match ``wanted``: one name or
     several, each exact or a shell pattern (``data/*``)."""
-    values = np.asarray(values, dtype=object)
+    codes, unique = pd.factorize(np.asarray(values, dtype=object))  # patterns meet each name once
     patterns = [wanted] if isinstance(wanted, str) else list(wanted)
-    unique = set(values.tolist())
-    hits = {v for p in patterns for v in fnmatch.filter(unique, p)} | (unique & set(patterns))
-    return np.isin(values, list(hits))
+    hits = np.array([any(fnmatch.fnmatchcase(v, p) or v == p for p in patterns) for v in unique], dtype=bool)
+    return hits[codes] if len(unique) else np.zeros(len(codes), dtype=bool)
 
 
 def mixed_datasets(where: str, names: Sequence[str], what: str) -> ValueError:
@@ -354,32 +353,47 @@ class FeatureStore:
     def collection_attrs(self, collection: str) -> dict[str, Any]:
         return dict(self.zarr_group(collection).attrs)
 
-    def _open(self, collection: str, group: str, n: int) -> xr.Dataset:
-        """Open a group lazily, cut to its first ``n`` snapshot rows.
+    def _open(self, collection: str, group: str, n: int, rows: np.ndarray | None) -> xr.Dataset:
+        """Rows ``rows`` (ascending snapshot indices below ``n``; all ``n`` when None) of a group,
+        as dask arrays whose chunks each read one Zarr chunk of their variable: only the chunks
+        that hold the rows are read, each once, and the graph grows with the selection, not the
+        store.
 
         Strings come back as ``object`` arrays (numpy's StringDType does not mix with NaN in
         xarray operations such as ``where``). A torn append leaves arrays of different lengths;
         then each variable is opened on its own and cut before they are combined.
         """
         path, name = str(self.path), f"{collection}/{group}"
+
+        def lazy(drop: Sequence[str] = ()) -> xr.Dataset:  # backend arrays: nothing read yet
+            ds = xr.open_dataset(
+                path, engine="zarr", group=name, chunks=None, cache=False, drop_variables=drop,
+                consolidated=False, zarr_format=3,
+            )  # fmt: skip
+            return ds.isel({SNAPSHOT: slice(0, n)})
+
         try:
-            ds = xr.open_zarr(path, group=name, consolidated=False, zarr_format=3)
-            ds = ds.isel({SNAPSHOT: slice(0, n)})
+            ds = lazy()
         except ValueError:
             names = [k for k, _ in self._root[name].arrays()]
-            ds = xr.merge(
-                xr.open_zarr(
-                    path, group=name, consolidated=False, zarr_format=3, drop_variables=[o for o in names if o != k]
-                ).isel({SNAPSHOT: slice(0, n)})
-                for k in names
-            )
-        strings = [k for k, v in ds.variables.items() if v.dtype.kind == "T"]
-        return ds.assign({k: ds[k].astype(object) for k in strings})
+            ds = xr.merge(lazy([o for o in names if o != k]) for k in names)
+        rows = np.arange(ds.sizes[SNAPSHOT]) if rows is None else np.asarray(rows, dtype=np.int64)
+        if len(rows) != ds.sizes[SNAPSHOT]:
+            contiguous = len(rows) and rows[-1] - rows[0] + 1 == len(rows)
+            ds = ds.isel({SNAPSHOT: slice(rows[0], rows[-1] + 1) if contiguous else rows})
+        chunked = {}
+        for k, v in ds.variables.items():
+            if SNAPSHOT in v.dims:
+                counts = np.bincount(rows // v.encoding["chunks"][0]) if len(rows) else np.zeros(1, int)
+                v = v.chunk({SNAPSHOT: tuple(int(c) for c in counts if c) or (0,)})
+            chunked[k] = v.astype(object) if v.dtype.kind == "T" else v
+        return ds.assign(chunked)
 
-    def frames(self, collection: str) -> xr.Dataset:
-        """The lazily loaded snapshot table of ``collection`` (committed rows only)."""
+    def frames(self, collection: str, rows: np.ndarray | None = None) -> xr.Dataset:
+        """The lazily loaded snapshot table of ``collection`` (committed rows only; ``rows``:
+        ascending snapshot indices, all when None)."""
         n = self.n_snapshots(collection)
-        ds = self._open(collection, FRAMES, n)
+        ds = self._open(collection, FRAMES, n, rows)
         missing = [c for c in FRAME_COLUMNS if c not in ds]  # a store made before these columns
         if not missing:
             return ds
@@ -387,6 +401,11 @@ class FeatureStore:
         return ds.assign(
             {c: ((SNAPSHOT, *FRAME_COLUMNS[c].dims), missing_column(c, ds.sizes[SNAPSHOT], natoms)) for c in missing}
         )
+
+    def column(self, collection: str, name: str) -> np.ndarray:
+        """One value per committed snapshot of a frames column (e.g. ``density``), read from Zarr
+        directly as numpy (strings as objects): what selections and summaries look at."""
+        return self.read_rows(collection, FRAMES, slice(0, self.n_snapshots(collection)), [name])[name]
 
     @property
     def sources(self) -> dict[str, str]:
@@ -408,21 +427,24 @@ class FeatureStore:
             if name != FRAMES and "provenance" in g.attrs
         }
 
-    def descriptor(self, collection: str, group: str) -> xr.Dataset:
-        """The lazily loaded rows of one descriptor variant, aligned to the committed snapshots.
+    def descriptor(self, collection: str, group: str, rows: np.ndarray | None = None) -> xr.Dataset:
+        """The lazily loaded rows of one descriptor variant, aligned to the committed snapshots
+        (``rows``: ascending snapshot indices, all when None).
 
         Rows that were never featurized read as ``status == PENDING`` and fill values.
         """
         n = self.n_snapshots(collection)
-        ds = self._open(collection, group, n)
-        stored = ds.sizes[SNAPSHOT]
-        if stored < n:  # ingested after the last featurize: pad lazily with pending rows
-            tail = xr.Dataset(
+        rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        stored = min(n, self._root[f"{collection}/{group}/status"].shape[0])
+        ds = self._open(collection, group, n, rows[rows < stored])
+        tail = len(rows) - ds.sizes[SNAPSHOT]
+        if tail:  # ingested after the last featurize: pad lazily with pending rows
+            fill = xr.Dataset(
                 {
                     v: (
                         x.dims,
                         da.full(
-                            (n - stored, *x.shape[1:]),
+                            (tail, *x.shape[1:]),
                             self._root[f"{collection}/{group}/{v}"].metadata.fill_value,
                             dtype=x.dtype,
                             chunks=self.chunk_size,
@@ -431,7 +453,7 @@ class FeatureStore:
                     for v, x in ds.data_vars.items()
                 }
             )
-            ds = xr.concat([ds, tail], dim=SNAPSHOT, combine_attrs="override")
+            ds = xr.concat([ds, fill], dim=SNAPSHOT, combine_attrs="override")
         return ds
 
     def status(self, collection: str, group: str) -> np.ndarray:
@@ -442,8 +464,9 @@ class FeatureStore:
         values = stored[: min(n, stored.shape[0])]
         return np.concatenate([values, np.full(n - len(values), PENDING, dtype=values.dtype)])
 
-    def dataset(self, collection: str) -> xr.Dataset:
-        """Frames and every descriptor of ``collection`` in one lazy Dataset.
+    def dataset(self, collection: str, rows: np.ndarray | None = None) -> xr.Dataset:
+        """Frames and every descriptor of ``collection`` in one lazy Dataset (of the snapshots
+        ``rows``, ascending indices, or all when None).
 
         The snapshot keys (:data:`KEYS`: density, trajectory, frame, dataset, config_type) are coordinates
         with an index, so ``ds.sel(density=slice(2.0, 2.5))``, ``ds.sel(trajectory=...)``,
@@ -457,13 +480,13 @@ class FeatureStore:
         ``atom`` dimension (:data:`SHARED_DIMS`). Each descriptor variable's attributes hold its
         units, its group, provenance key and parameters (JSON).
         """
-        ds = self.frames(collection).assign_attrs(collection=collection)
+        ds = self.frames(collection, rows).assign_attrs(collection=collection)
         groups = self.descriptor_groups(collection)
         names = [prov["descriptor"] for prov in groups.values()]
         for group, prov in groups.items():
             name = prov["descriptor"]
             prefix = name if names.count(name) == 1 else f"{name}_{prov['key']}"
-            desc = self.descriptor(collection, group)
+            desc = self.descriptor(collection, group, rows)
             names_map = {v: f"{prefix}_{v}" for v in [*desc.variables, *desc.dims] if v not in SHARED_DIMS}
             renamed = desc.rename(names_map)
             for v in renamed.data_vars:
@@ -485,7 +508,7 @@ class FeatureStore:
         ``collection`` may be omitted when the store holds exactly one.
         """
         collection, rows = self.select(collection, **criteria)
-        return self.dataset(collection).isel({SNAPSHOT: rows})
+        return self.dataset(collection, rows)
 
     def select(
         self,
@@ -507,22 +530,21 @@ class FeatureStore:
             if len(self.collections) != 1:
                 raise ValueError(f"the store holds collections {self.collections}; pass collection=... to choose one")
             collection = self.collections[0]
-        table = self.frames(collection)
-        mask = np.ones(table.sizes[SNAPSHOT], dtype=bool)
+        mask = np.ones(self.n_snapshots(collection), dtype=bool)
         if isinstance(density, slice):
-            values = table["density"].values
+            values = self.column(collection, "density")
             mask &= (values >= (-np.inf if density.start is None else density.start)) & (
                 values <= (np.inf if density.stop is None else density.stop)
             )
         elif density is not None:
             wanted = np.atleast_1d(np.asarray(density, dtype=float))
-            values = table["density"].values
+            values = self.column(collection, "density")
             mask &= np.any(np.abs(values[:, None] - wanted[None, :]) <= density_tol, axis=1)
         for key, wanted_s in (("trajectory", trajectory), ("dataset", dataset), ("config_type", config_type)):
             if wanted_s is not None:
-                mask &= label_mask(table[key].values, wanted_s)
+                mask &= label_mask(self.column(collection, key), wanted_s)
         if frames is not None:
-            values = table["frame"].values
+            values = self.column(collection, "frame")
             if isinstance(frames, slice):
                 lo = -np.inf if frames.start is None else frames.start
                 hi = np.inf if frames.stop is None else frames.stop
@@ -597,8 +619,8 @@ class FeatureStore:
     def table(self, collection: str) -> pd.DataFrame:
         """The frames table's one-value-per-snapshot columns (keys, energies, sources) as a
         pandas DataFrame, one row per snapshot (positions and cells are left out)."""
-        frames = self.frames(collection)
-        return frames[[v for v in frames.data_vars if frames[v].dims == (SNAPSHOT,)]].to_dataframe()
+        names = [c for c, column in FRAME_COLUMNS.items() if not column.dims]
+        return pd.DataFrame(self.read_rows(collection, FRAMES, slice(0, self.n_snapshots(collection)), names))
 
     def __repr__(self) -> str:
         held = "; ".join(f"{c}: {self.n_snapshots(c)} snapshots" for c in self.collections) or "empty"
@@ -628,12 +650,12 @@ class FeatureStore:
         out: dict[str, Any] = {"path": str(self.path), "chunk_size": self.chunk_size, "collections": {}}
         for coll in self.collections:
             n = self.n_snapshots(coll)
-            frames = self.frames(coll)
+            columns = self.read_rows(coll, FRAMES, slice(0, n), ["density", "trajectory"])
             entry: dict[str, Any] = {
                 "n_snapshots": n,
                 "natoms": int(self.collection_attrs(coll).get("natoms", 0)),
-                "densities": sorted({round(float(d), 4) for d in frames["density"].values}) if n else [],
-                "trajectories": int(len(np.unique(frames["trajectory"].values.tolist()))) if n else 0,
+                "densities": np.unique(np.round(columns["density"], 4)).tolist(),
+                "trajectories": len(pd.unique(columns["trajectory"])),
                 "descriptors": {},
             }
             for group, prov in self.descriptor_groups(coll).items():
@@ -734,7 +756,7 @@ class FeatureStore:
         """Content hashes of the committed snapshots of ``collection`` (empty when it is new)."""
         if collection not in self.collections:
             return set()
-        return {int(h) for h in self.frames(collection)["content_hash"].values}
+        return set(self.column(collection, "content_hash").tolist())
 
     def append_frames(self, collection: str, rows: Sequence[dict[str, Any]], attrs: dict[str, Any]) -> None:
         """Append snapshot ``rows`` (see :func:`frames_table`) to ``collection`` (created with

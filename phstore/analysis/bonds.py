@@ -1,5 +1,5 @@
-"""Bond lengths and bond angles of chosen atoms (seed paper Fig. 6c, d), from ASE's periodic
-neighbour list.
+"""Bond lengths and bond angles of chosen atoms (seed paper Fig. 6c, d), from matscipy's periodic
+neighbour list (as ingest's overlap check).
 
 A bond joins two atoms closer than ``cutoff`` (1.85 Å by default: past the first C–C peak, before
 the second shell). A region's bond lengths are those of bonds with at least one end in the
@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
+from matscipy.neighbours import neighbour_list
 
 CC_CUTOFF = 1.85  # Å
 
 
 def bond_lengths(atoms: Atoms, region: np.ndarray, cutoff: float = CC_CUTOFF) -> np.ndarray:
     """Lengths (Å) of bonds with at least one end in ``region`` (a boolean mask), each once."""
-    from ase.neighborlist import neighbor_list
-
-    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    i, j, d = neighbour_list("ijd", atoms, cutoff)
     keep = (i < j) & (region[i] | region[j])
     return d[keep]
 
 
 def bond_angles(atoms: Atoms, region: np.ndarray, cutoff: float = CC_CUTOFF) -> np.ndarray:
     """Angles (degrees) j–i–k between pairs of bonds at each atom i of ``region``."""
-    from ase.neighborlist import neighbor_list
-
-    i, vectors = neighbor_list("iD", atoms, cutoff)
+    i, vectors = neighbour_list("iD", atoms, cutoff)
     out = []
     for centre in np.flatnonzero(region):
         v = vectors[i == centre]
