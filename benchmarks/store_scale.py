@@ -126,13 +126,13 @@ def measure(work: Path, n: int) -> dict[str, float]:
     out = {"ingest frames/s": rate}
     fresh = np.isfinite(rate)  # a reused store may hold the PH group already: verify would read it too
     out["verify frames s"] = seconds(lambda: verify_store(path, progress=False), repeat=1) if fresh else np.nan
-    group = add_group(path) if "ph" not in str(open_store(path).descriptor_groups(COLLECTION)) else None
+    groups = open_store(path).descriptor_groups(COLLECTION)  # a reused store has it already
+    group = next(iter(groups)) if groups else add_group(path)
     store = open_store(path)
-    group = group or next(iter(store.descriptor_groups(COLLECTION)))
     out["files"] = count_files(path)
     density = float(DENSITIES[0])
     out["sel density s"] = seconds(lambda: store.sel(COLLECTION, density=density))
-    trajectory = str(store.frames(COLLECTION)["trajectory"][0].values)
+    trajectory = str(store.column(COLLECTION, "trajectory")[0])
     out["sel 100 frames s"] = seconds(lambda: store.sel(COLLECTION, trajectory=trajectory, frames=slice(0, 100)))
     selection = store.sel(COLLECTION, density=density)
     share = selection.sizes["snapshot"] / n

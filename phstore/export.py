@@ -11,7 +11,7 @@ import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from phstore.features import Rows
-from phstore.store import FRAMES, KEYS, SNAPSHOT, FeatureStore
+from phstore.store import FRAMES, KEYS, FeatureStore
 
 #: Frame labels written to each snapshot's ``atoms.info`` besides the keys.
 LABELS = ("process", "temperature", "source", "source_index")
@@ -29,7 +29,7 @@ def write_extxyz(
     n = store.n_snapshots(collection)
     table = store.read_rows(collection, FRAMES, slice(0, n), [*KEYS, *LABELS, "energy", "labels"])
     extra = _variables(store, collection, rows, variables)
-    labels_of = store.frames(collection)[["forces", "stress"]].isel({SNAPSHOT: rows}).load()  # the chunks of rows
+    labels_of = store.frames(collection, rows)[["forces", "stress"]].load()  # the chunks of rows
     frames = Rows(store, [(collection, rows)]).atoms()
     for i, (a, row) in enumerate(zip(frames, rows)):
         labels = json.loads(table["labels"][row] or "{}") | {k: _plain(table[k][row]) for k in (*KEYS, *LABELS)}
@@ -55,11 +55,11 @@ def _variables(
     """``{name: (per atom, values of rows)}`` of dataset variables, as extxyz writes them."""
     if not names:
         return {}
-    ds = store.dataset(collection)
+    ds = store.dataset(collection, rows)
     unknown = [v for v in names if v not in ds.data_vars]
     if unknown:
         raise ValueError(f"{collection} has no variable {unknown[0]!r}; variables: {', '.join(sorted(ds.data_vars))}")
-    picked = ds[list(names)].isel({SNAPSHOT: rows}).load()
+    picked = ds[list(names)].load()
     return {v: (picked[v].dims[1:2] == ("atom",), np.asarray(picked[v].values, dtype=float)) for v in names}
 
 

@@ -139,7 +139,7 @@ def label_mask(values: np.ndarray | Sequence[str], wanted: str | Sequence[str]) 
     codes, unique = pd.factorize(np.asarray(values, dtype=object))  # patterns meet each name once
     patterns = [wanted] if isinstance(wanted, str) else list(wanted)
     hits = np.array([any(fnmatch.fnmatchcase(v, p) or v == p for p in patterns) for v in unique], dtype=bool)
-    return hits[codes] if len(unique) else np.zeros(len(codes), dtype=bool)
+    return hits[codes]
 
 
 def mixed_datasets(where: str, names: Sequence[str], what: str) -> ValueError:
@@ -384,7 +384,7 @@ class FeatureStore:
         chunked = {}
         for k, v in ds.variables.items():
             if SNAPSHOT in v.dims:
-                counts = np.bincount(rows // v.encoding["chunks"][0]) if len(rows) else np.zeros(1, int)
+                counts = np.bincount(rows // v.encoding["chunks"][0])
                 v = v.chunk({SNAPSHOT: tuple(int(c) for c in counts if c) or (0,)})
             chunked[k] = v.astype(object) if v.dtype.kind == "T" else v
         return ds.assign(chunked)
@@ -620,7 +620,8 @@ class FeatureStore:
         """The frames table's one-value-per-snapshot columns (keys, energies, sources) as a
         pandas DataFrame, one row per snapshot (positions and cells are left out)."""
         names = [c for c, column in FRAME_COLUMNS.items() if not column.dims]
-        return pd.DataFrame(self.read_rows(collection, FRAMES, slice(0, self.n_snapshots(collection)), names))
+        columns = self.read_rows(collection, FRAMES, slice(0, self.n_snapshots(collection)), names)
+        return pd.DataFrame(columns).rename_axis(SNAPSHOT)
 
     def __repr__(self) -> str:
         held = "; ".join(f"{c}: {self.n_snapshots(c)} snapshots" for c in self.collections) or "empty"

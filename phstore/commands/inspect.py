@@ -134,15 +134,15 @@ class Query(Command):
             **({"density_tol": args.density_tol} if args.density_tol is not None else {}),
         )
         rows = rows[: args.first] if args.first is not None else rows
-        ds = store.dataset(collection).isel(snapshot=rows)
+        ds = store.dataset(collection, rows)
         n = ds.sizes["snapshot"]
         print(f"{n} snapshots selected")
         if not n:
-            table = store.frames(collection)
-            there = sorted({round(float(d), 4) for d in table["density"].values})
+            there = np.unique(np.round(store.column(collection, "density"), 4)).tolist()
+            trajectories = sorted(set(store.column(collection, "trajectory").tolist()))[:10]
             print(
-                f"  {collection} holds {table.sizes['snapshot']} snapshots at densities (g/cm³) {there} in "
-                f"trajectories {sorted(set(table['trajectory'].values.tolist()))[:10]}; widen --density-tol or "
+                f"  {collection} holds {store.n_snapshots(collection)} snapshots at densities (g/cm³) {there} in "
+                f"trajectories {trajectories}; widen --density-tol or "
                 "give a range LOW:HIGH",
                 file=sys.stderr,
             )
