@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from phstore.params import param
+from phstore.params import Parameters, param
 
 
 @dataclass(frozen=True)
-class ClusterOptions:
+class ClusterOptions(Parameters):
     """How to get Dask workers; a field left at None falls back to Dask config
     (``phstore.cluster.*``), then to the defaults the help gives."""
 
@@ -31,10 +31,10 @@ class ClusterOptions:
         "address (tcp://host:port, tls://...) or scheduler-file of a running Dask scheduler "
         "(wins over the cluster kind)",
     )
-    workers: int | None = param(None, "local worker processes (default: one per core)")
-    jobs: int | None = param(None, "batch jobs to submit (default 1)")
-    min_jobs: int | None = param(None, "adaptive scaling: fewest batch jobs")
-    max_jobs: int | None = param(None, "adaptive scaling: most batch jobs (turns adaptive scaling on)")
+    workers: int | None = param(None, "local worker processes (default: one per core)", low=1)
+    jobs: int | None = param(None, "batch jobs to submit (default 1)", low=1)
+    min_jobs: int | None = param(None, "adaptive scaling: fewest batch jobs", low=0)
+    max_jobs: int | None = param(None, "adaptive scaling: most batch jobs (turns adaptive scaling on)", low=1)
     tls: bool | None = param(
         None, "TLS with certificates made for this run (default: on for batch systems, off locally)"
     )

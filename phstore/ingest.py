@@ -28,6 +28,7 @@ from matscipy.neighbours import neighbour_list
 from tqdm.auto import tqdm
 
 from phstore.errors import PhstoreError
+from phstore.params import require
 from phstore.store import TARGET, FeatureStore
 from phstore.units import density_gcc
 
@@ -374,6 +375,7 @@ def ingest(
     source that does not exist is reported in ``missing`` and nothing else happens; when no
     source exists, :class:`SourceError` is raised before the store is created.
     """
+    require("min_distance", min_distance, {"low": 0}, "Å")
     files, missing = existing_sources(sources)
     store = FeatureStore(store_path, mode="a", chunk_size=chunk_size)
     report = IngestReport(missing=missing)

@@ -29,6 +29,8 @@ import threading
 import time
 from typing import Any, BinaryIO
 
+from phstore.params import MAX_SECONDS, require
+
 _HEADER = struct.Struct("!Q")
 
 
@@ -184,6 +186,7 @@ _local = threading.local()
 
 def runner_for(preload: tuple[str, ...], time_limit: float) -> IsolatedRunner:
     """The calling thread's runner for ``preload`` (created once per thread, then reused)."""
+    require("time_limit", time_limit, {"positive": True, "high": MAX_SECONDS}, "s")
     runners: dict[tuple[str, ...], IsolatedRunner] = _local.__dict__.setdefault("runners", {})
     runner = runners.get(preload)
     if runner is None:

@@ -43,6 +43,7 @@ from xarray.core.indexing import IndexSelResult
 from xarray.indexes import PandasIndex
 
 from phstore.errors import PhstoreError
+from phstore.params import require
 
 log = logging.getLogger(__name__)
 
@@ -530,6 +531,7 @@ class FeatureStore:
             if len(self.collections) != 1:
                 raise ValueError(f"the store holds collections {self.collections}; pass collection=... to choose one")
             collection = self.collections[0]
+        require("density_tol", density_tol, {"low": 0}, "g/cm³")
         mask = np.ones(self.n_snapshots(collection), dtype=bool)
         if isinstance(density, slice):
             values = self.column(collection, "density")

@@ -17,6 +17,7 @@ from phstore.commands.base import (
     parse_indices,
 )
 from phstore.commands.options import Option
+from phstore.params import MAX_SECONDS, checked
 
 _RIDGE_MODEL = Option("model", "Ridge model directory (on the PH histogram)", required=True)
 
@@ -31,7 +32,13 @@ class Maps(Command):
             Option("collection", "collection to map", required=True),
             Option("descriptors", "comma-separated (default ph,soap,schnet)", default="ph,soap,schnet"),
             Option("descriptor_key", "provenance key (prefix) of a variant to use (repeatable)", action="append"),
-            Option("perplexity", "t-SNE perplexities (default 10 30 50)", int, default=[10, 30, 50], nargs="+"),
+            Option(
+                "perplexity",
+                "t-SNE perplexities (default 10 30 50)",
+                checked(int, low=1),
+                default=[10, 30, 50],
+                nargs="+",
+            ),
             Option("seed", "seed of t-SNE (default 0)", int, default=0),
             Option(
                 "dataset",
@@ -101,11 +108,14 @@ class Inverse(Command):
             Option(
                 "noise",
                 "stable-volume noise bandwidth, Å², capped at half a pair's lifetime (default 0.3)",
-                float,
+                checked(float, positive=True),
                 default=0.3,
             ),
             Option(
-                "time_limit", "seconds per stable volume before it is recorded failed (default 60)", float, default=60.0
+                "time_limit",
+                "seconds per stable volume before it is recorded failed (default 60)",
+                checked(float, positive=True, high=MAX_SECONDS),
+                default=60.0,
             ),
             Option("out", "directory of the outputs (default: here)", default="."),
             QUIET,

@@ -10,6 +10,7 @@ from typing import Any
 
 from phstore.commands.base import INCOMPLETE, OK, QUIET, Command
 from phstore.commands.options import Option
+from phstore.params import checked
 
 
 class Generate(Command):
@@ -24,12 +25,16 @@ class Generate(Command):
                 "the seed paper's counts (16,830 + 2,805 + 560 frames); default: a small demo set",
                 action="flag",
             ),
-            Option("densities", "densities, g/cm³", float, nargs="+"),
-            Option("natoms", "atoms per cell (a cube number)", int),
-            Option("runs", "independent melt-quench runs per density", int),
+            Option("densities", "densities, g/cm³", checked(float, positive=True), nargs="+"),
+            Option("natoms", "atoms per cell (a cube number)", checked(int, low=1)),
+            Option("runs", "independent melt-quench runs per density", checked(int, low=1)),
             Option("seed", "random seed of the velocities", int),
-            Option("large_natoms", "one extra run per density with this many atoms (e.g. 512: the transfer set)", int),
-            Option("workers", "parallel MD processes (default: cores)", int),
+            Option(
+                "large_natoms",
+                "one extra run per density with this many atoms (e.g. 512: the transfer set)",
+                checked(int, low=1),
+            ),
+            Option("workers", "parallel MD processes (default: cores)", checked(int, low=1)),
             QUIET,
         ]
 
@@ -72,7 +77,9 @@ class Ingest(Command):
             ),
             Option("store", "store directory (created if missing)", required=True),
             Option(
-                "chunk_size", "snapshots per chunk of a new store (default 32); an existing store keeps its own", int
+                "chunk_size",
+                "snapshots per chunk of a new store (default 32); an existing store keeps its own",
+                checked(int, low=1),
             ),
             Option(
                 "dataset",
@@ -82,7 +89,7 @@ class Ingest(Command):
             Option(
                 "min_distance",
                 "reject frames with two atoms closer than this (overlapping; Å, default 0.5; 0 keeps them)",
-                float,
+                checked(float, low=0),
             ),
             Option(
                 "species",

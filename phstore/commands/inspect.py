@@ -19,6 +19,7 @@ from phstore.commands.base import (
     parse_indices,
 )
 from phstore.commands.options import Option
+from phstore.params import checked
 
 
 class Info(Command):
@@ -83,12 +84,16 @@ class Query(Command):
                 "densities (each within --density-tol) or a range LOW:HIGH (either may be left out); g/cm³",
                 nargs="+",
             ),
-            Option("density_tol", "how far a density may be from one asked for (g/cm³, default 0.005)", float),
+            Option(
+                "density_tol",
+                "how far a density may be from one asked for (g/cm³, default 0.005)",
+                checked(float, low=0),
+            ),
             Option("trajectory", "trajectory names", nargs="+"),
             Option("dataset", "dataset names (the origin of the energies)", nargs="+"),
             Option("config_type", "config_type labels (e.g. bulk_amo)", nargs="+"),
             Option("frames", "frame indices within their trajectories, START:STOP or 1,2,3"),
-            Option("first", "keep the first N snapshots of the selection", int),
+            Option("first", "keep the first N snapshots of the selection", checked(int, low=1)),
             Option(
                 "export",
                 "write the selection to a .npz or .nc file (every variable), or to .extxyz (the frames, "

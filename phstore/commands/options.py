@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from phstore.params import checked
+
 #: How an option is written: ``store`` (``--x V``; ``nargs`` values), ``flag`` (``--x``: true),
 #: ``switch`` (``--x`` / ``--no-x``), ``append`` (``--x V`` repeated), ``positional``.
 ACTIONS = ("store", "flag", "switch", "append", "positional")
@@ -132,6 +134,8 @@ def options_of(
             out += options_of(default, f"{name}_", f"{f.metadata['help']} (--{name}-* options)")
             continue
         type_, nargs, action = _conversion(hint)
+        if action == "store":  # the value checked as it is parsed, with the option's name
+            type_ = checked(type_, **{k: f.metadata[k] for k in ("low", "high", "positive") if k in f.metadata})
         unit = f.metadata["unit"]
         if presets:
             shown = "default: " + ", ".join(f"{k} {_shown(getattr(p, f.name))}" for k, p in presets.items())

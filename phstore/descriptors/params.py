@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from phstore.params import param
+from phstore.params import MAX_SECONDS, Parameters, param
 
 ENGINES = ("native", "homcloud")
 
 
 @dataclass(frozen=True)
-class PHParams:
+class PHParams(Parameters):
     """Parameters of the PH descriptor (seed paper §2.2: first homology, 128 × 128 on [0, 8]²).
 
     ``min_persistence``: on perfect crystals the filtration is degenerate and pairs of zero
@@ -33,12 +33,14 @@ class PHParams:
         "child process, orthorhombic cells replicated into near-cubes",
         choices=ENGINES,
     )
-    degrees: tuple[int, ...] = param((0, 1, 2), "homology degrees whose diagrams are stored")
-    histogram_degree: int = param(1, "homology degree of the histogram")
-    bins: int = param(128, "histogram bins per axis")
-    range: tuple[float, float] = param((0.0, 8.0), "birth and death range of the histogram", "Å², squared radii")
+    degrees: tuple[int, ...] = param((0, 1, 2), "homology degrees whose diagrams are stored", choices=(0, 1, 2))
+    histogram_degree: int = param(1, "homology degree of the histogram", choices=(0, 1, 2))
+    bins: int = param(128, "histogram bins per axis", low=1)
+    range: tuple[float, float] = param(
+        (0.0, 8.0), "birth and death range of the histogram", "Å², squared radii", low=0, increasing=True
+    )
     min_persistence: float = param(
-        1e-5, "pairs with death - birth at or below this are left out of the histogram", "Å²"
+        1e-5, "pairs with death - birth at or below this are left out of the histogram", "Å²", low=0
     )
     truncate: bool = param(
         True,
@@ -51,8 +53,11 @@ class PHParams:
         "replicate the cell along its lattice vectors until every cell height is at least "
         "this (0: the cell as it is, the paper's definition)",
         "Å",
+        low=0,
     )
-    max_atoms: int = param(4096, "homcloud engine: give up growing the near-cube supercell beyond this many atoms")
+    max_atoms: int = param(
+        4096, "homcloud engine: give up growing the near-cube supercell beyond this many atoms", low=1
+    )
 
     @property
     def truncated_at(self) -> float:
@@ -61,35 +66,39 @@ class PHParams:
 
 
 @dataclass(frozen=True)
-class PHExecution:
+class PHExecution(Parameters):
     """How PH runs, not what it computes (so not in its provenance key)."""
 
-    time_limit: float = param(120.0, "time one frame may take before it is recorded failed", "s")
+    time_limit: float = param(
+        120.0, "time one frame may take before it is recorded failed", "s", positive=True, high=MAX_SECONDS
+    )
 
 
 @dataclass(frozen=True)
-class SOAPParams:
+class SOAPParams(Parameters):
     """Parameters of the SOAP descriptor (defaults: seed paper §2.3, 360 features for carbon)."""
 
     species: tuple[str, ...] = param(("C",), "chemical symbols it is built for; a frame with another species fails")
-    r_cut: float = param(4.1, "cutoff radius", "Å")
-    n_max: int = param(8, "radial basis functions")
-    l_max: int = param(9, "maximum degree of the spherical harmonics")
-    sigma: float = param(0.16, "width of the Gaussians that smear the atomic density", "Å")
+    r_cut: float = param(4.1, "cutoff radius", "Å", low=1)
+    n_max: int = param(8, "radial basis functions", low=1)
+    l_max: int = param(9, "maximum degree of the spherical harmonics", low=0, high=20)
+    sigma: float = param(0.16, "width of the Gaussians that smear the atomic density", "Å", positive=True)
     rbf: str = param("gto", "dscribe's radial basis", choices=("gto", "polynomial"))
 
 
 @dataclass(frozen=True)
-class PersistenceImageParams:
+class PersistenceImageParams(Parameters):
     """Parameters of the persistence image of stored PH diagrams (Adams et al. 2017)."""
 
     ph: PHParams = param(PHParams(), "the PH variant whose stored diagrams are read")
-    degree: int = param(1, "homology degree")
-    bins: int = param(32, "pixels per axis")
-    birth_range: tuple[float, float] = param((0.0, 5.0), "births of the image", "Å²")
-    persistence_range: tuple[float, float] = param((0.0, 3.0), "persistences of the image", "Å²")
-    sigma: float = param(0.1, "standard deviation of each pair's Gaussian", "Å²")
-    min_persistence: float = param(1e-5, "pairs with death - birth at or below this are left out", "Å²")
+    degree: int = param(1, "homology degree", choices=(0, 1, 2))
+    bins: int = param(32, "pixels per axis", low=1)
+    birth_range: tuple[float, float] = param((0.0, 5.0), "births of the image", "Å²", low=0, increasing=True)
+    persistence_range: tuple[float, float] = param(
+        (0.0, 3.0), "persistences of the image", "Å²", low=0, increasing=True
+    )
+    sigma: float = param(0.1, "standard deviation of each pair's Gaussian", "Å²", positive=True)
+    min_persistence: float = param(1e-5, "pairs with death - birth at or below this are left out", "Å²", low=0)
 
     @property
     def highest_death(self) -> float:
@@ -98,15 +107,15 @@ class PersistenceImageParams:
 
 
 @dataclass(frozen=True)
-class DiagramHistogramParams:
+class DiagramHistogramParams(Parameters):
     """Parameters of a histogram of stored PH diagrams (as the PH descriptor's own, with other
     bins, range or threshold)."""
 
     ph: PHParams = param(PHParams(), "the PH variant whose stored diagrams are read")
-    degree: int = param(1, "homology degree")
-    bins: int = param(64, "bins per axis")
-    range: tuple[float, float] = param((0.0, 8.0), "birth and death range", "Å²")
-    min_persistence: float = param(1e-5, "pairs with death - birth at or below this are left out", "Å²")
+    degree: int = param(1, "homology degree", choices=(0, 1, 2))
+    bins: int = param(64, "bins per axis", low=1)
+    range: tuple[float, float] = param((0.0, 8.0), "birth and death range", "Å²", low=0, increasing=True)
+    min_persistence: float = param(1e-5, "pairs with death - birth at or below this are left out", "Å²", low=0)
 
     @property
     def highest_death(self) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from phstore.params import Feature, param
+from phstore.params import Feature, Parameters, param
 
 #: Network kinds: the CNN on one 2-D feature; MLPs on their features flattened and concatenated.
 NETWORKS = ("cnn", "soap-mlp", "ph-soap")
@@ -19,28 +19,28 @@ OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
-class RidgeConfig:
+class RidgeConfig(Parameters):
     """Ridge regression (seed paper §2.5) on stored features (concatenated when several)."""
 
-    alpha: float = param(200.0, "regularisation strength (on z-scored features)")
+    alpha: float = param(200.0, "regularisation strength (on z-scored features)", low=0)
     features: tuple[Feature, ...] = (("ph", "histogram"),)
 
 
 @dataclass(frozen=True)
-class NeuralConfig:
+class NeuralConfig(Parameters):
     """A network on stored features (concatenated when several) and how it is optimised
     (defaults: the paper's CNN)."""
 
     kind: str = "cnn"
     features: tuple[Feature, ...] = (("ph", "histogram"),)
     optimizer: str = param("sgd", "sgd: Nesterov momentum; adam", choices=OPTIMIZERS)
-    lr: float = param(0.0015, "initial learning rate")
-    momentum: float = param(0.9, "sgd: Nesterov momentum")
-    weight_decay: float = param(0.001, "L2 weight decay")
-    milestones: tuple[int, ...] = param((200, 400, 800, 1200), "epochs at which the learning rate is halved")
-    epochs: int = param(1600, "training epochs")
-    batch_size: int = param(32, "snapshots per batch")
-    hidden: tuple[int, ...] = param((64,), "hidden layer widths (the CNN: its fully connected layer)")
+    lr: float = param(0.0015, "initial learning rate", positive=True)
+    momentum: float = param(0.9, "sgd: Nesterov momentum", low=0, high=1)
+    weight_decay: float = param(0.001, "L2 weight decay", low=0)
+    milestones: tuple[int, ...] = param((200, 400, 800, 1200), "epochs at which the learning rate is halved", low=1)
+    epochs: int = param(1600, "training epochs", low=1)
+    batch_size: int = param(32, "snapshots per batch", low=1)
+    hidden: tuple[int, ...] = param((64,), "hidden layer widths (the CNN: its fully connected layer)", low=1)
 
     @classmethod
     def cnn(cls, **overrides) -> "NeuralConfig":
@@ -76,13 +76,13 @@ class NeuralConfig:
 
 
 @dataclass(frozen=True)
-class SchNetConfig:
+class SchNetConfig(Parameters):
     """SchNet's shape (seed paper §2.4) and how it trains (the split's seed also seeds torch)."""
 
-    n_atom_basis: int = param(100, "size of the atom basis (the embedding's width)")
-    n_interactions: int = param(3, "interaction blocks")
-    n_rbf: int = param(60, "Gaussians of the distance expansion")
-    cutoff: float = param(5.0, "cosine cutoff radius", "Å")
-    epochs: int = param(100, "training epochs")
-    batch_size: int = param(16, "snapshots per batch")
-    lr: float = param(5e-4, "Adam learning rate")
+    n_atom_basis: int = param(100, "size of the atom basis (the embedding's width)", low=1)
+    n_interactions: int = param(3, "interaction blocks", low=1)
+    n_rbf: int = param(60, "Gaussians of the distance expansion", low=1)
+    cutoff: float = param(5.0, "cosine cutoff radius", "Å", positive=True)
+    epochs: int = param(100, "training epochs", low=1)
+    batch_size: int = param(16, "snapshots per batch", low=1)
+    lr: float = param(5e-4, "Adam learning rate", positive=True)

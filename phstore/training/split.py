@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from phstore.params import param
+from phstore.params import Parameters, param
 
 SPLITS = ("random", "trajectory", "config_type")
 #: The frames column whose values a split keeps whole (a random split: each snapshot on its own).
@@ -19,7 +19,7 @@ GROUP_KEYS = {"random": "trajectory", "trajectory": "trajectory", "config_type":
 
 
 @dataclass(frozen=True)
-class Split:
+class Split(Parameters):
     """How snapshots are split: ``random`` (the paper's 80/20) or by ``trajectory``."""
 
     kind: str = param(
@@ -27,7 +27,7 @@ class Split:
         "random: the paper's; trajectory: whole trajectories held out; config_type: whole config_type labels held out",
         choices=SPLITS,
     )
-    test_fraction: float = param(0.2, "fraction of the snapshots held out for testing")
+    test_fraction: float = param(0.2, "fraction of the snapshots held out for testing", positive=True, high=0.9)
     seed: int = param(0, "seed of the split (and of the weights)")
 
     def indices(self, n: int, groups: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
