@@ -30,21 +30,24 @@ from phstore.featurize import featurize_chunk
 from phstore.store import FeatureStore
 
 
-def _fresh_copy(store: Path, name: str) -> tuple[Path, str]:
-    """A copy of ``store`` with an empty SOAP group (every row pending); (path, collection)."""
+def _fresh_copy(store: Path, name: str, stack: ExitStack) -> tuple[Path, str, str]:
+    """A copy of ``store`` with an empty SOAP group (every row pending), whose writer lock this
+    process holds while ``stack`` lasts; (path, collection, the lock's token for the tasks)."""
     copy = store.parent / name
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(store, copy)
+    stack.callback(shutil.rmtree, copy, True)
     s = FeatureStore(copy, mode="a")
+    stack.enter_context(s.writer("benchmark"))
     collection = s.collections[0]
     d = SOAP()
     s.ensure_descriptor(collection, d.group, d.provenance(), d.variables(int(s.collection_attrs(collection)["natoms"])))
-    return copy, collection
+    return copy, collection, str(s.writer_token)
 
 
-def task(store: str, collection: str, chunk: int) -> float:
+def task(store: str, collection: str, chunk: int, writer: str) -> float:
     """ms per frame of the descriptor inside one ``featurize_chunk``."""
-    report = featurize_chunk(store, collection, SOAP(), chunk)
+    report = featurize_chunk(store, collection, SOAP(), chunk, writer=writer)
     return 1000 * report.compute_seconds / report.computed
 
 
@@ -66,19 +69,18 @@ def main() -> None:
     args = parser.parse_args()
     with work_dir(args.work) as work, ExitStack() as stack:
         store = make_store(work, args.frames, args.chunk_size, args.natoms)
-        on_worker, collection = _fresh_copy(store, "worker.zarr")
-        in_process, _ = _fresh_copy(store, "process.zarr")
-        for copy in (on_worker, in_process):
-            stack.callback(shutil.rmtree, copy, True)
+        on_worker, collection, worker_token = _fresh_copy(store, "worker.zarr", stack)
+        in_process, _, process_token = _fresh_copy(store, "process.zarr", stack)
         client, _ = started_cluster(stack, 1, lambda: bare(str(store), collection, 0))
         pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(1))
         pool.apply(bare, (str(store), collection, 0))
         times: dict[str, list[float]] = {"worker task": [], "worker bare": [], "process bare": [], "process task": []}
         for chunk in range(-(-FeatureStore(store).n_snapshots(collection) // args.chunk_size)):
-            times["worker task"].append(client.submit(task, str(on_worker), collection, chunk, pure=False).result())
+            on = client.submit(task, str(on_worker), collection, chunk, worker_token, pure=False)
+            times["worker task"].append(on.result())
             times["worker bare"].append(client.submit(bare, str(store), collection, chunk, pure=False).result())
             times["process bare"].append(pool.apply(bare, (str(store), collection, chunk)))
-            times["process task"].append(pool.apply(task, (str(in_process), collection, chunk)))
+            times["process task"].append(pool.apply(task, (str(in_process), collection, chunk, process_token)))
         print(
             f"{len(times['worker task'])} chunks of {args.chunk_size} frames of {args.natoms} atoms, interleaved; "
             "ms per frame:"

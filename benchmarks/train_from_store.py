@@ -69,12 +69,12 @@ def build_store(work: Path, n: int, chunk: int, seed: int = 0) -> tuple[Path, np
     store = FeatureStore(path, mode="a")
     mean = {"mean": VariableSpec(("feature",), (360,), "float32", np.nan)}  # SOAP's, without asking dscribe
     for d, values, variables in ((PH(), {"histogram": hist}, PH().variables(64)), (SOAP(), {"mean": soap}, mean)):
-        store.ensure_descriptor(COLLECTION, d.group, d.provenance(), variables)
-        for lo in range(0, n, chunk):
-            region = slice(lo, min(n, lo + chunk))
-            store.commit_rows(
-                COLLECTION, d.group, region, {k: v[region] for k, v in values.items()}, np.full(region.stop - lo, DONE)
-            )
+        with store.writer("benchmark"):
+            store.ensure_descriptor(COLLECTION, d.group, d.provenance(), variables)
+            for lo in range(0, n, chunk):
+                region = slice(lo, min(n, lo + chunk))
+                values_ = {k: v[region] for k, v in values.items()}
+                store.commit_rows(COLLECTION, d.group, region, values_, np.full(region.stop - lo, DONE))
     return path, hist.reshape(n, -1), soap
 
 

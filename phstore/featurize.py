@@ -85,15 +85,21 @@ class FeaturizeReport:
 
 
 def featurize_chunk(
-    store_path: str, collection: str, descriptor: Descriptor, chunk: int, retry_failed: bool = False
+    store_path: str,
+    collection: str,
+    descriptor: Descriptor,
+    chunk: int,
+    retry_failed: bool = False,
+    writer: str | None = None,
 ) -> ChunkReport:
-    """Compute the pending rows of one chunk and write the chunk (runs on a Dask worker).
+    """Compute the pending rows of one chunk and write the chunk (runs on a Dask worker, on
+    behalf of the holder of the store's writer lock, whose token is ``writer``).
 
     Rows are read and written with plain Zarr calls (:meth:`FeatureStore.read_rows`): no Dask
     graph inside a task, so nothing is sent back through the distributed scheduler.
     """
     start = time.perf_counter()
-    store = FeatureStore(store_path, mode="r+")
+    store = FeatureStore(store_path, mode="r+", writer=writer)
     group = descriptor.group
     rows = store.chunk_rows(collection, chunk)
     specs = descriptor.variables(int(store.collection_attrs(collection)["natoms"]))
@@ -187,7 +193,9 @@ def featurize(
             todo = pending_chunks(store, coll, group, retry_failed)
             total += store.n_chunks(coll)
             for c in todo:
-                future = client.submit(featurize_chunk, str(store.path), coll, descriptor, c, retry_failed, pure=False)
+                future = client.submit(
+                    featurize_chunk, str(store.path), coll, descriptor, c, retry_failed, store.writer_token, pure=False
+                )
                 futures[future] = (coll, c)
         report = FeaturizeReport(group, skipped_chunks=total - len(futures), notes=notes)
         with tqdm(total=len(futures), desc=f"featurize {group}", unit="chunk", disable=not progress) as bar:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from phstore.errors import PhstoreError
 from phstore.params import require
-from phstore.store import TARGET, FeatureStore
+from phstore.store import TARGET, FeatureStore, content_hash
 from phstore.units import density_gcc
 
 #: File names ingest picks up when given a directory.
@@ -278,14 +278,6 @@ def other_labels(info: dict[str, Any]) -> str:
     return json.dumps(keep, sort_keys=True, default=str)
 
 
-def content_hash(atoms: Atoms, energy: float) -> int:
-    """64-bit hash of atomic numbers, positions, cell and energy (eV): the dedup key."""
-    h = hashlib.blake2b(digest_size=8)
-    for arr in (atoms.numbers.astype(np.int64), atoms.positions, atoms.cell.array, np.float64(energy)):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return int.from_bytes(h.digest(), "little", signed=True)
-
-
 def collection_name(atoms: Atoms) -> str:
     """Collection of a frame: its composition in Hill order, e.g. ``C216``."""
     return atoms.get_chemical_formula(mode="hill")
@@ -310,9 +302,10 @@ def printable(text: str, limit: int = 300) -> str:
     return clean if len(clean) <= limit else clean[:limit] + "…"
 
 
-def _row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict[str, Any]:
-    """One snapshot row; atoms are sorted by atomic number so a collection has one layout.
-    Raises ValueError, naming the label, when a label that must be a number is not one."""
+def snapshot_row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict[str, Any]:
+    """The frames-table row of frame ``index`` of ``path`` (found under ``root``, of ``dataset``);
+    atoms are sorted by atomic number so a collection has one layout. Raises ValueError, naming
+    the label, when a label that must be a number is not one."""
     info = atoms.info
     energy = energy_of(atoms)
     density = _number(info, "density", positive=True)
@@ -343,7 +336,7 @@ def _row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str) -> dict
         "dataset": dataset,
         "source": str(path),
         "source_index": index,
-        "content_hash": content_hash(atoms, energy),
+        "content_hash": content_hash(atoms.numbers, atoms.positions, atoms.cell.array, energy),
     }
 
 
@@ -415,7 +408,7 @@ def ingest(
                 if coll not in known:
                     known[coll] = store.existing_hashes(coll)
                 try:
-                    row = _row(item, path, root, index, dataset or name)
+                    row = snapshot_row(item, path, root, index, dataset or name)
                 except ValueError as exc:  # a label of this frame only: reject it, go on
                     reject(path, index, f"bad label: {exc}")
                     continue

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
+import hashlib
 import html
 import json
 import logging
 import os
 import socket
 import time
+import uuid
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -186,6 +188,16 @@ def frames_table(rows: Sequence[dict[str, Any]]) -> xr.Dataset:
     )
 
 
+def content_hash(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, energy: float) -> int:
+    """64-bit hash of a snapshot's atomic numbers, positions (Å), cell (Å) and energy (eV, NaN
+    when unlabelled): its identity, by which ingest deduplicates and verify checks the content."""
+    h = hashlib.blake2b(digest_size=8)
+    for arr in (np.asarray(numbers, np.int64), np.asarray(positions, np.float64), np.asarray(cell, np.float64)):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(np.float64(energy).tobytes())
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
 def column_attrs(column: Column) -> dict[str, str]:
     """The CF attributes of a frames column."""
     return {"long_name": column.long_name, **({"units": column.units} if column.units else {})}
@@ -287,15 +299,22 @@ class FeatureStore:
     chunk_size:
         Snapshots per chunk of a store that is created (default ``DEFAULT_CHUNK_SIZE``); given
         for an existing store, it must be the store's.
+    writer:
+        The token of the writer lock's holder (:attr:`writer_token`), given to a task that
+        writes on the holder's behalf in another process (a featurize task on a Dask worker);
+        its writes are refused once another writer has taken the lock.
     """
 
-    def __init__(self, path: str | Path, mode: str = "r", chunk_size: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, mode: str = "r", chunk_size: int | None = None, writer: str | None = None
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: choose one of {MODES}")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ChunkSizeError(f"a chunk size is a positive number of snapshots, not {chunk_size!r}")
         self.path = Path(path)
         self.mode = mode
+        self.writer_token = writer
         exists = (self.path / "zarr.json").exists()
         if not exists and mode != "a":
             raise StoreError(
@@ -428,11 +447,15 @@ class FeatureStore:
             if name != FRAMES and "provenance" in g.attrs
         }
 
-    def descriptor(self, collection: str, group: str, rows: np.ndarray | None = None) -> xr.Dataset:
+    def descriptor(
+        self, collection: str, group: str, rows: np.ndarray | None = None, unfinished: bool = False
+    ) -> xr.Dataset:
         """The lazily loaded rows of one descriptor variant, aligned to the committed snapshots
         (``rows``: ascending snapshot indices, all when None).
 
-        Rows that were never featurized read as ``status == PENDING`` and fill values.
+        Rows that were never featurized read as ``status == PENDING``. The values of rows that
+        are not done (pending or failed) read as their fill value (NaN), whatever a task left
+        there, unless ``unfinished`` (then as stored).
         """
         n = self.n_snapshots(collection)
         rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -455,19 +478,32 @@ class FeatureStore:
                 }
             )
             ds = xr.concat([ds, fill], dim=SNAPSHOT, combine_attrs="override")
-        return ds
+        if unfinished:
+            return ds
+        done = ds["status"] == DONE
+        fills = {v: self._root[f"{collection}/{group}/{v}"].metadata.fill_value for v in ds.data_vars}
+        return ds.assign(
+            {v: x.where(done, x.dtype.type(fills[v])) for v, x in ds.data_vars.items() if v not in ("status", "error")}
+        )
 
     def status(self, collection: str, group: str) -> np.ndarray:
         """Status code of every committed snapshot in a group (pending past its stored rows),
         read from Zarr directly: the cheap question every resume and selection asks."""
         n = self.n_snapshots(collection)
         stored = self._root[f"{collection}/{group}/status"]
-        values = stored[: min(n, stored.shape[0])]
+        try:
+            values = stored[: min(n, stored.shape[0])]
+        except Exception as exc:  # a damaged chunk: say how to mend it, not a codec's traceback
+            raise StoreError(
+                f"{collection}/{group}: the status does not read back ({type(exc).__name__}: {exc}); run "
+                f"`phstore repair --store {self.path}` (its damaged chunks become pending), then this again"
+            ) from exc
         return np.concatenate([values, np.full(n - len(values), PENDING, dtype=values.dtype)])
 
-    def dataset(self, collection: str, rows: np.ndarray | None = None) -> xr.Dataset:
+    def dataset(self, collection: str, rows: np.ndarray | None = None, unfinished: bool = False) -> xr.Dataset:
         """Frames and every descriptor of ``collection`` in one lazy Dataset (of the snapshots
-        ``rows``, ascending indices, or all when None).
+        ``rows``, ascending indices, or all when None); descriptor values of rows not done read
+        as missing unless ``unfinished`` (:meth:`descriptor`).
 
         The snapshot keys (:data:`KEYS`: density, trajectory, frame, dataset, config_type) are coordinates
         with an index, so ``ds.sel(density=slice(2.0, 2.5))``, ``ds.sel(trajectory=...)``,
@@ -487,7 +523,7 @@ class FeatureStore:
         for group, prov in groups.items():
             name = prov["descriptor"]
             prefix = name if names.count(name) == 1 else f"{name}_{prov['key']}"
-            desc = self.descriptor(collection, group, rows)
+            desc = self.descriptor(collection, group, rows, unfinished)
             names_map = {v: f"{prefix}_{v}" for v in [*desc.variables, *desc.dims] if v not in SHARED_DIMS}
             renamed = desc.rename(names_map)
             for v in renamed.data_vars:
@@ -500,16 +536,17 @@ class FeatureStore:
             ds = ds.set_xindex(key, SnapshotIndex)
         return ds
 
-    def sel(self, collection: str | None = None, **criteria: Any) -> xr.Dataset:
+    def sel(self, collection: str | None = None, unfinished: bool = False, **criteria: Any) -> xr.Dataset:
         """Lazily select snapshots by density (g/cm³), trajectory, frame and labels: the criteria
         of :meth:`select` (``density``, ``trajectory``, ``frames``, ``density_tol``, ``dataset``,
         ``config_type``).
 
         Only the chunks that hold the selected snapshots are read when values are loaded.
-        ``collection`` may be omitted when the store holds exactly one.
+        ``collection`` may be omitted when the store holds exactly one. Descriptor values of
+        snapshots not done (``<descriptor>_status``) read as missing, unless ``unfinished``.
         """
         collection, rows = self.select(collection, **criteria)
-        return self.dataset(collection, rows)
+        return self.dataset(collection, rows, unfinished)
 
     def select(
         self,
@@ -694,15 +731,22 @@ class FeatureStore:
         consolidated metadata is rewritten, so plain ``xr.open_zarr(path, group=...)`` and
         ``xr.open_datatree(path, engine="zarr")`` open it quickly and without warnings (phstore
         itself never reads it: it could be stale while a writer runs).
+
+        Every writing call of this class needs the lock, held by this process or given by
+        ``writer=`` (:attr:`writer_token`, a new one each time the lock is taken), so tasks of a
+        writer that lost the lock (it died, and another took it) cannot write any more.
         """
-        self._require_writable()
+        if self.mode == "r":
+            raise StoreError(f"{self.path} is open read-only; open it with mode='r+' to write")
         path = self.path.resolve()
         if path in _held:
+            self.writer_token = self.writer_info().get("token")
             _held[path] += 1
             try:
                 yield
             finally:
                 _held[path] -= 1
+                self.writer_token = None
             return
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -714,9 +758,9 @@ class FeatureStore:
                     f"{self.path} is being written by `{h.get('operation', '?')}` (pid {h.get('pid', '?')} on "
                     f"{h.get('host', '?')} since {h.get('since', '?')}); wait for it to finish and run this again"
                 ) from None
-            if self._root.attrs.get("layout", 1) < LAYOUT:
-                self._upgrade()
+            self.writer_token = uuid.uuid4().hex
             self._root.attrs["writer"] = {
+                "token": self.writer_token,
                 "operation": operation,
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
@@ -724,16 +768,19 @@ class FeatureStore:
             }
             _held[path] = 1
             try:
+                if self._root.attrs.get("layout", 1) < LAYOUT:
+                    self._upgrade()
                 yield
             finally:
                 del _held[path]
+                self.writer_token = None
                 consolidate(path)
         finally:
             os.close(fd)  # releases the lock
 
     def writer_info(self) -> dict[str, Any]:
-        """Who took the writer lock last (``operation``, ``pid``, ``host``, ``since``), read afresh;
-        whether it still holds it is what :meth:`writer` finds out."""
+        """Who took the writer lock last (``operation``, ``pid``, ``host``, ``since``, ``token``),
+        read afresh; whether it still holds it is what :meth:`writer` finds out."""
         return dict(_open_root(self.path, "r").attrs.get("writer", {}))
 
     def _upgrade(self) -> None:
@@ -752,8 +799,23 @@ class FeatureStore:
         log.info("upgraded %s to store layout %d", self.path, LAYOUT)
 
     def _require_writable(self) -> None:
+        """Refuse a write without the writer lock (see :meth:`writer`)."""
         if self.mode == "r":
             raise StoreError(f"{self.path} is open read-only; open it with mode='r+' to write")
+        if self.writer_token is None:
+            if self.path.resolve() in _held:
+                return
+            raise StoreError(
+                f"{self.path} is written only under its writer lock: put the writing calls in "
+                "`with store.writer('what you do'):`, or pass a task the holder's token (FeatureStore(path, "
+                "'r+', writer=store.writer_token))"
+            )
+        holder = self.writer_info()
+        if holder.get("token") != self.writer_token:
+            raise StoreLocked(
+                f"{self.path}: the writer this task wrote for no longer holds the lock (now "
+                f"`{holder.get('operation')}`, pid {holder.get('pid')} on {holder.get('host')}); its work is left to it"
+            )
 
     def existing_hashes(self, collection: str) -> set[int]:
         """Content hashes of the committed snapshots of ``collection`` (empty when it is new)."""
@@ -956,6 +1018,52 @@ class FeatureStore:
             self._root[f"{collection}/{group}/{name}"][rows] = value
         self._root[f"{collection}/{group}/error"][rows] = np.asarray(errors, dtype=object)
         self._root[f"{collection}/{group}/status"][rows] = status
+
+    def reset_chunks(self, collection: str, group: str, chunks: Sequence[int]) -> None:
+        """Make ``chunks`` of a descriptor group pending again, whatever they held (repair): the
+        chunk files of the status (first), the error messages and every value, and the chunk's
+        records, are removed, so the chunks read as pending fill values and the next featurize
+        recomputes them. Nothing of a chunk is read, so a chunk that does not decode is reset too."""
+        self._require_writable()
+        g = self._root[f"{collection}/{group}"]
+        arrays = sorted(
+            ((k, a) for k, a in g.arrays() if a.metadata.dimension_names and a.metadata.dimension_names[0] == SNAPSHOT),
+            key=lambda item: item[0] != "status",
+        )
+        records = g.get(RECORDS)
+        for chunk in chunks:
+            region = self.chunk_rows(collection, chunk)
+            for _, arr in arrays:
+                for c in range(region.start // arr.chunks[0], -(-region.stop // arr.chunks[0])):
+                    self._drop_chunk(arr, c)
+            if records is not None and records_name(chunk) in records:
+                del records[records_name(chunk)]
+
+    def rewrite_frames(self, collection: str, rows: dict[int, dict[str, Any]]) -> None:
+        """Write columns of committed frames rows back in place (``{row: {column: value}}``;
+        repair: frames read again from their sources). A chunk that does not decode is replaced:
+        its rows not given read as the fill value (they were lost already)."""
+        self._require_writable()
+        group = self._root[f"{collection}/{FRAMES}"]
+        for name in sorted({c for values in rows.values() for c in values}):
+            arr = group[name]
+            step = arr.chunks[0]
+            for chunk in sorted({r // step for r in rows}):
+                lo, hi = chunk * step, min(arr.shape[0], (chunk + 1) * step)
+                try:
+                    current = arr[lo:hi]
+                except Exception:  # unreadable: dropped, so the write below does not read it
+                    self._drop_chunk(arr, chunk)
+                    current = np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
+                for r in range(lo, hi):
+                    if r in rows and name in rows[r]:
+                        current[r - lo] = rows[r][name]
+                arr[lo:hi] = current
+
+    def _drop_chunk(self, arr: zarr.Array, chunk: int) -> None:
+        """Remove the file of chunk ``chunk`` (along the snapshots) of ``arr``: it reads as the fill value."""
+        key = arr.metadata.encode_chunk_key((chunk, *([0] * (arr.ndim - 1))))
+        (self.path / arr.path / key).unlink(missing_ok=True)
 
     def group_attrs(self, collection: str, group: str) -> dict[str, Any]:
         """A group's attributes (its provenance and what :meth:`annotate` added)."""

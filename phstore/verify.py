@@ -1,171 +1,389 @@
-"""``phstore verify``: read a whole store back and check its invariants (ARCHITECTURE.md).
+"""``phstore verify``: read a whole store back and prove its invariants (ARCHITECTURE.md).
 
-Checked: every chunk of every array decodes; committed frames have unique content hashes and
-finite energies; each group's provenance record hashes to the key in its name; every snapshot of
-a descriptor or prediction group is done or recorded failed (with a reason), never pending; done
-rows hold no NaN/inf; ragged records exist for done rows only, every done row has some, and
-they hold no NaN. Arrays are read one snapshot chunk at a time, so memory stays bounded.
+The store is read in blocks of snapshots (:func:`check_block`), as tasks on Dask workers when a
+client is given, each chunk once. Checked:
+
+* **frames table**: every chunk decodes; positions and cells are finite, atomic numbers
+  positive, the density finite and positive, the source and trajectory named; the energy and
+  the energy per atom agree (both NaN for an unlabelled snapshot, never infinite); the content
+  hash matches the numbers, positions, cell and energy it was made from, and is unique.
+* **each descriptor group**: its provenance record hashes to the key in its name; every status
+  chunk decodes and holds pending, done or failed; done rows hold finite values and no error
+  message, failed rows one; ragged records exist for every done row and never for a failed
+  one (a pending row's are what a task killed before its commit left), their data is all
+  there (a lost data chunk reads back as zeros, so it is looked for), and they hold no NaN.
+
+What is found is :class:`Damage`: the rows it touches and what is wrong, frames damage named
+with the source file and frame each row came from. Pending rows are unfinished work, not
+damage: a note. :mod:`phstore.repair` mends what can be mended.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import zarr
+from distributed import Client, as_completed
 from tqdm.auto import tqdm
 
 from phstore.provenance import record_key
-from phstore.store import DONE, FAILED, FRAMES, PENDING, RECORDS, SNAPSHOT, TARGET, FeatureStore, records_name
+from phstore.store import (
+    DONE,
+    FAILED,
+    FRAMES,
+    PENDING,
+    RECORDS,
+    SNAPSHOT,
+    TABLE_ROWS,
+    TARGET,
+    FeatureStore,
+    content_hash,
+    records_name,
+)
 
 #: Analyses, whose groups may cover a subset of the snapshots; every other group (a descriptor,
-#: predictions) must end each snapshot done or failed.
+#: predictions) ends each snapshot done or failed.
 PARTIAL = ("map", "inverse")
 
 
 @dataclass
-class VerifyReport:
-    """Problems found (``where: what``) and how much was read."""
+class Damage:
+    """Rows (ascending snapshot indices) of one group of a collection, and what is wrong with them."""
 
-    problems: list[str] = field(default_factory=list)
+    collection: str
+    group: str
+    rows: list[int]
+    what: str
+
+    def describe(self, sources: dict[int, tuple[str, int]] | None = None) -> str:
+        """One line: where, what, and which rows (with their source file and frame when known)."""
+        shown = [
+            f"{r} ({sources[r][0]} frame {sources[r][1]})" if sources and r in sources else str(r)
+            for r in self.rows[:5]
+        ]
+        more = f" and {len(self.rows) - 5} more" if len(self.rows) > 5 else ""
+        return f"{self.collection}/{self.group}: {self.what}: snapshots {', '.join(shown)}{more}"
+
+
+@dataclass
+class Block:
+    """What one task found in rows ``lo:hi`` of one group."""
+
+    damage: list[Damage] = field(default_factory=list)
+    pending: int = 0
+    chunks: int = 0
+    hashes: tuple[int, np.ndarray] | None = None  # frames: (first row, stored hashes; None unreadable) for uniqueness
+    sources: dict[int, tuple[str, int]] = field(default_factory=dict)  # frames: damaged rows' sources
+
+
+@dataclass
+class VerifyReport:
+    """What verify found: damage (:attr:`problems`, one line each) and unfinished work (``notes``)."""
+
+    damage: list[Damage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sources: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
     groups: int = 0
     snapshots: int = 0
     chunks: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        """No damage (pending work may remain: see ``notes``)."""
+        return not self.damage
+
+    @property
+    def problems(self) -> list[str]:
+        """Each damage as one line."""
+        out = []
+        for d in self.damage:
+            sources = {r: s for (c, r), s in self.sources.items() if c == d.collection} if d.group == FRAMES else None
+            out.append(d.describe(sources))
+        return out
 
 
-def _chunks(arr: zarr.Array, n: int, where: str, report: VerifyReport) -> Iterator[tuple[slice, np.ndarray]]:
-    """``(rows, values)`` of the first ``n`` rows of a snapshot array, one chunk at a time; a
-    chunk that does not decode is reported and ends the scan of that array."""
-    step = arr.chunks[0]
-    for lo in range(0, n, step):
-        rows = slice(lo, min(n, lo + step))
+class _Rows:
+    """Reads rows ``lo:hi`` of arrays, chunk by chunk where a chunk does not decode: the rows of
+    an unreadable chunk read as the fill value and are reported."""
+
+    def __init__(self, collection: str, group: str, lo: int, hi: int, block: Block) -> None:
+        self.collection, self.group, self.lo, self.hi, self.block = collection, group, lo, hi, block
+
+    def read(self, name: str, arr: zarr.Array, pad: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, readable)``: the rows' values and which of them decoded. Rows past the end
+        of a shorter array are left out, or with ``pad`` (the frames table, where every array
+        holds every committed row) reported and read as the fill value."""
+        lo, hi = self.lo, min(self.hi, arr.shape[0])
+        step = arr.chunks[0]
+        self.block.chunks += len(range(lo // step, -(-hi // step)))
+        readable = np.ones(max(0, hi - lo), dtype=bool)
         try:
-            values = arr[rows]
-        except Exception as exc:  # any decoding or I/O error is a problem to report, not a crash
-            report.problems.append(f"{where}: chunk unreadable: {type(exc).__name__}: {exc}")
-            return
-        report.chunks += 1
-        yield rows, values
+            values = arr[lo:hi]
+        except Exception:  # find the chunks that do not decode
+            parts = []
+            for start in range(lo, hi, step):
+                stop = min(hi, (start // step + 1) * step)
+                try:
+                    parts.append(arr[start:stop])
+                except Exception as exc:  # any decoding or I/O error is damage to report, not a crash
+                    parts.append(self.fill(arr, stop - start))
+                    readable[start - lo : stop - lo] = False
+                    self.damaged(range(start, stop), f"{name}: chunk unreadable: {type(exc).__name__}: {exc}")
+            values = np.concatenate(parts)
+        if pad and hi < self.hi:  # an array shorter than the committed rows
+            self.damaged(
+                range(max(lo, hi), self.hi), f"{name}: {arr.shape[0]} rows, fewer than the committed snapshots"
+            )
+            values = np.concatenate([values, self.fill(arr, self.hi - max(lo, hi))])
+            readable = np.concatenate([readable, np.zeros(self.hi - max(lo, hi), dtype=bool)])
+        return (values.astype(object) if values.dtype.kind == "T" else values), readable
+
+    @staticmethod
+    def fill(arr: zarr.Array, n: int) -> np.ndarray:
+        return np.full((n, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
+
+    def damaged(self, rows: Iterable[int], what: str) -> None:
+        rows = [int(r) for r in rows]
+        if rows:
+            self.block.damage.append(Damage(self.collection, self.group, rows, what))
+
+    def where(self, mask: np.ndarray, what: str) -> None:
+        """Report the rows of the block where ``mask`` holds."""
+        self.damaged(self.lo + np.flatnonzero(mask), what)
 
 
-def _read_all(arr: zarr.Array, n: int, where: str, report: VerifyReport) -> np.ndarray:
-    """The first ``n`` rows of a small (one value per snapshot) array, read chunk by chunk."""
-    return np.concatenate([arr[0:0], *(values for _, values in _chunks(arr, n, where, report))])
-
-
-def _check_frames(group: zarr.Group, n: int, where: str, report: VerifyReport) -> None:
-    for name, arr in group.arrays():
-        if arr.shape[0] < n:
-            report.problems.append(f"{where}/{name}: {arr.shape[0]} rows, but {n} snapshots are committed")
-        elif name == "content_hash":
-            hashes = _read_all(arr, n, f"{where}/{name}", report)
-            if len(np.unique(hashes)) != len(hashes):
-                report.problems.append(
-                    f"{where}: {len(hashes) - len(np.unique(hashes))} duplicate snapshots (same content hash)"
+def _check_frames(store: FeatureStore, collection: str, lo: int, hi: int, block: Block) -> None:
+    arrays = dict(store.zarr_group(collection)[FRAMES].arrays())
+    rows = _Rows(collection, FRAMES, lo, hi, block)
+    values, readable = {}, {}
+    for name, arr in arrays.items():
+        values[name], readable[name] = rows.read(name, arr)
+    n = hi - lo
+    ok = {name: readable.get(name, np.zeros(n, bool)) for name in ("positions", "cell", "numbers", "energy", TARGET)}
+    if "positions" in values:
+        rows.where(ok["positions"] & ~np.isfinite(values["positions"]).all(axis=(1, 2)), "positions not finite")
+    if "cell" in values:
+        rows.where(ok["cell"] & ~np.isfinite(values["cell"]).all(axis=(1, 2)), "cell not finite")
+    if "numbers" in values:
+        rows.where(ok["numbers"] & (values["numbers"] <= 0).any(axis=1), "atomic numbers missing (zero)")
+    if "density" in values:
+        rows.where(readable["density"] & ~(values["density"] > 0), "density not a positive number")
+    for name in ("source", "trajectory"):
+        if name in values:
+            rows.where(readable[name] & (values[name] == ""), f"{name} missing")
+    if "energy" in values and TARGET in values:
+        energy, per_atom = values["energy"], values[TARGET]
+        both = ok["energy"] & ok[TARGET]
+        rows.where(both & (np.isinf(energy) | np.isinf(per_atom)), "infinite energy")
+        natoms = values["positions"].shape[1] if "positions" in values else 1
+        agree = np.isclose(per_atom, energy / natoms, rtol=1e-12, atol=0, equal_nan=True)
+        rows.where(both & ~agree, "energy and energy per atom disagree")
+    if "content_hash" in values:
+        block.hashes = (lo, np.where(readable["content_hash"], values["content_hash"], np.iinfo(np.int64).min))
+        content = ok["positions"] & ok["cell"] & ok["numbers"] & ok["energy"] & readable["content_hash"]
+        made = np.array(
+            [
+                content_hash(z, p, c, e) if good else h
+                for z, p, c, e, h, good in zip(
+                    values["numbers"],
+                    values["positions"],
+                    values["cell"],
+                    values["energy"],
+                    values["content_hash"],
+                    content,
                 )
-        elif name == TARGET:
-            energy = _read_all(arr, n, f"{where}/{name}", report)
-            if np.isinf(energy).any():  # NaN: an unlabelled snapshot
-                report.problems.append(f"{where}: {int(np.isinf(energy).sum())} snapshots with an infinite energy")
-        else:
-            for _ in _chunks(arr, n, f"{where}/{name}", report):
-                pass
+            ],
+            dtype=np.int64,
+        )
+        rows.where(
+            made != values["content_hash"], "content hash does not match the numbers, positions, cell and energy"
+        )
+    damaged = sorted({r for d in block.damage for r in d.rows})
+    if damaged and "source" in values:
+        for r in damaged:
+            i = r - lo
+            if readable["source"][i] and values["source"][i]:
+                block.sources[r] = (str(values["source"][i]), int(values["source_index"][i]))
+
+
+def _check_group(store: FeatureStore, collection: str, group: str, lo: int, hi: int, block: Block) -> None:
+    g = store.zarr_group(collection)[group]
+    arrays = {k: a for k, a in g.arrays() if a.metadata.dimension_names and a.metadata.dimension_names[0] == SNAPSHOT}
+    rows = _Rows(collection, group, lo, hi, block)
+    status, known = rows.read("status", arrays["status"], pad=False)
+    past = hi - lo - len(status)  # rows past the array: ingested after the last featurize, pending
+    status = np.concatenate([status, np.full(past, PENDING, dtype=status.dtype)])
+    known = np.concatenate([known, np.ones(past, dtype=bool)])
+    rows.where(known & ~np.isin(status, (PENDING, DONE, FAILED)), "status codes other than pending/done/failed")
+    block.pending = int((known & (status == PENDING)).sum())
+    done, failed = known & (status == DONE), known & (status == FAILED)
+    for name, arr in arrays.items():
+        if name == "status" or arr.shape[0] <= lo:
+            continue
+        values, readable = rows.read(name, arr, pad=False)
+        m = len(values)
+        if name == "error":
+            has = np.array([bool(e) for e in values], dtype=bool)
+            rows.where(readable & done[:m] & has, "error messages on done rows")
+            rows.where(readable & failed[:m] & ~has, "failed rows without an error message")
+        elif values.dtype.kind == "f":
+            finite = np.isfinite(values).reshape(m, -1).all(axis=1)
+            rows.where(readable & done[:m] & ~finite, f"{name}: NaN or inf in done rows")
+    if RECORDS in dict(g.groups()):
+        _check_records(store, collection, g, status, known, lo, hi, rows)
 
 
 def _check_records(
-    store: FeatureStore, collection: str, group: zarr.Group, status: np.ndarray, where: str, report: VerifyReport
+    store: FeatureStore,
+    collection: str,
+    g: zarr.Group,
+    status: np.ndarray,
+    known: np.ndarray,
+    lo: int,
+    hi: int,
+    rows: _Rows,
 ) -> None:
-    stored = dict(group[RECORDS].arrays()) if RECORDS in dict(group.groups()) else {}
-    for c in range(store.n_chunks(collection)):
+    cs = store.chunk_size
+    for c in range(lo // cs, -(-hi // cs)):
         region = store.chunk_rows(collection, c)
-        rows = status[region]
+        local = slice(region.start - lo, region.stop - lo)
+        done = np.flatnonzero(known[local] & (status[local] == DONE)) + region.start
         name = records_name(c)
-        if name not in stored:
-            if (rows == DONE).any():
-                report.problems.append(
-                    f"{where}/{RECORDS}/{name}: missing, but {int((rows == DONE).sum())} rows are done"
-                )
+        try:
+            arr = g[f"{RECORDS}/{name}"]
+        except KeyError:
+            rows.damaged(done, f"{RECORDS}/{name} missing for done rows")
             continue
         try:
-            records = stored[name][...]
+            records = arr[...]
+            lost = arr.nchunks_initialized < arr.nchunks  # a lost data chunk reads back as zeros
         except Exception as exc:
-            report.problems.append(f"{where}/{RECORDS}/{name}: unreadable: {type(exc).__name__}: {exc}")
+            rows.damaged(range(region.start, region.stop), f"{RECORDS}/{name} unreadable: {type(exc).__name__}: {exc}")
             continue
-        report.chunks += 1
-        owners = records[:, 0].astype(int) if records.size else np.empty(0, int)
+        rows.block.chunks += 1
+        if lost:
+            rows.damaged(range(region.start, region.stop), f"{RECORDS}/{name}: data lost")
+            continue
         if np.isnan(records).any():
-            report.problems.append(f"{where}/{RECORDS}/{name}: NaN in the records")
-        if ((owners < 0) | (owners >= len(rows))).any() or (owners.size and (rows[owners] != DONE).any()):
-            report.problems.append(f"{where}/{RECORDS}/{name}: records of rows that are not done")
-        empty = np.setdiff1d(np.flatnonzero(rows == DONE), owners)
-        if empty.size:
-            report.problems.append(
-                f"{where}/{RECORDS}/{name}: done rows {(empty + region.start).tolist()} have no records"
-            )
-
-
-def _check_group(
-    store: FeatureStore, collection: str, group: zarr.Group, name: str, where: str, report: VerifyReport
-) -> None:
-    n = store.n_snapshots(collection)
-    prov = dict(group.attrs.get("provenance", {}))
-    if not {"descriptor", "params", "versions", "key"} <= set(prov):
-        report.problems.append(f"{where}: no provenance record")
-        return
-    if record_key(prov) != prov["key"] or name != f"{prov['descriptor']}-{prov['key']}":
-        report.problems.append(
-            f"{where}: provenance record hashes to {record_key(prov)}, "
-            f"but the group claims {name.rpartition('-')[2]} (record key {prov['key']})"
-        )
-    arrays = dict(group.arrays())
-    held = min(n, arrays["status"].shape[0])  # rows past the array are pending
-    status = _read_all(arrays["status"], held, f"{where}/status", report)
-    unread = held - len(status)  # after a chunk that does not decode (reported): not known pending
-    status = np.concatenate([status, np.full(n - len(status), PENDING, dtype=status.dtype)])
-    if not np.isin(status, (PENDING, DONE, FAILED)).all():
-        report.problems.append(f"{where}: status codes other than pending/done/failed")
-    pending = int((status == PENDING).sum()) - unread
-    if pending and prov["descriptor"] not in PARTIAL:
-        report.problems.append(f"{where}: {pending} snapshots pending (run `phstore featurize` to finish them)")
-    for var, arr in arrays.items():
-        if var == "status" or arr.metadata.dimension_names[0] != SNAPSHOT:
+            rows.damaged(range(region.start, region.stop), f"{RECORDS}/{name}: NaN in the records")
+        owners = records[:, 0].astype(np.int64) + region.start if records.size else np.empty(0, np.int64)
+        if ((owners < region.start) | (owners >= region.stop)).any():
+            rows.damaged(range(region.start, region.stop), f"{RECORDS}/{name}: records of rows outside the chunk")
             continue
-        bad_errors, not_finite = False, []
-        for rows, values in _chunks(arr, min(n, arr.shape[0]), f"{where}/{var}", report):
-            done, failed = status[rows] == DONE, status[rows] == FAILED
-            if var == "error":
-                errors = np.asarray(values, dtype=object)
-                bad_errors |= any(errors[done]) or not all(errors[failed])
-            elif values.dtype.kind == "f":
-                finite = np.isfinite(values[done]).all(axis=tuple(range(1, values.ndim)))
-                not_finite += (rows.start + np.flatnonzero(done)[~finite]).tolist()
-        if bad_errors:
-            report.problems.append(f"{where}: error messages on done rows or failed rows without one")
-        if not_finite:
-            report.problems.append(f"{where}/{var}: NaN or inf in done snapshots {not_finite[:10]}")
-    if RECORDS in dict(group.groups()):
-        _check_records(store, collection, group, status, where, report)
+        failed = np.flatnonzero(known[local] & (status[local] == FAILED)) + region.start
+        # records of pending rows are what a task killed before its commit leaves: overwritten next time
+        rows.damaged(np.intersect1d(owners, failed), f"{RECORDS}/{name}: records of failed rows")
+        rows.damaged(np.setdiff1d(done, owners), f"{RECORDS}/{name}: done rows without records")
 
 
-def verify_store(path: str | Path, progress: bool = True) -> VerifyReport:
-    """Check the whole store at ``path``; see the module docstring for what is checked."""
+def check_block(path: str, collection: str, group: str, lo: int, hi: int) -> Block:
+    """Check snapshots ``lo:hi`` of one group (``frames`` or a descriptor group) of a collection
+    (a verify task; runs on a Dask worker)."""
+    store = FeatureStore(path, mode="r")
+    block = Block()
+    if group == FRAMES:
+        _check_frames(store, collection, lo, hi, block)
+    else:
+        _check_group(store, collection, group, lo, hi, block)
+    return block
+
+
+def _blocks(store: FeatureStore) -> Iterator[tuple[str, str, int, int]]:
+    """``(collection, group, lo, hi)`` of every task: blocks of whole chunks, about
+    :data:`TABLE_ROWS` snapshots each."""
+    step = store.chunk_size * max(1, TABLE_ROWS // store.chunk_size)
+    for coll in store.collections:
+        n = store.n_snapshots(coll)
+        for group in [FRAMES, *store.descriptor_groups(coll)]:
+            for lo in range(0, n, step):
+                yield coll, group, lo, min(n, lo + step)
+
+
+def _provenance(store: FeatureStore, collection: str, report: VerifyReport) -> list[str]:
+    """The groups of ``collection`` to check; groups without a provenance record, or whose record
+    does not hash to their key, are damage (all their rows)."""
+    out = []
+    n = store.n_snapshots(collection)
+    for name, g in sorted(store.zarr_group(collection).groups()):
+        if name == FRAMES:
+            continue
+        report.groups += 1
+        prov = dict(g.attrs.get("provenance", {}))
+        rows = list(range(n))
+        if not {"descriptor", "params", "versions", "key"} <= set(prov):
+            report.damage.append(Damage(collection, name, rows, "no provenance record"))
+            continue
+        if record_key(prov) != prov["key"] or name != f"{prov['descriptor']}-{prov['key']}":
+            report.damage.append(
+                Damage(
+                    collection,
+                    name,
+                    rows,
+                    f"provenance record hashes to {record_key(prov)}, but the group claims "
+                    f"{name.rpartition('-')[2]} (record key {prov['key']})",
+                )
+            )
+        out.append(name)
+    return out
+
+
+def verify_store(path: str | Path, client: Client | None = None, progress: bool = True) -> VerifyReport:
+    """Check the whole store at ``path`` (see the module docstring), block by block: on
+    ``client``'s workers when given, else in this process."""
     store = FeatureStore(path, mode="r")
     report = VerifyReport()
-    for coll in tqdm(store.collections, desc="verify", unit="collection", disable=not progress):
-        n = store.n_snapshots(coll)
-        report.snapshots += n
-        root = store.zarr_group(coll)
-        for name, group in sorted(root.groups()):
-            where = f"{coll}/{name}"
-            if name == FRAMES:
-                _check_frames(group, n, where, report)
-            else:
-                report.groups += 1
-                _check_group(store, coll, group, name, where, report)
+    for coll in store.collections:
+        report.snapshots += store.n_snapshots(coll)
+        _provenance(store, coll, report)
+    tasks = list(_blocks(store))
+    pending: Counter[tuple[str, str]] = Counter()
+    hashes: dict[str, list[tuple[int, np.ndarray]]] = {}
+    if client is None:
+        results: Iterable = ((task, check_block(str(store.path), *task)) for task in tasks)
+    else:
+        futures = {client.submit(check_block, str(store.path), *task, pure=False): task for task in tasks}
+        results = ((futures[f], f.result()) for f in as_completed(futures))
+    for (coll, group, _, _), block in tqdm(
+        results, total=len(tasks), desc="verify", unit="block", disable=not progress
+    ):
+        report.damage += block.damage
+        report.chunks += block.chunks
+        pending[coll, group] += block.pending
+        report.sources.update({(coll, r): s for r, s in block.sources.items()})
+        if block.hashes is not None:
+            hashes.setdefault(coll, []).append(block.hashes)
+    for coll, parts in hashes.items():  # unique across blocks (the smallest int64: unreadable)
+        values = np.concatenate([v for _, v in sorted(parts, key=lambda p: p[0])])
+        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        twins = np.flatnonzero((counts[inverse] > 1) & (values != np.iinfo(np.int64).min))
+        if twins.size:
+            report.damage.append(Damage(coll, FRAMES, twins.tolist(), "duplicate snapshots (same content hash)"))
+    for (coll, group), count in sorted(pending.items()):
+        descriptor = store.descriptor_groups(coll).get(group, {}).get("descriptor", group)
+        if count and descriptor not in PARTIAL:
+            report.notes.append(
+                f"{coll}/{group}: {count} snapshots pending (run `phstore featurize {descriptor}` to finish them)"
+            )
+    report.damage.sort(key=lambda d: (d.collection, d.group != FRAMES, d.group, d.rows[:1], d.what))
+    _name_sources(store, report)
     return report
+
+
+def _name_sources(store: FeatureStore, report: VerifyReport) -> None:
+    """The source file and frame of damaged frames rows the blocks did not name (duplicates are
+    found across blocks), where they still read."""
+    for d in report.damage:
+        if d.group != FRAMES:
+            continue
+        for r in d.rows:
+            if (d.collection, r) not in report.sources:
+                try:
+                    v = store.read_rows(d.collection, FRAMES, slice(r, r + 1), ["source", "source_index"])
+                except Exception:  # lost with the rest: the row is named without its source
+                    continue
+                if v["source"][0]:
+                    report.sources[d.collection, r] = (str(v["source"][0]), int(v["source_index"][0]))

@@ -118,7 +118,7 @@ def test_failures_are_clear(homcloud_ph):
     res = PH(PHParams(engine="homcloud"), time_limit=1e-3).compute(carbon_frame(5))
     assert res.values is None and "hung" in res.error
     assert homcloud_ph.compute(carbon_frame(5)).error is None  # the child was replaced
-    with pytest.raises(ValueError, match="unknown PH engine"):
+    with pytest.raises(ValueError, match="engine must be one of native, homcloud, not 'gudhi'"):
         PH(PHParams(engine="gudhi"))
 
 

@@ -124,9 +124,10 @@ def test_vectors_read_the_stored_diagrams_not_recompute_them(store, client, tmp_
     shutil.copytree(path, copy)
     s = FeatureStore(copy, mode="a")
     group = PH().group
-    for chunk in (0, 1):
-        records, attrs = s.records("C64", group, chunk)
-        s.write_records("C64", group, chunk, records * [1, 1, 2, 2], attrs)
+    with s.writer("test"):
+        for chunk in (0, 1):
+            records, attrs = s.records("C64", group, chunk)
+            s.write_records("C64", group, chunk, records * [1, 1, 2, 2], attrs)
     shutil.rmtree(copy / "C64" / PersistenceImage().group)
     featurize(copy, PersistenceImage(), client, progress=False)
     stored = open_store(copy).descriptor("C64", PersistenceImage().group).image.values[0]

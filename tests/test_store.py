@@ -114,15 +114,69 @@ def test_commit_rows_writes_status_last(store):
 
     s = FeatureStore(store.path, mode="r+")
     prov = {"descriptor": "x", "params": {}, "versions": {}, "key": "k"}
-    s.ensure_descriptor("C64", "x-k", prov, {"v": VariableSpec((), (), "float64", np.nan)})
-    with pytest.raises(ValueError, match="writes 'error' and 'status' itself"):
-        s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2), "status": np.ones(2)}, [DONE, DONE])
-    with pytest.raises(KeyError):  # the second value has no array: the write stops before the status
-        s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2), "missing": np.ones(2)}, [DONE, DONE])
-    assert (s.status("C64", "x-k") == PENDING).all()
-    s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.array([1.0, 2.0])}, [DONE, DONE])
+    with s.writer("test"):
+        s.ensure_descriptor("C64", "x-k", prov, {"v": VariableSpec((), (), "float64", np.nan)})
+        with pytest.raises(ValueError, match="writes 'error' and 'status' itself"):
+            s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2), "status": np.ones(2)}, [DONE, DONE])
+        with pytest.raises(KeyError):  # the second value has no array: the write stops before the status
+            s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2), "missing": np.ones(2)}, [DONE, DONE])
+        assert (s.status("C64", "x-k") == PENDING).all()
+        s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.array([1.0, 2.0])}, [DONE, DONE])
     assert s.status("C64", "x-k").tolist()[:3] == [DONE, DONE, PENDING]
     assert s.read_rows("C64", "x-k", slice(0, 2), ["v", "error"])["error"].tolist() == ["", ""]
+
+
+def test_every_writing_call_needs_the_writer_lock(store):
+    """Library calls write only under the lock, held here or given as the holder's token (a
+    task on a worker); a token of a writer that has lost the lock is refused."""
+    from phstore.store import DONE, StoreLocked, VariableSpec
+
+    s = FeatureStore(store.path, mode="r+")
+    prov = {"descriptor": "x", "params": {}, "versions": {}, "key": "k"}
+    spec = {"v": VariableSpec((), (), "float64", np.nan)}
+    row = {k: v.values[0] for k, v in store.frames("C64").isel(snapshot=[0]).data_vars.items()}
+    for call in (
+        lambda st: st.ensure_descriptor("C64", "x-k", prov, spec),
+        lambda st: st.append_frames("C64", [row], {}),
+        lambda st: st.add_rejected([{"source": "f", "index": 0, "reason": "r"}]),
+        lambda st: st.add_sources({"d": "f"}),
+    ):
+        with pytest.raises(StoreError, match="writer lock: put the writing calls in `with store.writer"):
+            call(s)
+    assert store.n_snapshots("C64") == 11 and not store.rejected and not store.descriptor_groups("C64")
+    with s.writer("test"):
+        s.ensure_descriptor("C64", "x-k", prov, spec)
+        task = FeatureStore(store.path, mode="r+", writer=s.writer_token)  # what a Dask task opens
+        task.commit_rows("C64", "x-k", slice(0, 1), {"v": np.ones(1)}, [DONE])
+        task.write_records("C64", "x-k", 0, np.zeros((1, 2)), {})
+    with FeatureStore(store.path, mode="r+").writer("the next writer"):
+        with pytest.raises(StoreLocked, match=r"no longer holds the lock \(now `the next writer`"):
+            task.commit_rows("C64", "x-k", slice(1, 2), {"v": np.ones(1)}, [DONE])
+        with pytest.raises(StoreLocked):
+            task.annotate("C64", "x-k", {"a": 1})
+    assert store.status("C64", "x-k").tolist()[:2] == [DONE, 0]
+
+
+def test_readers_see_only_finished_rows_unless_they_ask(store):
+    """Values a task wrote for rows that are not done (pending, failed) read as missing."""
+    from phstore.store import DONE, FAILED, PENDING, VariableSpec
+
+    s = FeatureStore(store.path, mode="r+")
+    prov = {"descriptor": "x", "params": {}, "versions": {}, "key": "k"}
+    spec = {"v": VariableSpec(("feature",), (2,), "float32", np.nan), "n": VariableSpec((), (), "int32", 0)}
+    with s.writer("test"):
+        s.ensure_descriptor("C64", "x-k", prov, spec)
+        values = {"v": np.ones((4, 2), np.float32), "n": np.arange(5, 9, dtype=np.int32)}
+        s.commit_rows("C64", "x-k", slice(0, 4), values, [DONE, PENDING, FAILED, DONE], ["", "", "bad", ""])
+    ds = store.sel("C64", frames=slice(0, 5))
+    assert ds["x_v"].dtype == np.float32 and ds["x_n"].dtype == np.int32
+    rows = np.flatnonzero(store.select("C64", frames=slice(0, 5))[1] < 4)
+    np.testing.assert_array_equal(ds["x_status"].values[rows], [DONE, PENDING, FAILED, DONE])
+    np.testing.assert_array_equal(ds["x_v"].values[rows, 0], [1, np.nan, np.nan, 1])
+    np.testing.assert_array_equal(ds["x_n"].values[rows], [5, 0, 0, 8])  # the fill value
+    assert ds["x_v"].attrs["scaling"] == "zscore"
+    shown = store.sel("C64", frames=slice(0, 5), unfinished=True)
+    np.testing.assert_array_equal(shown["x_n"].values[rows], [5, 6, 7, 8])
 
 
 def test_snapshot_keys_are_indexed_coordinates(store):

@@ -1,4 +1,6 @@
-"""`phstore verify` passes a finished store and names each kind of damage done to a copy of it."""
+"""`phstore verify` proves a finished store and names each kind of damage done to a copy of it;
+`phstore repair` mends each kind that can be mended, and the next featurize recomputes what it
+reset, to the same values."""
 
 import json
 import shutil
@@ -13,7 +15,8 @@ import zarr
 from phstore.descriptors import PH
 from phstore.featurize import featurize
 from phstore.ingest import ingest
-from phstore.store import PENDING
+from phstore.repair import repair_store
+from phstore.store import FRAMES, PENDING, FeatureStore, StoreError
 from phstore.verify import verify_store
 from tests.helpers import ROOT, carbon_frame, write_trajectory
 
@@ -22,6 +25,7 @@ GROUP = f"C64/{PH().group}"
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, client):
+    """5 snapshots in chunks of 2 (4 labelled, 1 unlabelled), PH done; beside it its sources."""
     root = tmp_path_factory.mktemp("verify")
     path = root / "s.zarr"
     md = carbon_frame(seed=32)
@@ -32,9 +36,9 @@ def finished(tmp_path_factory, client):
     return path
 
 
-def cli_verify(path):
+def cli(*words, path):
     return subprocess.run(
-        [sys.executable, "-m", "phstore", "verify", "--store", str(path), "--quiet"],
+        [sys.executable, "-m", "phstore", *words, "--store", str(path), "--quiet", "--workers", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -42,12 +46,14 @@ def cli_verify(path):
     )
 
 
-def test_finished_store_is_consistent(finished):
+def test_finished_store_is_consistent(finished, client):
     report = verify_store(finished, progress=False)
-    assert report.ok, report.problems
+    assert report.ok and not report.notes, report.problems
     assert report.snapshots == 5 and report.groups == 1 and report.chunks >= 10
-    out = cli_verify(finished)
-    assert out.returncode == 0 and "consistent" in out.stdout
+    on_workers = verify_store(finished, client, progress=False)
+    assert on_workers.ok and on_workers.chunks == report.chunks
+    out = cli("verify", path=finished)
+    assert out.returncode == 0 and "consistent" in out.stdout, out.stderr
 
 
 def test_nothing_in_the_store_is_pickled(finished):
@@ -68,6 +74,11 @@ def _garbage_status(path):
     (path / GROUP / "status" / "c" / "1").write_bytes(b"not zstd at all")
 
 
+def _garbage_error(path):
+    (path / GROUP / "error" / "c").mkdir(exist_ok=True)  # no chunk is written while every message is ""
+    (path / GROUP / "error" / "c" / "2").write_bytes(b"not zstd at all")
+
+
 def _lost_chunk(path):
     (path / GROUP / "histogram" / "c" / "1" / "0" / "0").unlink()  # reads back as NaN fill
 
@@ -86,6 +97,10 @@ def _lost_records(path):
     shutil.rmtree(path / GROUP / "records" / "c000001")
 
 
+def _lost_records_data(path):
+    (path / GROUP / "records" / "c000001" / "c" / "0" / "0").unlink()  # reads back as zeros: "row 0 of the chunk"
+
+
 def _infinite_energy(path):
     zarr.open_array(str(path / "C64" / "frames" / "energy_per_atom"), mode="a")[0] = np.inf
 
@@ -95,26 +110,99 @@ def _duplicate_frame(path):
     arr[1] = arr[0]
 
 
-@pytest.mark.parametrize(
-    "damage,message",
-    [
-        (_garbage_chunk, "histogram: chunk unreadable"),
-        (_garbage_status, "status: chunk unreadable"),
-        (_lost_chunk, "histogram: NaN or inf in done snapshots [2, 3]"),
-        (_tampered_provenance, "provenance record hashes to"),
-        (_pending_row, "1 snapshots pending"),
-        (_lost_records, "records/c000001: missing, but 2 rows are done"),
-        (_duplicate_frame, "1 duplicate snapshots"),
-        (_infinite_energy, "1 snapshots with an infinite energy"),
-    ],
-)
-def test_damage_is_found(finished, tmp_path, damage, message):
+def _lost_positions(path):
+    (path / "C64" / "frames" / "positions" / "c" / "1" / "0" / "0").unlink()  # reads back as NaN
+
+
+def _lost_energy(path):
+    (path / "C64" / "frames" / "energy" / "c" / "0").unlink()  # NaN: as if unlabelled
+
+
+def _garbage_cell(path):
+    (path / "C64" / "frames" / "cell" / "c" / "2" / "0" / "0").write_bytes(b"not zstd at all")
+
+
+DAMAGE = [
+    (_garbage_chunk, "histogram: chunk unreadable", [0, 1]),
+    (_garbage_status, "status: chunk unreadable", [2, 3]),
+    (_garbage_error, "error: chunk unreadable", [4]),
+    (_lost_chunk, "histogram: NaN or inf in done rows", [2, 3]),
+    (_lost_records, "records/c000001 missing for done rows", [2, 3]),
+    (_lost_records_data, "records/c000001: data lost", [2, 3]),
+    (_infinite_energy, "infinite energy", [0]),
+    (_duplicate_frame, "duplicate snapshots (same content hash)", [0, 1]),
+    (_lost_positions, "positions not finite", [2, 3]),
+    (_lost_energy, "energy and energy per atom disagree", [0, 1, 2, 3]),
+    (_garbage_cell, "cell: chunk unreadable", [4]),
+]
+
+
+def _copy(finished, tmp_path, damage):
     path = tmp_path / "s.zarr"
     shutil.copytree(finished, path)
+    for source in ("run1.xyz", "md.xyz"):  # the sources, at the paths the store names
+        assert (finished.parent / source).exists()
     damage(path)
+    return path
+
+
+@pytest.mark.parametrize("damage, message, rows", DAMAGE, ids=[d[0].__name__ for d in DAMAGE])
+def test_damage_is_found_named_and_mended(finished, tmp_path, client, damage, message, rows):
+    path = _copy(finished, tmp_path, damage)
     report = verify_store(path, progress=False)
-    assert any(message in p for p in report.problems), report.problems
-    assert (damage is _pending_row) == any("pending" in p for p in report.problems), report.problems
-    if damage is _garbage_chunk:  # the command says so too, and fails
-        out = cli_verify(path)
-        assert out.returncode == 1 and message in out.stderr
+    found = [d for d in report.damage if message in d.what]
+    assert found and found[0].rows == rows, report.problems
+    if found[0].group == FRAMES:  # named with the file and frame to read again
+        assert any("run1.xyz frame" in p or "md.xyz frame" in p for p in report.problems), report.problems
+    fixed = repair_store(path, progress=False)
+    assert fixed.ok, fixed.unmended
+    featurize(path, PH(), client, progress=False)
+    after = verify_store(path, progress=False)
+    assert after.ok and not after.notes, after.problems
+    before, now = FeatureStore(finished), FeatureStore(path)
+    for name in ("positions", "energy", "energy_per_atom", "content_hash"):
+        np.testing.assert_array_equal(now.column("C64", name), before.column("C64", name))
+    np.testing.assert_array_equal(
+        now.descriptor("C64", PH().group)["histogram"].values, before.descriptor("C64", PH().group)["histogram"].values
+    )
+    for chunk in range(3):
+        np.testing.assert_array_equal(
+            now.records("C64", PH().group, chunk)[0], before.records("C64", PH().group, chunk)[0]
+        )
+
+
+def test_unfinished_work_is_a_note_not_damage(finished, tmp_path):
+    path = _copy(finished, tmp_path, _pending_row)
+    report = verify_store(path, progress=False)
+    assert report.ok and report.notes == [f"{GROUP}: 1 snapshots pending (run `phstore featurize ph` to finish them)"]
+    out = cli("verify", path=path)
+    assert out.returncode == 0 and "unfinished: " in out.stderr and "consistent" in out.stdout
+
+
+def test_an_unreadable_status_stops_featurize_with_what_to_do(finished, tmp_path, client):
+    path = _copy(finished, tmp_path, _garbage_status)
+    with pytest.raises(StoreError, match=r"status does not read back .*phstore repair --store"):
+        featurize(path, PH(), client, progress=False)
+    out = cli("verify", path=path)
+    assert out.returncode == 1 and "damage: C64/ph-" in out.stderr and "phstore repair" in out.stdout
+    out = cli("repair", path=path)
+    assert out.returncode == 0 and "1 chunks pending again; run `phstore featurize ph" in out.stdout, out.stderr
+    assert FeatureStore(path).status("C64", PH().group).tolist() == [1, 1, 0, 0, 1]
+
+
+def test_what_cannot_be_mended_is_named(finished, tmp_path):
+    """A frame whose source is gone, and features of unknown parameters, are left as they are
+    and named: the frame with its file and index, the group with what to do."""
+    root = tmp_path / "moved"
+    shutil.copytree(finished.parent, root, ignore=shutil.ignore_patterns("s.zarr"))
+    path = _copy(finished, tmp_path, _lost_positions)
+    _tampered_provenance(path)
+    (finished.parent / "run1.xyz").rename(finished.parent / "run1.moved")
+    try:
+        report = repair_store(path, progress=False)
+    finally:
+        (finished.parent / "run1.moved").rename(finished.parent / "run1.xyz")
+    assert not report.ok
+    assert any("run1.xyz frame 2 is no longer there; re-ingest" in u for u in report.unmended), report.unmended
+    assert any("provenance" in u and "remove the group" in u for u in report.unmended), report.unmended
+    assert not report.restored

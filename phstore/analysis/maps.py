@@ -148,18 +148,19 @@ def descriptor_map(
         coords = {m: store.read_rows(collection, group, slice(0, n), [m])[m][rows] for m in names}
     else:
         coords = embed(X, params)
-        store.ensure_descriptor(
-            collection, group, prov, {m: VariableSpec(("xy",), (2,), "float64", np.nan) for m in names}
-        )
-        values: dict[str, Any] = {}
-        for m in names:
-            full = np.full((n, 2), np.nan)
-            full[rows] = coords[m]
-            values[m] = full
-        done = np.zeros(n, dtype=bool)
-        done[rows] = True
-        error = np.where(done, "", f"no finished {source} features" + (f" in {dataset!r}" if dataset else ""))
-        store.commit_rows(collection, group, slice(0, n), values, np.where(done, DONE, FAILED), error)
+        with store.writer(f"analyze maps {group}"):
+            store.ensure_descriptor(
+                collection, group, prov, {m: VariableSpec(("xy",), (2,), "float64", np.nan) for m in names}
+            )
+            values: dict[str, Any] = {}
+            for m in names:
+                full = np.full((n, 2), np.nan)
+                full[rows] = coords[m]
+                values[m] = full
+            done = np.zeros(n, dtype=bool)
+            done[rows] = True
+            error = np.where(done, "", f"no finished {source} features" + (f" in {dataset!r}" if dataset else ""))
+            store.commit_rows(collection, group, slice(0, n), values, np.where(done, DONE, FAILED), error)
     return MapReport(
         descriptor, group, len(rows), {m: scores(X, coords[m], energy, sample, seed) for m in names}, reused
     )

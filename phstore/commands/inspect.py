@@ -1,4 +1,5 @@
-"""``phstore info``, ``query``, ``verify`` and ``cluster``: looking at a store and at where work runs."""
+"""``phstore info``, ``query``, ``verify``, ``repair`` and ``cluster``: looking at a store, mending
+it, and where work runs."""
 
 from __future__ import annotations
 
@@ -197,22 +198,65 @@ class Query(Command):
 
 class Verify(Command):
     words = ("verify",)
-    help = "read the whole store back and check it; exit 1 on any problem"
+    help = (
+        "read the whole store back on Dask workers and check it: exit 1 on damage (each named, frames "
+        "with their source file and frame; `phstore repair` mends it), 0 when consistent (unfinished work noted)"
+    )
 
     def options(self) -> list[Option]:
-        return [STORE, QUIET]
+        return [STORE, QUIET, *CLUSTER_OPTIONS]
 
     def run(self, args: argparse.Namespace) -> int:
+        from phstore.cluster import connect
         from phstore.verify import verify_store
 
-        report = verify_store(args.store, progress=not args.quiet)
+        with connect(cluster_options(args)) as client:
+            report = verify_store(args.store, client, progress=not args.quiet)
         for problem in report.problems:
-            print(f"problem: {problem}", file=sys.stderr)
-        verdict = "consistent" if report.ok else f"{len(report.problems)} problems"
+            print(f"damage: {problem}", file=sys.stderr)
+        for note in report.notes:
+            print(f"unfinished: {note}", file=sys.stderr)
+        if report.ok:
+            verdict = "consistent" + (f", {len(report.notes)} groups unfinished" if report.notes else "")
+        else:
+            verdict = f"{len(report.problems)} kinds of damage (run `phstore repair --store {args.store}`)"
         print(
             f"{args.store}: {verdict} ({report.snapshots} snapshots, {report.groups} groups, "
             f"{report.chunks} chunks read)"
         )
+        return OK if report.ok else ERROR
+
+
+class Repair(Command):
+    words = ("repair",)
+    help = (
+        "verify the store and mend it: damaged descriptor chunks become pending (the next featurize "
+        "recomputes them), damaged frames are read again from their sources; exit 1 if anything is left unmended"
+    )
+
+    def options(self) -> list[Option]:
+        return [STORE, QUIET, *CLUSTER_OPTIONS]
+
+    def run(self, args: argparse.Namespace) -> int:
+        from phstore.cluster import connect
+        from phstore.repair import repair_store
+
+        with connect(cluster_options(args)) as client:
+            report = repair_store(args.store, client, progress=not args.quiet)
+        for problem in report.found.problems:
+            print(f"found: {problem}", file=sys.stderr)
+        for coll, rows in report.restored.items():
+            print(f"{coll}: {len(rows)} frames read again from their sources")
+        for (coll, group), chunks in report.reset.items():
+            descriptor = group.partition("-")[0]
+            print(
+                f"{coll}/{group}: {len(chunks)} chunks pending again; run `phstore featurize {descriptor} "
+                f"--store {args.store} ...` (with its parameters) to recompute them"
+            )
+        for line in report.unmended:
+            print(f"not mended: {line}", file=sys.stderr)
+        if not report.found.damage:
+            print(f"{args.store}: nothing to repair")
         return OK if report.ok else ERROR
 
 
@@ -244,4 +288,4 @@ class WorkerEnv(Command):
         return OK
 
 
-COMMANDS = [Info(), Query(), Verify(), JobScript(), WorkerEnv()]
+COMMANDS = [Info(), Query(), Verify(), Repair(), JobScript(), WorkerEnv()]

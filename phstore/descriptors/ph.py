@@ -28,7 +28,7 @@ import numpy as np
 from ase import Atoms
 
 from phstore.descriptors.base import Descriptor, FrameResult, radius_axis
-from phstore.descriptors.params import ENGINES, PHExecution, PHParams
+from phstore.descriptors.params import PHExecution, PHParams
 from phstore.isolation import ChildCrashed, ChildError, ChildTimeout, runner_for
 from phstore.ph import Deadline, PeriodicAlphaError, homcloud, periodic_alpha_diagram
 from phstore.ph.vectorize import histogram
@@ -82,8 +82,6 @@ class PH(Descriptor):
     record_columns = ("row", "degree", "birth", "death")
 
     def __init__(self, params: PHParams = PHParams(), time_limit: float = PHExecution.time_limit) -> None:
-        if params.engine not in ENGINES:
-            raise ValueError(f"unknown PH engine {params.engine!r}; choose one of {ENGINES}")
         self.params = params
         self.time_limit = time_limit
 

@@ -21,7 +21,7 @@ from phstore.features import Parts, Rows, feature_scales, read_features
 from phstore.metrics import regression_metrics
 from phstore.store import FeatureStore
 from phstore.training.model import Model
-from phstore.training.params import NETWORKS, OPTIMIZERS, NeuralConfig
+from phstore.training.params import NETWORKS, NeuralConfig
 
 
 def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):
@@ -183,8 +183,6 @@ def build_optimizer(config: NeuralConfig, parameters):
     learning-rate schedule (halved at each milestone)."""
     import torch
 
-    if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of {OPTIMIZERS}")
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(
             parameters,
