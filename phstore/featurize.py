@@ -1,15 +1,19 @@
 """Compute a descriptor for every pending snapshot of a store on Dask workers.
 
 One task per chunk of snapshots: the task reads its rows' positions from the store, computes
-the pending ones, and writes the whole chunk region back (values first, then ``status`` as the
-commit marker). Chunks never overlap, so writes never race; a chunk whose task died is still
-pending and is computed again on the next run, giving the same values.
+the pending ones, writes the values of the whole chunk region (and its records) and returns
+the rows' status and error messages. Chunks never overlap, so tasks' writes never race. The
+coordinating process commits the status (the commit marker, chunked by ``TABLE_ROWS``) as
+results arrive, once per batch of them, and submits the tasks in batches, a bounded number in
+flight. A chunk whose task died, or whose result never reached a commit, is still pending
+and is computed again on the next run, giving the same values.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Iterable
 
@@ -35,6 +39,8 @@ class ChunkReport:
     seconds: float = 0.0
     compute_seconds: float = 0.0
     compute_cpu_seconds: float = 0.0
+    status: np.ndarray | None = None  # of the chunk's rows, for the coordinator to commit (None: nothing done)
+    errors: np.ndarray | None = None
 
 
 @dataclass
@@ -92,8 +98,9 @@ def featurize_chunk(
     retry_failed: bool = False,
     writer: str | None = None,
 ) -> ChunkReport:
-    """Compute the pending rows of one chunk and write the chunk (runs on a Dask worker, on
-    behalf of the holder of the store's writer lock, whose token is ``writer``).
+    """Compute the pending rows of one chunk and write the chunk's values (runs on a Dask
+    worker, on behalf of the holder of the store's writer lock, whose token is ``writer``); the
+    rows' status and error messages come back in the report, for the holder to commit.
 
     Rows are read and written with plain Zarr calls (:meth:`FeatureStore.read_rows`): no Dask
     graph inside a task, so nothing is sent back through the distributed scheduler.
@@ -143,8 +150,8 @@ def featurize_chunk(
         if len(keep):  # each frame's records come sorted: ordering the rows keeps the whole chunk sorted
             records = records[np.argsort(records[:, 0], kind="stable")]
         store.write_records(collection, group, chunk, records, {"columns": list(descriptor.record_columns)})
-    status, errors = current.pop("status"), current.pop("error")
-    store.commit_rows(collection, group, rows, current, status, errors)
+    report.status, report.errors = current.pop("status"), current.pop("error")
+    store.write_rows(collection, group, rows, current)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -154,6 +161,37 @@ def pending_chunks(store: FeatureStore, collection: str, group: str, retry_faile
     status = store.status(collection, group)
     todo = (status == PENDING) | (retry_failed & (status == FAILED))
     return np.unique(store.chunk_of(np.flatnonzero(todo))).tolist()
+
+
+#: Tasks a featurize run keeps submitted per worker thread (the rest wait in this process).
+IN_FLIGHT_PER_THREAD = 4
+
+
+class _Commits:
+    """The status of finished chunks, buffered until :meth:`flush` commits them (one write of
+    each status chunk they touch)."""
+
+    def __init__(self, store: FeatureStore, group: str) -> None:
+        self.store, self.group, self.reports = store, group, []
+
+    def add(self, report: ChunkReport) -> None:
+        if report.status is not None:
+            self.reports.append(report)
+
+    def flush(self) -> None:
+        by_collection: dict[str, list[ChunkReport]] = {}
+        for r in self.reports:
+            by_collection.setdefault(r.collection, []).append(r)
+        for coll, reports in by_collection.items():
+            rows = [self.store.chunk_rows(coll, r.chunk) for r in reports]
+            self.store.commit_status(
+                coll,
+                self.group,
+                np.concatenate([np.arange(s.start, s.stop) for s in rows]),
+                np.concatenate([r.status for r in reports]),
+                np.concatenate([r.errors for r in reports]),
+            )
+        self.reports = []
 
 
 def featurize(
@@ -170,13 +208,15 @@ def featurize(
     kept failed unless ``retry_failed``. The store's writer lock is held throughout, so a second
     run on the same store raises :class:`~phstore.store.StoreLocked` instead of racing this one.
     A descriptor made from other stored results (the PH vectors) raises ValueError, saying what
-    to run first, while those are missing.
+    to run first, while those are missing. Tasks are submitted in batches, at most
+    :data:`IN_FLIGHT_PER_THREAD` per worker thread at a time; the status of finished chunks is
+    committed after each batch of results (and when the run is interrupted).
     """
     store = FeatureStore(store_path, mode="r+")
     chosen = list(collections) if collections else store.collections
     group = descriptor.group
     with store.writer(f"featurize {group}"):
-        futures: dict = {}
+        todo: list[tuple[str, int]] = []
         total, notes = 0, []
         for coll in chosen:
             descriptor.check_inputs(store, coll)
@@ -190,21 +230,44 @@ def featurize(
                 descriptor.variables(int(store.collection_attrs(coll)["natoms"])),
                 descriptor.coordinates(),
             )
-            todo = pending_chunks(store, coll, group, retry_failed)
+            todo += [(coll, c) for c in pending_chunks(store, coll, group, retry_failed)]
             total += store.n_chunks(coll)
-            for c in todo:
-                future = client.submit(
-                    featurize_chunk, str(store.path), coll, descriptor, c, retry_failed, store.writer_token, pure=False
-                )
-                futures[future] = (coll, c)
-        report = FeaturizeReport(group, skipped_chunks=total - len(futures), notes=notes)
-        with tqdm(total=len(futures), desc=f"featurize {group}", unit="chunk", disable=not progress) as bar:
-            for future in as_completed(futures):
-                try:
-                    report.chunks.append(future.result())
-                except Exception as exc:  # a bug or a lost worker: report it, finish the other chunks
-                    coll, chunk = futures[future]
-                    report.errors.append(f"{coll} chunk {chunk}: {type(exc).__name__}: {exc}")
-                bar.update(1)
-                bar.set_postfix(failed=len(report.failures))
+        report = FeaturizeReport(group, skipped_chunks=total - len(todo), notes=notes)
+        window = IN_FLIGHT_PER_THREAD * max(1, sum(client.nthreads().values()))
+        queue, futures, running = iter(todo), {}, as_completed()
+
+        def submit(k: int) -> None:
+            batch = list(islice(queue, k))
+            if batch:
+                colls, chunks = zip(*batch)
+                n = len(batch)
+                submitted = client.map(
+                    featurize_chunk, [str(store.path)] * n, colls, [descriptor] * n, chunks,
+                    [retry_failed] * n, [store.writer_token] * n, pure=False,
+                )  # fmt: skip
+                futures.update(zip(submitted, batch))
+                running.update(submitted)
+
+        commits = _Commits(store, group)
+        submit(window)
+        try:
+            with tqdm(total=len(todo), desc=f"featurize {group}", unit="chunk", disable=not progress) as bar:
+                for finished in running.batches():
+                    for future in finished:
+                        try:
+                            chunk = future.result()
+                            report.chunks.append(chunk)
+                            commits.add(chunk)
+                        except Exception as exc:  # a bug or a lost worker: report it, finish the other chunks
+                            coll, c = futures[future]
+                            report.errors.append(f"{coll} chunk {c}: {type(exc).__name__}: {exc}")
+                        del futures[future]
+                    commits.flush()
+                    bar.update(len(finished))
+                    bar.set_postfix(failed=len(report.failures))
+                    if len(futures) <= window // 2:
+                        submit(window - len(futures))
+        finally:  # ^C: what has finished is kept
+            commits.flush()
+            client.cancel(list(futures))
     return report

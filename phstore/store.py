@@ -62,8 +62,9 @@ FRAMES = "frames"
 RECORDS = "records"
 LOCK = ".phstore-writer.lock"  # the writer lock file of layout 1 (removed by :meth:`FeatureStore._upgrade`)
 #: The store layout a writer leaves (root attribute ``layout``; a store without one is layout 1):
-#: 2 names the dimensions of records arrays (plain xarray needs them) and locks with flock.
-LAYOUT = 2
+#: 2 names the dimensions of records arrays (plain xarray needs them) and locks with flock; 3
+#: chunks each descriptor group's status and error messages by ``TABLE_ROWS`` (the writer commits them).
+LAYOUT = 3
 TABLE_ROWS = 4096  # snapshots per chunk of the frames table's 1-D columns
 REJECTED = ("rejected_source", "rejected_index", "rejected_reason")  # root arrays: frames ingest refused
 
@@ -785,11 +786,17 @@ class FeatureStore:
 
     def _upgrade(self) -> None:
         """Bring a store of an older layout to :data:`LAYOUT` (once, under the writer lock):
-        records arrays without dimension names are rewritten with them, the old lock file goes."""
+        records arrays without dimension names are rewritten with them, status and error arrays
+        chunked by the snapshot chunk are rewritten chunked by ``TABLE_ROWS``, the old lock file
+        goes."""
         (self.path / LOCK).unlink(missing_ok=True)
         for collection in self.collections:
             for group in self.descriptor_groups(collection):
-                records = self._root[f"{collection}/{group}"].get(RECORDS)
+                g = self._root[f"{collection}/{group}"]
+                for name in ("status", "error"):
+                    if g[name].chunks[0] < TABLE_ROWS:
+                        self._rechunk(g[name], TABLE_ROWS)
+                records = g.get(RECORDS)
                 if records is None:
                     continue
                 for name, arr in list(records.arrays()):
@@ -797,6 +804,26 @@ class FeatureStore:
                         self.write_records(collection, group, int(name[1:]), arr[...], dict(arr.attrs))
         self._root.attrs["layout"] = LAYOUT
         log.info("upgraded %s to store layout %d", self.path, LAYOUT)
+
+    def _rechunk(self, arr: zarr.Array, rows: int) -> None:
+        """Rewrite a 1-D snapshot array in chunks of ``rows`` (a store upgrade); one that does not
+        decode is left as it is, for verify to report and repair to mend."""
+        try:
+            values = arr[...]
+        except Exception as exc:
+            log.warning("%s not rechunked: %s", arr.path, exc)
+            return
+        self._root.create_array(
+            arr.path,
+            shape=arr.shape,
+            dtype=arr.dtype,
+            chunks=(rows,),
+            fill_value=arr.metadata.fill_value,
+            dimension_names=arr.metadata.dimension_names,
+            attributes=dict(arr.attrs),
+            compressors=arr.compressors,
+            overwrite=True,
+        )[...] = values
 
     def _require_writable(self) -> None:
         """Refuse a write without the writer lock (see :meth:`writer`)."""
@@ -936,8 +963,8 @@ class FeatureStore:
             self._extend(f"{collection}/{group}", n)
             return
         cs = self.chunk_size
-        data = {
-            "status": ((SNAPSHOT,), da.full((n,), PENDING, dtype="int8", chunks=cs)),
+        data = {  # committed by the writer alone, for many tasks' chunks: chunked like the frames' columns
+            "status": ((SNAPSHOT,), da.full((n,), PENDING, dtype="int8", chunks=TABLE_ROWS)),
             "error": ((SNAPSHOT,), np.full(n, "", dtype=object)),
         }
         for name, spec in variables.items():
@@ -956,7 +983,7 @@ class FeatureStore:
             zarr_format=3,
             consolidated=False,
             compute=False,
-            encoding={"error": {"chunks": (cs,)}, **dense},
+            encoding={"error": {"chunks": (TABLE_ROWS,)}, "status": {"chunks": (TABLE_ROWS,)}, **dense},
         )
 
     def _extend(self, group: str, n: int) -> None:
@@ -1004,20 +1031,44 @@ class FeatureStore:
         status: np.ndarray,
         errors: np.ndarray | None = None,
     ) -> None:
-        """Write ``values`` to the snapshot region ``rows`` of a descriptor group, then the rows'
-        error messages (``errors``; none when not given) and last their ``status``, the commit
-        marker: a writer killed before the end leaves the rows' old status, never a status
-        without its values."""
+        """Write ``values`` to the snapshot region ``rows`` of a descriptor group
+        (:meth:`write_rows`), then commit the rows' ``status`` and error messages (``errors``;
+        none when not given; :meth:`commit_status`): a writer killed before the end leaves the
+        rows' old status, never a status without its values."""
+        self.write_rows(collection, group, rows, values)
+        self.commit_status(collection, group, np.arange(*rows.indices(self.n_snapshots(collection))), status, errors)
+
+    def write_rows(self, collection: str, group: str, rows: slice, values: dict[str, np.ndarray]) -> None:
+        """Write ``values`` (not ``status`` or ``error``) to the snapshot region ``rows`` of a
+        descriptor group: what a featurize task writes, its region one chunk of its own."""
         self._require_writable()
-        status = np.asarray(status, dtype=np.int8)
-        if errors is None:
-            errors = np.full(len(status), "", dtype=object)
         if {"error", "status"} & set(values):
-            raise ValueError("commit_rows writes 'error' and 'status' itself: pass them as its arguments")
+            raise ValueError("status and errors are committed by commit_status (or commit_rows), not written as values")
         for name, value in values.items():
             self._root[f"{collection}/{group}/{name}"][rows] = value
-        self._root[f"{collection}/{group}/error"][rows] = np.asarray(errors, dtype=object)
-        self._root[f"{collection}/{group}/status"][rows] = status
+
+    def commit_status(
+        self, collection: str, group: str, rows: np.ndarray, status: np.ndarray, errors: np.ndarray | None = None
+    ) -> None:
+        """Commit the ``status`` and error messages (``errors``; none when not given) of the
+        snapshot rows ``rows`` (indices, e.g. of several finished chunks) of a descriptor group:
+        one read and write of each status chunk they touch. Only the writer lock's holder
+        commits (status and error are chunked by ``TABLE_ROWS``, shared by many tasks)."""
+        self._require_writable()
+        rows = np.asarray(rows, dtype=np.int64)
+        status = np.asarray(status, dtype=np.int8)
+        errors = np.full(len(rows), "", dtype=object) if errors is None else np.asarray(errors, dtype=object)
+        for name, new in (("error", errors), ("status", status)):  # status last: the commit marker
+            arr = self._root[f"{collection}/{group}/{name}"]
+            step = arr.chunks[0]
+            chunks = rows // step
+            for c in np.unique(chunks):
+                lo, hi = int(c) * step, min(arr.shape[0], (int(c) + 1) * step)
+                mine = chunks == c
+                current = arr[lo:hi]
+                current = current.astype(object) if current.dtype.kind == "T" else current
+                current[rows[mine] - lo] = new[mine]
+                arr[lo:hi] = current
 
     def reset_chunks(self, collection: str, group: str, chunks: Sequence[int]) -> None:
         """Make ``chunks`` of a descriptor group pending again, whatever they held (repair): the
@@ -1034,8 +1085,15 @@ class FeatureStore:
         for chunk in chunks:
             region = self.chunk_rows(collection, chunk)
             for _, arr in arrays:
-                for c in range(region.start // arr.chunks[0], -(-region.stop // arr.chunks[0])):
-                    self._drop_chunk(arr, c)
+                step = arr.chunks[0]
+                if region.start % step == 0 and (region.stop % step == 0 or region.stop >= arr.shape[0]):
+                    for c in range(region.start // step, -(-region.stop // step)):  # whole chunks: drop them
+                        self._drop_chunk(arr, c)
+                    continue
+                try:  # a wider chunk (status, error: TABLE_ROWS) holding other rows too: rewrite the region
+                    arr[region] = np.full(region.stop - region.start, arr.metadata.fill_value, dtype=arr.dtype)
+                except Exception:  # it does not decode: dropped, its other rows pending too (all damaged)
+                    self._drop_chunk(arr, region.start // step)
             if records is not None and records_name(chunk) in records:
                 del records[records_name(chunk)]
 

@@ -107,6 +107,26 @@ def test_provenance_recorded_and_parameters_never_mixed(reference, tmp_path, cli
     assert ds[f"ph_{other.provenance()['key']}_histogram"].shape == (N_FRAMES, 32, 32)
 
 
+def test_tasks_go_in_batches_and_the_writer_commits_their_status(reference, source, tmp_path, client, monkeypatch):
+    """With one task in flight per worker thread, 8 chunks still all finish, to the same values;
+    the tasks write values only, and the status they return is committed in one shared chunk."""
+    import phstore.featurize as featurize_module
+    from phstore.store import TABLE_ROWS
+
+    monkeypatch.setattr(featurize_module, "IN_FLIGHT_PER_THREAD", 1)
+    submitted = []
+    original = client.map
+    monkeypatch.setattr(client, "map", lambda *a, **k: submitted.append(len(a[1])) or original(*a, **k))
+    path = make_store(tmp_path / "s.zarr", source)
+    report = featurize(path, PH(), client, progress=False)
+    assert report.computed == N_FRAMES and sum(submitted) == N_FRAMES // 2
+    assert max(submitted) <= sum(client.nthreads().values()) < N_FRAMES // 2  # several batches, none over the window
+    assert all(c.status is not None for c in report.chunks)
+    assert_same_features(path, reference, PH().group)
+    status = zarr.open_array(str(path / "C64" / PH().group / "status"), mode="r")
+    assert status.chunks == (TABLE_ROWS,) and status.nchunks_initialized == 1
+
+
 def test_attach_to_a_running_scheduler(source, tmp_path, client):
     from phstore.cluster import ClusterOptions, connect
 

@@ -116,7 +116,7 @@ def test_commit_rows_writes_status_last(store):
     prov = {"descriptor": "x", "params": {}, "versions": {}, "key": "k"}
     with s.writer("test"):
         s.ensure_descriptor("C64", "x-k", prov, {"v": VariableSpec((), (), "float64", np.nan)})
-        with pytest.raises(ValueError, match="writes 'error' and 'status' itself"):
+        with pytest.raises(ValueError, match="not written as values"):
             s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2), "status": np.ones(2)}, [DONE, DONE])
         with pytest.raises(KeyError):  # the second value has no array: the write stops before the status
             s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2), "missing": np.ones(2)}, [DONE, DONE])
@@ -253,7 +253,8 @@ def test_plain_xarray_opens_the_whole_store_and_reads_its_units(tiny_source, tmp
 
 def test_a_writer_upgrades_a_store_of_layout_1_for_plain_xarray(tiny_source, tmp_path, client):
     """Records arrays written before they had dimension names (layout 1) make xr.open_datatree
-    fail; the next writer names them, keeping every diagram, and the old lock file goes."""
+    fail; the next writer names them, keeping every diagram, and the old lock file goes; status
+    and errors chunked by the snapshot chunk (layouts 1, 2) are chunked by TABLE_ROWS, kept."""
     import xarray as xr
     import zarr
 
@@ -273,6 +274,17 @@ def test_a_writer_upgrades_a_store_of_layout_1_for_plain_xarray(tiny_source, tmp
         root[f"C64/{ph.group}/{RECORDS}"].create_array(
             name, shape=data.shape, dtype=data.dtype, attributes=attrs, overwrite=True
         )[...] = data
+    group = root[f"C64/{ph.group}"]
+    group["status"][3] = 2
+    group["error"][3] = "failed before"
+    status, errors = group["status"][...], group["error"][...]
+    for name in ("status", "error"):  # as layouts 1 and 2 chunked them
+        arr = group[name]
+        data = arr[...]
+        group.create_array(
+            name, shape=arr.shape, dtype=arr.dtype, chunks=(4,), fill_value=arr.metadata.fill_value,
+            dimension_names=arr.metadata.dimension_names, attributes=dict(arr.attrs), overwrite=True,
+        )[...] = data  # fmt: skip
     del root.attrs["layout"]
     zarr.consolidate_metadata(str(path), zarr_format=3)
     (path / LOCK).touch()
@@ -282,7 +294,12 @@ def test_a_writer_upgrades_a_store_of_layout_1_for_plain_xarray(tiny_source, tmp
     with FeatureStore(path, mode="r+").writer("test"):
         pass
     assert open_store(path)._root.attrs["layout"] == LAYOUT and not (path / LOCK).exists()
+    upgraded = zarr.open_group(str(path / "C64" / ph.group), mode="r")
+    assert upgraded["status"].chunks == upgraded["error"].chunks == (TABLE_ROWS,)
+    np.testing.assert_array_equal(upgraded["status"][...], status)
+    assert upgraded["error"][...].tolist() == errors.tolist()
     tree = xr.open_datatree(path, engine="zarr")
     assert tree[f"C64/{ph.group}/records"].data_vars
     for i, diagram in enumerate(before):
-        np.testing.assert_array_equal(open_store(path).diagram("C64", i), diagram)
+        if i != 3:  # marked failed above
+            np.testing.assert_array_equal(open_store(path).diagram("C64", i), diagram)

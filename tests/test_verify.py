@@ -70,13 +70,13 @@ def _garbage_chunk(path):
     (path / GROUP / "histogram" / "c" / "0" / "0" / "0").write_bytes(b"not zstd at all")
 
 
-def _garbage_status(path):
-    (path / GROUP / "status" / "c" / "1").write_bytes(b"not zstd at all")
+def _garbage_status(path):  # status and error: one chunk of TABLE_ROWS snapshots
+    (path / GROUP / "status" / "c" / "0").write_bytes(b"not zstd at all")
 
 
 def _garbage_error(path):
     (path / GROUP / "error" / "c").mkdir(exist_ok=True)  # no chunk is written while every message is ""
-    (path / GROUP / "error" / "c" / "2").write_bytes(b"not zstd at all")
+    (path / GROUP / "error" / "c" / "0").write_bytes(b"not zstd at all")
 
 
 def _lost_chunk(path):
@@ -124,8 +124,8 @@ def _garbage_cell(path):
 
 DAMAGE = [
     (_garbage_chunk, "histogram: chunk unreadable", [0, 1]),
-    (_garbage_status, "status: chunk unreadable", [2, 3]),
-    (_garbage_error, "error: chunk unreadable", [4]),
+    (_garbage_status, "status: chunk unreadable", [0, 1, 2, 3, 4]),
+    (_garbage_error, "error: chunk unreadable", [0, 1, 2, 3, 4]),
     (_lost_chunk, "histogram: NaN or inf in done rows", [2, 3]),
     (_lost_records, "records/c000001 missing for done rows", [2, 3]),
     (_lost_records_data, "records/c000001: data lost", [2, 3]),
@@ -186,8 +186,8 @@ def test_an_unreadable_status_stops_featurize_with_what_to_do(finished, tmp_path
     out = cli("verify", path=path)
     assert out.returncode == 1 and "damage: C64/ph-" in out.stderr and "phstore repair" in out.stdout
     out = cli("repair", path=path)
-    assert out.returncode == 0 and "1 chunks pending again; run `phstore featurize ph" in out.stdout, out.stderr
-    assert FeatureStore(path).status("C64", PH().group).tolist() == [1, 1, 0, 0, 1]
+    assert out.returncode == 0 and "3 chunks pending again; run `phstore featurize ph" in out.stdout, out.stderr
+    assert FeatureStore(path).status("C64", PH().group).tolist() == [PENDING] * 5
 
 
 def test_what_cannot_be_mended_is_named(finished, tmp_path):
