@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import ase.io
 import numpy as np
@@ -31,6 +33,9 @@ from phstore.errors import PhstoreError
 from phstore.params import require
 from phstore.store import TARGET, FeatureStore, content_hash
 from phstore.units import density_gcc
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: File names ingest picks up when given a directory.
 SUFFIXES = (".xyz", ".extxyz", ".db", ".traj", ".dump", ".lammpstrj", ".vasp", ".xml")
@@ -113,6 +118,8 @@ def _split_xyz(text: str) -> Iterator[str]:
         try:
             n = int(lines[i].split()[0])
         except ValueError:
+            n = -1
+        if n < 0:
             yield "".join(lines[i:])  # unparseable header: the rest is one bad block
             return
         yield "".join(lines[i : i + n + 2])
@@ -174,14 +181,9 @@ def read_frames(path: Path, species: dict[int, str] | None = None) -> Iterator[t
     except Exception as exc:
         yield -1, exc
         return
-    if fmt in ("xyz", "extxyz"):
-        for i, block in enumerate(_split_xyz(path.read_text(errors="replace"))):
-            try:
-                yield i, ase.io.read(io.StringIO(block), format="extxyz")
-            except KeyError as exc:  # ASE's symbol lookup
-                yield i, ValueError(f"unknown species {exc}")
-            except Exception as exc:
-                yield i, exc
+    if fmt in ("xyz", "extxyz"):  # read as a stream, a block of frames at a time
+        for start, end, first in xyz_blocks(path):
+            yield from _xyz_frames(_read_range(path, start, end), first)
         return
     i = 0
     try:
@@ -340,6 +342,197 @@ def snapshot_row(atoms: Atoms, path: Path, root: Path, index: int, dataset: str)
     }
 
 
+#: Frames of an (extended) XYZ file that one ingest task parses (a large file becomes many tasks).
+BLOCK_FRAMES = 1000
+
+
+def xyz_blocks(path: Path, frames: int = BLOCK_FRAMES, buffer: int = 1 << 24) -> Iterator[tuple[int, int, int]]:
+    """``(start, end, first)``: byte ranges of an (extended) XYZ file holding up to ``frames``
+    frames each, and the index of each range's first frame. The file is read once, ``buffer``
+    bytes at a time (memory stays bounded whatever its size): each frame's header line is
+    parsed and its atom lines are counted, not parsed. From a header that is not a number on
+    the rest is one range (its frames fail to parse where they are read)."""
+    size = path.stat().st_size
+    start, first, count = 0, 0, 0  # the range being filled: its start, first frame, frames in it
+    offset, skip, carry = 0, 0, b""  # buf[0]'s offset in the file; newlines left in the current frame
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(buffer)
+            buf = carry + data
+            if not buf:
+                break
+            newlines = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10)
+            pos, k = 0, 0  # the next unread line starts at pos; newlines[k] ends it
+            if skip:
+                if skip > len(newlines):
+                    skip -= len(newlines)
+                    offset, carry = offset + len(buf), b""
+                    if not data:
+                        break
+                    continue
+                pos, k, skip = int(newlines[skip - 1]) + 1, skip, 0
+                count += 1
+            while True:
+                if count == frames:
+                    yield start, offset + pos, first
+                    start, first, count = offset + pos, first + count, 0
+                if k >= len(newlines):  # the next line goes on in the next buffer
+                    break
+                line = buf[pos : newlines[k]]
+                if not line.strip():  # blank lines between frames
+                    pos, k = int(newlines[k]) + 1, k + 1
+                    continue
+                try:
+                    natoms = int(line.split()[0])
+                except ValueError:
+                    natoms = -1
+                if natoms < 0:
+                    yield start, size, first
+                    return
+                if k + natoms + 1 < len(newlines):
+                    pos, k = int(newlines[k + natoms + 1]) + 1, k + natoms + 2
+                    count += 1
+                else:
+                    skip = k + natoms + 2 - len(newlines)
+                    pos = len(buf)
+                    break
+            carry = buf[pos:] if not skip else b""
+            offset += pos if not skip else len(buf)
+            if not data:
+                break
+    if size > start:
+        yield start, size, first
+
+
+def _xyz_frames(text: str, first: int) -> Iterator[tuple[int, Atoms | Exception]]:
+    """``(index, Atoms or exception)`` of the frames of (extended) XYZ ``text``, the first
+    having index ``first``."""
+    for i, block in enumerate(_split_xyz(text)):
+        try:
+            yield first + i, ase.io.read(io.StringIO(block), format="extxyz")
+        except KeyError as exc:  # ASE's symbol lookup
+            yield first + i, ValueError(f"unknown species {exc}")
+        except Exception as exc:
+            yield first + i, exc
+
+
+def _read_range(path: Path, start: int, end: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read(end - start).decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class Block:
+    """What one ingest task parses: bytes ``start:end`` of an (extended) XYZ source whose first
+    frame has index ``first``, or (``end`` None) a whole source of any format; ``root`` and
+    ``name`` as :func:`find_sources` gives them; ``last``: the source's last block."""
+
+    path: Path
+    root: Path
+    name: str
+    start: int = 0
+    end: int | None = None
+    first: int = 0
+    last: bool = True
+
+
+@dataclass
+class Parsed:
+    """What a task made of a block: rows per collection (in frame order), frames refused."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def source_blocks(path: Path, root: Path, name: str, frames: int = BLOCK_FRAMES) -> Iterator[Block]:
+    """The blocks of one source file: ranges of ``frames`` frames of an (extended) XYZ file,
+    else the whole file."""
+    try:
+        xyz = path.stat().st_size > 0 and filetype(str(path), guess=True) in ("xyz", "extxyz")
+    except Exception:  # read_frames reports what is wrong with it
+        xyz = False
+    if not xyz:
+        yield Block(path, root, name)
+        return
+    ranges = xyz_blocks(path, frames)
+    current = next(ranges)
+    for following in ranges:
+        yield Block(path, root, name, *current, last=False)
+        current = following
+    yield Block(path, root, name, *current)
+
+
+def parse_block(
+    block: Block, dataset: str | None, min_distance: float, species: dict[int, str] | None = None
+) -> Parsed:
+    """Read, check and turn into rows the frames of ``block`` (an ingest task; runs on a Dask
+    worker): frames refused are returned with their source and index and why."""
+    out = Parsed()
+    if block.end is None:
+        frames = read_frames(block.path, species)
+    else:
+        frames = _xyz_frames(_read_range(block.path, block.start, block.end), block.first)
+    for index, item in frames:
+        if isinstance(item, Exception):
+            reason = str(item) if isinstance(item, SourceProblem) else f"unparseable: {type(item).__name__}: {item}"
+        else:
+            reason = check(item, min_distance)
+        if not reason:
+            try:
+                row = snapshot_row(item, block.path, block.root, index, dataset or block.name)
+            except ValueError as exc:  # a label of this frame only: refuse it, go on
+                reason = f"bad label: {exc}"
+            else:
+                out.rows.setdefault(collection_name(item), []).append(row)
+                continue
+        out.rejected.append({"source": str(block.path), "index": index, "reason": printable(reason)})
+    return out
+
+
+class HashIndex:
+    """The content hashes of a collection's snapshots, for vectorised lookups: those stored,
+    sorted, and those added since (merged in when they grow past an eighth of the rest)."""
+
+    def __init__(self, stored: np.ndarray) -> None:
+        self.sorted = np.sort(np.asarray(stored, dtype=np.int64))
+        self.recent = np.empty(0, dtype=np.int64)
+
+    def new(self, hashes: np.ndarray) -> np.ndarray:
+        """Which of ``hashes`` are of snapshots not seen yet (the first of equal ones)."""
+        hashes = np.asarray(hashes, dtype=np.int64)
+        i = np.minimum(np.searchsorted(self.sorted, hashes), max(0, len(self.sorted) - 1))
+        seen = (self.sorted[i] == hashes) if len(self.sorted) else np.zeros(len(hashes), dtype=bool)
+        seen |= np.isin(hashes, self.recent)
+        first = np.zeros(len(hashes), dtype=bool)
+        first[np.unique(hashes, return_index=True)[1]] = True
+        return ~seen & first
+
+    def add(self, hashes: np.ndarray) -> None:
+        self.recent = np.concatenate([self.recent, np.asarray(hashes, dtype=np.int64)])
+        if len(self.recent) > max(1 << 16, len(self.sorted) // 8):
+            self.sorted, self.recent = np.sort(np.concatenate([self.sorted, self.recent])), self.recent[:0]
+
+
+def _parsed(
+    blocks: Iterable[Block], parse: Callable[[Block], Parsed], client: Client | None, window: int
+) -> Iterator[tuple[Block, Parsed]]:
+    """Each block with what ``parse`` made of it, in the order of ``blocks``: on ``client``'s
+    workers, at most ``window`` at a time, or here when there is no client."""
+    if client is None:
+        yield from ((b, parse(b)) for b in blocks)
+        return
+    running: deque = deque()
+    for block in blocks:
+        running.append((block, client.submit(parse, block, pure=False)))
+        if len(running) >= window:
+            done, future = running.popleft()
+            yield done, future.result()
+    while running:
+        done, future = running.popleft()
+        yield done, future.result()
+
+
 def ingest(
     store_path: str | Path,
     sources: Iterable[str | Path],
@@ -349,6 +542,8 @@ def ingest(
     dataset: str | None = None,
     min_distance: float = MIN_DISTANCE,
     species: dict[int, str] | None = None,
+    client: Client | None = None,
+    block_frames: int = BLOCK_FRAMES,
 ) -> IngestReport:
     """Add the frames of ``sources`` (files or directories) to the store at ``store_path``.
 
@@ -357,8 +552,13 @@ def ingest(
     mapped, never trained on. ``species`` names the element of each LAMMPS atom type
     (``{1: "C", 2: "H"}``) for dumps without an ``element`` column.
 
-    Frames go to the collection of their composition; ``batch`` frames are appended at a time
-    (bounded memory). Bad frames are reported in the result and recorded in the store.
+    Sources are parsed in blocks (:func:`parse_block`: an (extended) XYZ file ``block_frames``
+    frames at a time, read as a stream, any other file whole) on ``client``'s workers, a few
+    per worker at a time, or in this process when there is no client; this process alone
+    appends, in the order of the sources and their frames, ``batch`` frames at a time, so the
+    store is the same either way and memory stays bounded. A frame whose content hash is stored
+    already (:class:`HashIndex`) is a duplicate and skipped. Frames go to the collection of
+    their composition. Bad frames are reported in the result and recorded in the store.
     ``dataset`` names the origin of the energies of all ``sources`` (one code and functional);
     by default each source file is its own dataset (see :func:`find_sources`).
 
@@ -369,11 +569,12 @@ def ingest(
     source exists, :class:`SourceError` is raised before the store is created.
     """
     require("min_distance", min_distance, {"low": 0}, "Å")
+    require("block_frames", block_frames, {"low": 1})
     files, missing = existing_sources(sources)
     store = FeatureStore(store_path, mode="a", chunk_size=chunk_size)
     report = IngestReport(missing=missing)
     pending: dict[str, list[dict[str, Any]]] = {}
-    known: dict[str, set[int]] = {}
+    known: dict[str, HashIndex] = {}
 
     def flush(coll: str) -> None:
         rows = pending.pop(coll, [])
@@ -381,47 +582,43 @@ def ingest(
             store.append_frames(coll, rows, {"natoms": len(rows[0]["numbers"]), "formula": coll})
             report.added[coll] = report.added.get(coll, 0) + len(rows)
 
-    def reject(path: Path, index: int, reason: str) -> None:
-        report.rejected.append({"source": str(path), "index": index, "reason": printable(reason)})
-
     with store.writer("ingest"):
-        known_sources, read, seen = store.sources, {}, set()
-        for path, root, name in tqdm(files, desc="ingest", unit="file", disable=not progress):
-            digest = source_digest(path)
-            if digest in known_sources or digest in seen:
-                report.known += 1
-                continue
-            seen.add(digest)
-            refused = len(report.rejected)
-            for index, item in read_frames(path, species):
-                if isinstance(item, SourceProblem):
-                    reject(path, index, str(item))
+        known_sources, read, digests = store.sources, {}, {}
+        seen: set[str] = set()
+
+        def blocks() -> Iterator[Block]:
+            for path, root, name in files:
+                digest = source_digest(path)
+                if digest in known_sources or digest in seen:
+                    report.known += 1
                     continue
-                if isinstance(item, Exception):
-                    reject(path, index, f"unparseable: {type(item).__name__}: {item}")
-                    continue
-                reason = check(item, min_distance)
-                if reason:
-                    reject(path, index, reason)
-                    continue
-                coll = collection_name(item)
-                if coll not in known:
-                    known[coll] = store.existing_hashes(coll)
-                try:
-                    row = snapshot_row(item, path, root, index, dataset or name)
-                except ValueError as exc:  # a label of this frame only: reject it, go on
-                    reject(path, index, f"bad label: {exc}")
-                    continue
-                if row["content_hash"] in known[coll]:
-                    report.duplicates += 1
-                    continue
-                known[coll].add(row["content_hash"])
-                report.unlabelled += int(np.isnan(row["energy"]))
-                pending.setdefault(coll, []).append(row)
-                if len(pending[coll]) >= batch:
-                    flush(coll)
-            if len(report.rejected) == refused:  # read to its end, nothing refused: not read again
-                read[digest] = str(path)
+                seen.add(digest)
+                digests[path] = digest
+                yield from source_blocks(path, root, name, block_frames)
+
+        workers = len(client.nthreads()) if client is not None else 1
+        parse = partial(parse_block, dataset=dataset, min_distance=min_distance, species=species)
+        refused: dict[Path, int] = {}
+        with tqdm(total=len(files), desc="ingest", unit="file", disable=not progress) as bar:
+            for block, parsed in _parsed(blocks(), parse, client, window=2 * workers + 1):
+                report.rejected += parsed.rejected
+                refused[block.path] = refused.get(block.path, 0) + len(parsed.rejected)
+                for coll, rows in parsed.rows.items():
+                    if coll not in known:
+                        known[coll] = HashIndex(store.column(coll, "content_hash") if coll in store.collections else [])
+                    new = known[coll].new([r["content_hash"] for r in rows])
+                    report.duplicates += int((~new).sum())
+                    kept = [r for r, keep in zip(rows, new) if keep]
+                    known[coll].add([r["content_hash"] for r in kept])
+                    report.unlabelled += sum(int(np.isnan(r["energy"])) for r in kept)
+                    pending.setdefault(coll, []).extend(kept)
+                    if len(pending[coll]) >= batch:
+                        flush(coll)
+                if block.last:
+                    if not refused.pop(block.path):  # read to its end, nothing refused: not read again
+                        read[digests[block.path]] = str(block.path)
+                    bar.update(1)
+            bar.update(len(files) - bar.n)  # the files known before
         for coll in list(pending):
             flush(coll)
         store.add_rejected(report.rejected)

@@ -1,5 +1,6 @@
 """Ingest: keys, formats, bad input (reported and skipped), no duplicates on re-ingest."""
 
+import io
 import shutil
 from pathlib import Path
 
@@ -402,3 +403,95 @@ def test_an_xdatcar_in_a_directory_is_an_unlabelled_trajectory(tmp_path):
     f = open_store(tmp_path / "s.zarr").frames("C27")
     assert np.isnan(f.energy.values).all() and set(f.dataset.values.tolist()) == {"md/XDATCAR"}
     np.testing.assert_allclose(f.positions.values[2], frames[2].positions, atol=1e-6)
+
+
+def _messy_xyz(path: Path) -> Path:
+    """An extended XYZ file of 14 frames with what real files hold: blank lines between frames,
+    a frame twice (2 and 9: in different blocks), a broken atom line (frame 5), a truncated
+    last frame (13)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = [carbon_frame(2, seed=100 + i) for i in range(12)]
+    buf = []
+    for i, atoms in enumerate([*frames[:9], frames[2], *frames[9:]]):
+        out = io.StringIO()
+        ase.io.write(out, atoms, format="extxyz")
+        text = out.getvalue()
+        if i == 5:
+            lines = text.splitlines(keepends=True)
+            lines[4] = "C 0.1 oops 0.3\n"
+            text = "".join(lines)
+        buf.append(text + ("\n" if i % 4 == 0 else ""))
+    buf.append(buf[0].splitlines(keepends=True)[0] + buf[0].splitlines(keepends=True)[1] + "C 0 0\n")
+    path.write_text("".join(buf))
+    return path
+
+
+def test_a_negative_atom_count_ends_the_file_as_one_bad_frame(tmp_path):
+    from phstore.ingest import read_frames, xyz_blocks
+
+    path = tmp_path / "neg.xyz"
+    good = io.StringIO()
+    ase.io.write(good, carbon_frame(2), format="extxyz")
+    path.write_text(good.getvalue() + "-2\ncomment\nC 0 0 0\n" + good.getvalue())
+    assert [(s, e) for s, e, _ in xyz_blocks(path, 1)] == [
+        (0, len(good.getvalue())),
+        (len(good.getvalue()), path.stat().st_size),
+    ]
+    frames = list(read_frames(path))
+    assert [i for i, _ in frames] == [0, 1] and isinstance(frames[1][1], Exception)
+
+
+def test_blocks_of_an_xyz_file_cover_every_frame_once(tmp_path):
+    """Ranges of whole frames, in order, from the first byte to the last, whatever the buffer:
+    their frames are the file's (counted by splitting the whole text)."""
+    from phstore.ingest import _split_xyz, xyz_blocks
+
+    path = _messy_xyz(tmp_path / "messy.xyz")
+    text = path.read_bytes()
+    whole = list(_split_xyz(text.decode()))
+    for buffer in (61, 1000, 1 << 20):
+        for frames in (1, 4, 100):
+            ranges = list(xyz_blocks(path, frames, buffer))
+            assert ranges[0][0] == 0 and ranges[-1][1] == len(text)
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            pieces = [list(_split_xyz(text[s:e].decode())) for s, e, _ in ranges]
+            assert [f for _, _, f in ranges] == np.cumsum([0, *map(len, pieces)])[:-1].tolist()
+            assert [p for piece in pieces for p in piece] == whole
+            assert all(len(p) <= frames for p in pieces[:-1])
+
+
+def test_hash_index_agrees_with_a_set():
+    from phstore.ingest import HashIndex
+
+    rng = np.random.default_rng(0)
+    stored = rng.integers(-(2**63), 2**63 - 1, 5000, dtype=np.int64)
+    index, seen = HashIndex(stored), set(stored.tolist())
+    for _ in range(40):
+        batch = np.concatenate([rng.choice(stored, 50), rng.integers(-(2**63), 2**63 - 1, 3000, dtype=np.int64)])
+        batch = np.concatenate([batch, batch[:10]])  # repeated within the batch
+        expected = []
+        for h in batch.tolist():
+            expected.append(h not in seen)
+            seen.add(h)
+        new = index.new(batch)
+        np.testing.assert_array_equal(new, expected)
+        index.add(batch[new])
+    assert len(index.sorted) + len(index.recent) == len(seen)
+
+
+def test_ingest_on_workers_equals_ingest_here(tmp_path, client):
+    """Blocks of a large file parsed on the workers and appended in order give the same store
+    as one process: rows, keys, rejected frames and duplicates, in the same order."""
+    folder = tmp_path / "src"
+    _messy_xyz(folder / "messy.xyz")
+    write_trajectory(folder / "run1.xyz", 7, n_side=2, seed=4)
+    write_vasprun(folder / "vasprun.xml", [carbon_frame(2, seed=70 + i) for i in range(3)])
+    here = ingest(tmp_path / "here.zarr", [folder], progress=False)
+    there = ingest(tmp_path / "there.zarr", [folder], progress=False, client=client, block_frames=3)
+    assert here.added == there.added and here.added["C8"] == 7 + 3 + 11
+    assert (here.duplicates, here.unlabelled) == (there.duplicates, there.unlabelled) == (1, 0)
+    assert here.rejected == there.rejected and [r["index"] for r in here.rejected] == [5, 13]
+    a, b = open_store(tmp_path / "here.zarr"), open_store(tmp_path / "there.zarr")
+    assert a.rejected == b.rejected and a.sources.keys() == b.sources.keys()
+    for name in a.frames("C8").data_vars:
+        np.testing.assert_array_equal(a.frames("C8")[name].values, b.frames("C8")[name].values, err_msg=name)

@@ -95,7 +95,8 @@ def test_vars_store_and_overrides(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(spec))
     stages = load_pipeline(path, {"out": "elsewhere"})
-    assert stages[0] == Stage(find(["ingest"]), ("ingest", "--store", "elsewhere/s.zarr", "elsewhere/data"))
+    ingest_argv = ("ingest", "--store", "elsewhere/s.zarr", "--scheduler", "tcp://127.0.0.1:8786", "elsewhere/data")
+    assert stages[0] == Stage(find(["ingest"]), ingest_argv)  # ingest parses on the workers too
     assert stages[1].argv == (
         "featurize",
         "ph",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from phstore.commands.base import INCOMPLETE, OK, QUIET, Command
+from phstore.commands.base import CLUSTER_OPTIONS, INCOMPLETE, OK, QUIET, Command, cluster_options
 from phstore.commands.options import Option
 from phstore.params import checked
 
@@ -65,7 +65,10 @@ class Generate(Command):
 
 class Ingest(Command):
     words = ("ingest",)
-    help = "add snapshots from ASE-readable files or directories to a store (exit 3 if frames were rejected)"
+    help = (
+        "add snapshots from ASE-readable files or directories to a store, parsed on Dask workers "
+        "(exit 3 if frames were rejected)"
+    )
 
     def options(self) -> list[Option]:
         return [
@@ -97,20 +100,26 @@ class Ingest(Command):
                 str,
             ),
             QUIET,
+            *CLUSTER_OPTIONS,
         ]
 
     def run(self, args: argparse.Namespace) -> int:
-        from phstore.ingest import MIN_DISTANCE, ingest, parse_species
+        from phstore.cluster import connect
+        from phstore.ingest import MIN_DISTANCE, existing_sources, ingest, parse_species
 
-        report = ingest(
-            args.store,
-            args.sources,
-            chunk_size=args.chunk_size,
-            progress=not args.quiet,
-            dataset=args.dataset,
-            min_distance=MIN_DISTANCE if args.min_distance is None else args.min_distance,
-            species=parse_species(args.species) if args.species else None,
-        )
+        species = parse_species(args.species) if args.species else None
+        existing_sources(args.sources)  # nothing to read: say so before a cluster starts
+        with connect(cluster_options(args)) as client:  # files are parsed on the workers
+            report = ingest(
+                args.store,
+                args.sources,
+                chunk_size=args.chunk_size,
+                progress=not args.quiet,
+                dataset=args.dataset,
+                min_distance=MIN_DISTANCE if args.min_distance is None else args.min_distance,
+                species=species,
+                client=client,
+            )
         for path in report.missing:
             print(f"no such file or directory: {path} (skipped)", file=sys.stderr)
         for rej in report.rejected:
