@@ -406,7 +406,10 @@ class FeatureStore:
         for k, v in ds.variables.items():
             if SNAPSHOT in v.dims:
                 counts = np.bincount(rows // v.encoding["chunks"][0])
-                v = v.chunk({SNAPSHOT: tuple(int(c) for c in counts if c) or (0,)})
+                # a fresh name: dask would otherwise hash the backend array (a third of the time)
+                v = v.chunk(
+                    {SNAPSHOT: tuple(int(c) for c in counts if c) or (0,)}, name=f"{name}/{k}-{uuid.uuid4().hex}"
+                )
             chunked[k] = v.astype(object) if v.dtype.kind == "T" else v
         return ds.assign(chunked)
 
@@ -479,13 +482,19 @@ class FeatureStore:
                 }
             )
             ds = xr.concat([ds, fill], dim=SNAPSHOT, combine_attrs="override")
-        if unfinished:
+        held = rows[rows < stored]
+        status = self.read_rows(collection, group, held, ["status"])["status"] if len(held) else np.zeros(0, np.int8)
+        status = np.concatenate([status, np.full(len(rows) - len(held), PENDING, dtype=np.int8)])
+        ds = ds.assign(status=(SNAPSHOT, status, ds["status"].attrs))  # read already: as numpy
+        done = status == DONE
+        if unfinished or done.all():
             return ds
-        done = ds["status"] == DONE
-        fills = {v: self._root[f"{collection}/{group}/{v}"].metadata.fill_value for v in ds.data_vars}
-        return ds.assign(
-            {v: x.where(done, x.dtype.type(fills[v])) for v, x in ds.data_vars.items() if v not in ("status", "error")}
-        )
+
+        def masked(name: str, x: xr.DataArray) -> xr.DataArray:  # the mask chunked as x: no rechunk
+            mask = xr.DataArray(da.from_array(done, chunks=(x.data.chunks[0],), name=False), dims=SNAPSHOT)
+            return x.where(mask, x.dtype.type(self._root[f"{collection}/{group}/{name}"].metadata.fill_value))
+
+        return ds.assign({v: masked(v, x) for v, x in ds.data_vars.items() if v not in ("status", "error")})
 
     def status(self, collection: str, group: str) -> np.ndarray:
         """Status code of every committed snapshot in a group (pending past its stored rows),
@@ -518,7 +527,11 @@ class FeatureStore:
         ``atom`` dimension (:data:`SHARED_DIMS`). Each descriptor variable's attributes hold its
         units, its group, provenance key and parameters (JSON).
         """
+        n = self.n_snapshots(collection)
         ds = self.frames(collection, rows).assign_attrs(collection=collection)
+        # the keys' indexes need their values: read as numpy, not computed through dask
+        keys = self.read_rows(collection, FRAMES, slice(0, n) if rows is None else rows, KEYS)
+        ds = ds.assign({k: (SNAPSHOT, v, ds[k].attrs) for k, v in keys.items()})
         groups = self.descriptor_groups(collection)
         names = [prov["descriptor"] for prov in groups.values()]
         for group, prov in groups.items():
@@ -875,10 +888,14 @@ class FeatureStore:
                 consolidated=False,
                 encoding={v: {"chunks": c} for v, c in chunks.items()},
             )
-        else:
+        else:  # straight into the arrays: xarray's append costs as much again as the writes
             self._truncate(group, n)
             self._add_columns(collection, n, chunks)
-            frames.to_zarr(str(self.path), group=group, append_dim=SNAPSHOT, consolidated=False)
+            arrays = dict(self._root[group].arrays())
+            for name, column in frames.data_vars.items():
+                arr = arrays[name]
+                arr.resize((n + n_new, *arr.shape[1:]))
+                arr[n:] = column.values
         self._root[collection].attrs["n_snapshots"] = n + n_new
 
     def _add_columns(self, collection: str, n: int, chunks: dict[str, tuple[int, ...]]) -> None:
@@ -998,8 +1015,11 @@ class FeatureStore:
                         hi = min(n, (lo // step + 1) * step)
                         arr[lo:hi] = np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
 
-    def read_rows(self, collection: str, group: str, rows: slice, names: Sequence[str]) -> dict[str, np.ndarray]:
-        """Plain numpy values of ``names`` in the snapshot region ``rows`` of a group.
+    def read_rows(
+        self, collection: str, group: str, rows: slice | np.ndarray, names: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """Plain numpy values of ``names`` in the snapshot region ``rows`` of a group (a slice,
+        or ascending indices: only the chunks that hold them are read).
 
         Reads Zarr directly (no xarray/dask graph): the hot path of a featurize task.
         """
@@ -1007,11 +1027,13 @@ class FeatureStore:
         for name in names:
             path = f"{collection}/{group}/{name}"
             if group == FRAMES and name in FRAME_COLUMNS and path not in self._root:  # a store made before it
-                rows = slice(*rows.indices(self.n_snapshots(collection)))
-                natoms = int(self.collection_attrs(collection)["natoms"])
-                out[name] = missing_column(name, len(range(rows.start, rows.stop, rows.step)), natoms)
+                count = (
+                    len(range(*rows.indices(self.n_snapshots(collection)))) if isinstance(rows, slice) else len(rows)
+                )
+                out[name] = missing_column(name, count, int(self.collection_attrs(collection)["natoms"]))
                 continue
-            values = self._root[path][rows]
+            arr = self._root[path]
+            values = arr[rows] if isinstance(rows, slice) else arr.get_orthogonal_selection(np.asarray(rows, np.int64))
             out[name] = values.astype(object) if values.dtype.kind == "T" else values
         return out
 

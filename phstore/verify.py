@@ -106,6 +106,14 @@ class VerifyReport:
         return out
 
 
+def _pieces(lo: int, hi: int, step: int) -> Iterator[tuple[int, int]]:
+    """``lo:hi`` cut at the chunk boundaries (multiples of ``step``)."""
+    while lo < hi:
+        stop = min(hi, (lo // step + 1) * step)
+        yield lo, stop
+        lo = stop
+
+
 class _Rows:
     """Reads rows ``lo:hi`` of arrays, chunk by chunk where a chunk does not decode: the rows of
     an unreadable chunk read as the fill value and are reported."""
@@ -125,8 +133,7 @@ class _Rows:
             values = arr[lo:hi]
         except Exception:  # find the chunks that do not decode
             parts = []
-            for start in range(lo, hi, step):
-                stop = min(hi, (start // step + 1) * step)
+            for start, stop in _pieces(lo, hi, step):
                 try:
                     parts.append(arr[start:stop])
                 except Exception as exc:  # any decoding or I/O error is damage to report, not a crash
@@ -141,6 +148,23 @@ class _Rows:
             values = np.concatenate([values, self.fill(arr, self.hi - max(lo, hi))])
             readable = np.concatenate([readable, np.zeros(self.hi - max(lo, hi), dtype=bool)])
         return (values.astype(object) if values.dtype.kind == "T" else values), readable
+
+    def finite(self, name: str, arr: zarr.Array) -> tuple[np.ndarray, np.ndarray]:
+        """``(finite, readable)`` per row of a float array, read one chunk at a time (a block of
+        per-atom rows, e.g. SOAP of 512 atoms, would not fit in memory at once)."""
+        lo, hi = self.lo, min(self.hi, arr.shape[0])
+        step = arr.chunks[0]
+        finite, readable = np.ones(max(0, hi - lo), dtype=bool), np.ones(max(0, hi - lo), dtype=bool)
+        for start, stop in _pieces(lo, hi, step):
+            self.block.chunks += 1
+            try:
+                values = arr[start:stop]
+            except Exception as exc:  # any decoding or I/O error is damage to report, not a crash
+                readable[start - lo : stop - lo] = False
+                self.damaged(range(start, stop), f"{name}: chunk unreadable: {type(exc).__name__}: {exc}")
+                continue
+            finite[start - lo : stop - lo] = np.isfinite(values).reshape(stop - start, -1).all(axis=1)
+        return finite, readable
 
     @staticmethod
     def fill(arr: zarr.Array, n: int) -> np.ndarray:
@@ -224,14 +248,15 @@ def _check_group(store: FeatureStore, collection: str, group: str, lo: int, hi: 
     for name, arr in arrays.items():
         if name == "status" or arr.shape[0] <= lo:
             continue
-        values, readable = rows.read(name, arr, pad=False)
-        m = len(values)
         if name == "error":
+            values, readable = rows.read(name, arr, pad=False)
+            m = len(values)
             has = np.array([bool(e) for e in values], dtype=bool)
             rows.where(readable & done[:m] & has, "error messages on done rows")
             rows.where(readable & failed[:m] & ~has, "failed rows without an error message")
-        elif values.dtype.kind == "f":
-            finite = np.isfinite(values).reshape(m, -1).all(axis=1)
+        elif arr.dtype.kind == "f":
+            finite, readable = rows.finite(name, arr)
+            m = len(finite)
             rows.where(readable & done[:m] & ~finite, f"{name}: NaN or inf in done rows")
     if RECORDS in dict(g.groups()):
         _check_records(store, collection, g, status, known, lo, hi, rows)
