@@ -888,14 +888,10 @@ class FeatureStore:
                 consolidated=False,
                 encoding={v: {"chunks": c} for v, c in chunks.items()},
             )
-        else:  # straight into the arrays: xarray's append costs as much again as the writes
+        else:
             self._truncate(group, n)
             self._add_columns(collection, n, chunks)
-            arrays = dict(self._root[group].arrays())
-            for name, column in frames.data_vars.items():
-                arr = arrays[name]
-                arr.resize((n + n_new, *arr.shape[1:]))
-                arr[n:] = column.values
+            frames.to_zarr(str(self.path), group=group, append_dim=SNAPSHOT, consolidated=False)
         self._root[collection].attrs["n_snapshots"] = n + n_new
 
     def _add_columns(self, collection: str, n: int, chunks: dict[str, tuple[int, ...]]) -> None:
