@@ -233,7 +233,10 @@ def featurize(
             todo += [(coll, c) for c in pending_chunks(store, coll, group, retry_failed)]
             total += store.n_chunks(coll)
         report = FeaturizeReport(group, skipped_chunks=total - len(todo), notes=notes)
-        window = IN_FLIGHT_PER_THREAD * max(1, sum(client.nthreads().values()))
+
+        def window() -> int:  # asked afresh: batch jobs and adaptive scaling bring workers as it runs
+            return IN_FLIGHT_PER_THREAD * max(1, sum(client.nthreads().values()))
+
         queue, futures, running = iter(todo), {}, as_completed()
 
         def submit(k: int) -> None:
@@ -249,7 +252,7 @@ def featurize(
                 running.update(submitted)
 
         commits = _Commits(store, group)
-        submit(window)
+        submit(window())
         try:
             with tqdm(total=len(todo), desc=f"featurize {group}", unit="chunk", disable=not progress) as bar:
                 for finished in running.batches():
@@ -265,8 +268,8 @@ def featurize(
                     commits.flush()
                     bar.update(len(finished))
                     bar.set_postfix(failed=len(report.failures))
-                    if len(futures) <= window // 2:
-                        submit(window - len(futures))
+                    if len(futures) <= (limit := window()) // 2:
+                        submit(limit - len(futures))
         finally:  # ^C: what has finished is kept
             commits.flush()
             client.cancel(list(futures))
