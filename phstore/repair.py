@@ -27,7 +27,7 @@ from distributed import Client
 
 from phstore.ingest import read_frames, snapshot_row
 from phstore.store import FRAMES, FeatureStore, content_hash
-from phstore.verify import VerifyReport, verify_store
+from phstore.verify import VerifyReport, readable_rows, verify_store
 
 #: The frames columns a source file's frame gives back (the keys and labels of a row are the
 #: ingest's; they are never rewritten).
@@ -95,20 +95,11 @@ def _source_rows(
 def _stored(store: FeatureStore, collection: str, rows: list[int]) -> dict[int, set[int]]:
     """The hashes a frame read again may have to be the stored one: the stored hash and the hash
     of the stored content (each where it still reads)."""
-    out: dict[int, set[int]] = {}
-    for r in rows:
-        hashes = set()
-        try:
-            v = store.read_rows(collection, FRAMES, slice(r, r + 1), ["content_hash"])
-            hashes.add(int(v["content_hash"][0]))
-        except Exception:  # unreadable: the content may still vouch for the frame
-            pass
-        try:
-            v = store.read_rows(collection, FRAMES, slice(r, r + 1), ["numbers", "positions", "cell", "energy"])
-            hashes.add(content_hash(v["numbers"][0], v["positions"][0], v["cell"][0], v["energy"][0]))
-        except Exception:
-            pass
-        out[r] = hashes
+    out: dict[int, set[int]] = {r: set() for r in rows}
+    for r, v in readable_rows(store, collection, rows, ["content_hash"]).items():
+        out[r].add(int(v["content_hash"]))
+    for r, v in readable_rows(store, collection, rows, ["numbers", "positions", "cell", "energy"]).items():
+        out[r].add(content_hash(v["numbers"], v["positions"], v["cell"], v["energy"]))
     return out
 
 
@@ -121,7 +112,7 @@ def repair_store(path: str | Path, client: Client | None = None, progress: bool 
     frames: dict[str, set[int]] = defaultdict(set)
     chunks: dict[tuple[str, str], set[int]] = defaultdict(set)
     for d in found.damage:
-        if d.what.startswith("provenance") or d.what == "no provenance record":
+        if d.whole_group:
             report.unmended.append(
                 f"{d.collection}/{d.group}: {d.what}; remove the group's directory and featurize again"
             )

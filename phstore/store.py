@@ -464,7 +464,8 @@ class FeatureStore:
         n = self.n_snapshots(collection)
         rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         stored = min(n, self._root[f"{collection}/{group}/status"].shape[0])
-        ds = self._open(collection, group, n, rows[rows < stored])
+        held = rows[rows < stored]
+        ds = self._open(collection, group, n, held)
         tail = len(rows) - ds.sizes[SNAPSHOT]
         if tail:  # ingested after the last featurize: pad lazily with pending rows
             fill = xr.Dataset(
@@ -482,7 +483,6 @@ class FeatureStore:
                 }
             )
             ds = xr.concat([ds, fill], dim=SNAPSHOT, combine_attrs="override")
-        held = rows[rows < stored]
         status = self.read_rows(collection, group, held, ["status"])["status"] if len(held) else np.zeros(0, np.int8)
         status = np.concatenate([status, np.full(len(rows) - len(held), PENDING, dtype=np.int8)])
         ds = ds.assign(status=(SNAPSHOT, status, ds["status"].attrs))  # read already: as numpy
@@ -857,12 +857,6 @@ class FeatureStore:
                 f"`{holder.get('operation')}`, pid {holder.get('pid')} on {holder.get('host')}); its work is left to it"
             )
 
-    def existing_hashes(self, collection: str) -> set[int]:
-        """Content hashes of the committed snapshots of ``collection`` (empty when it is new)."""
-        if collection not in self.collections:
-            return set()
-        return set(self.column(collection, "content_hash").tolist())
-
     def append_frames(self, collection: str, rows: Sequence[dict[str, Any]], attrs: dict[str, Any]) -> None:
         """Append snapshot ``rows`` (see :func:`frames_table`) to ``collection`` (created with
         ``attrs`` when new), then commit them."""
@@ -1077,16 +1071,7 @@ class FeatureStore:
         status = np.asarray(status, dtype=np.int8)
         errors = np.full(len(rows), "", dtype=object) if errors is None else np.asarray(errors, dtype=object)
         for name, new in (("error", errors), ("status", status)):  # status last: the commit marker
-            arr = self._root[f"{collection}/{group}/{name}"]
-            step = arr.chunks[0]
-            chunks = rows // step
-            for c in np.unique(chunks):
-                lo, hi = int(c) * step, min(arr.shape[0], (int(c) + 1) * step)
-                mine = chunks == c
-                current = arr[lo:hi]
-                current = current.astype(object) if current.dtype.kind == "T" else current
-                current[rows[mine] - lo] = new[mine]
-                arr[lo:hi] = current
+            self._patch(self._root[f"{collection}/{group}/{name}"], rows, new)
 
     def reset_chunks(self, collection: str, group: str, chunks: Sequence[int]) -> None:
         """Make ``chunks`` of a descriptor group pending again, whatever they held (repair): the
@@ -1122,19 +1107,26 @@ class FeatureStore:
         self._require_writable()
         group = self._root[f"{collection}/{FRAMES}"]
         for name in sorted({c for values in rows.values() for c in values}):
-            arr = group[name]
-            step = arr.chunks[0]
-            for chunk in sorted({r // step for r in rows}):
-                lo, hi = chunk * step, min(arr.shape[0], (chunk + 1) * step)
-                try:
-                    current = arr[lo:hi]
-                except Exception:  # unreadable: dropped, so the write below does not read it
-                    self._drop_chunk(arr, chunk)
-                    current = np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
-                for r in range(lo, hi):
-                    if r in rows and name in rows[r]:
-                        current[r - lo] = rows[r][name]
-                arr[lo:hi] = current
+            given = sorted(r for r, values in rows.items() if name in values)
+            self._patch(group[name], np.array(given), np.array([rows[r][name] for r in given]))
+
+    def _patch(self, arr: zarr.Array, rows: np.ndarray, values: np.ndarray) -> None:
+        """Write ``values`` at the snapshot ``rows`` (indices) of ``arr``: one read and one write
+        of each chunk they touch. A chunk that does not decode is dropped first, so the write
+        does not read it: its other rows read as the fill value (they were lost already)."""
+        step = arr.chunks[0]
+        chunks = rows // step
+        for c in np.unique(chunks):
+            lo, hi = int(c) * step, min(arr.shape[0], (int(c) + 1) * step)
+            try:
+                current = arr[lo:hi]
+            except Exception:
+                self._drop_chunk(arr, int(c))
+                current = np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
+            current = current.astype(object) if current.dtype.kind == "T" else current
+            mine = chunks == c
+            current[rows[mine] - lo] = values[mine]
+            arr[lo:hi] = current
 
     def _drop_chunk(self, arr: zarr.Array, chunk: int) -> None:
         """Remove the file of chunk ``chunk`` (along the snapshots) of ``arr``: it reads as the fill value."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import zarr
@@ -58,6 +58,7 @@ class Damage:
     group: str
     rows: list[int]
     what: str
+    whole_group: bool = False  # the group itself is in question (its provenance): no row can mend it
 
     def describe(self, sources: dict[int, tuple[str, int]] | None = None) -> str:
         """One line: where, what, and which rows (with their source file and frame when known)."""
@@ -77,7 +78,6 @@ class Block:
     pending: int = 0
     chunks: int = 0
     hashes: tuple[int, np.ndarray] | None = None  # frames: (first row, stored hashes; None unreadable) for uniqueness
-    sources: dict[int, tuple[str, int]] = field(default_factory=dict)  # frames: damaged rows' sources
 
 
 @dataclass
@@ -134,12 +134,9 @@ class _Rows:
         except Exception:  # find the chunks that do not decode
             parts = []
             for start, stop in _pieces(lo, hi, step):
-                try:
-                    parts.append(arr[start:stop])
-                except Exception as exc:  # any decoding or I/O error is damage to report, not a crash
-                    parts.append(self.fill(arr, stop - start))
-                    readable[start - lo : stop - lo] = False
-                    self.damaged(range(start, stop), f"{name}: chunk unreadable: {type(exc).__name__}: {exc}")
+                part = self.piece(name, arr, start, stop)
+                readable[start - lo : stop - lo] = part is not None
+                parts.append(self.fill(arr, stop - start) if part is None else part)
             values = np.concatenate(parts)
         if pad and hi < self.hi:  # an array shorter than the committed rows
             self.damaged(
@@ -157,14 +154,20 @@ class _Rows:
         finite, readable = np.ones(max(0, hi - lo), dtype=bool), np.ones(max(0, hi - lo), dtype=bool)
         for start, stop in _pieces(lo, hi, step):
             self.block.chunks += 1
-            try:
-                values = arr[start:stop]
-            except Exception as exc:  # any decoding or I/O error is damage to report, not a crash
-                readable[start - lo : stop - lo] = False
-                self.damaged(range(start, stop), f"{name}: chunk unreadable: {type(exc).__name__}: {exc}")
-                continue
-            finite[start - lo : stop - lo] = np.isfinite(values).reshape(stop - start, -1).all(axis=1)
+            values = self.piece(name, arr, start, stop)
+            readable[start - lo : stop - lo] = values is not None
+            if values is not None:
+                finite[start - lo : stop - lo] = np.isfinite(values).reshape(stop - start, -1).all(axis=1)
         return finite, readable
+
+    def piece(self, name: str, arr: zarr.Array, start: int, stop: int) -> np.ndarray | None:
+        """Rows ``start:stop`` (within one chunk) of ``arr``, or None, reported, when the chunk
+        does not decode."""
+        try:
+            return arr[start:stop]
+        except Exception as exc:  # any decoding or I/O error is damage to report, not a crash
+            self.damaged(range(start, stop), f"{name}: chunk unreadable: {type(exc).__name__}: {exc}")
+            return None
 
     @staticmethod
     def fill(arr: zarr.Array, n: int) -> np.ndarray:
@@ -226,12 +229,6 @@ def _check_frames(store: FeatureStore, collection: str, lo: int, hi: int, block:
         rows.where(
             made != values["content_hash"], "content hash does not match the numbers, positions, cell and energy"
         )
-    damaged = sorted({r for d in block.damage for r in d.rows})
-    if damaged and "source" in values:
-        for r in damaged:
-            i = r - lo
-            if readable["source"][i] and values["source"][i]:
-                block.sources[r] = (str(values["source"][i]), int(values["source_index"][i]))
 
 
 def _check_group(store: FeatureStore, collection: str, group: str, lo: int, hi: int, block: Block) -> None:
@@ -328,10 +325,9 @@ def _blocks(store: FeatureStore) -> Iterator[tuple[str, str, int, int]]:
                 yield coll, group, lo, min(n, lo + step)
 
 
-def _provenance(store: FeatureStore, collection: str, report: VerifyReport) -> list[str]:
-    """The groups of ``collection`` to check; groups without a provenance record, or whose record
-    does not hash to their key, are damage (all their rows)."""
-    out = []
+def _provenance(store: FeatureStore, collection: str, report: VerifyReport) -> None:
+    """Groups of ``collection`` without a provenance record, or whose record does not hash to
+    their key, are damage (of the whole group)."""
     n = store.n_snapshots(collection)
     for name, g in sorted(store.zarr_group(collection).groups()):
         if name == FRAMES:
@@ -340,7 +336,7 @@ def _provenance(store: FeatureStore, collection: str, report: VerifyReport) -> l
         prov = dict(g.attrs.get("provenance", {}))
         rows = list(range(n))
         if not {"descriptor", "params", "versions", "key"} <= set(prov):
-            report.damage.append(Damage(collection, name, rows, "no provenance record"))
+            report.damage.append(Damage(collection, name, rows, "no provenance record", whole_group=True))
             continue
         if record_key(prov) != prov["key"] or name != f"{prov['descriptor']}-{prov['key']}":
             report.damage.append(
@@ -350,10 +346,9 @@ def _provenance(store: FeatureStore, collection: str, report: VerifyReport) -> l
                     rows,
                     f"provenance record hashes to {record_key(prov)}, but the group claims "
                     f"{name.rpartition('-')[2]} (record key {prov['key']})",
+                    whole_group=True,
                 )
             )
-        out.append(name)
-    return out
 
 
 def verify_store(path: str | Path, client: Client | None = None, progress: bool = True) -> VerifyReport:
@@ -378,7 +373,6 @@ def verify_store(path: str | Path, client: Client | None = None, progress: bool 
         report.damage += block.damage
         report.chunks += block.chunks
         pending[coll, group] += block.pending
-        report.sources.update({(coll, r): s for r, s in block.sources.items()})
         if block.hashes is not None:
             hashes.setdefault(coll, []).append(block.hashes)
     for coll, parts in hashes.items():  # unique across blocks (the smallest int64: unreadable)
@@ -399,16 +393,28 @@ def verify_store(path: str | Path, client: Client | None = None, progress: bool 
 
 
 def _name_sources(store: FeatureStore, report: VerifyReport) -> None:
-    """The source file and frame of damaged frames rows the blocks did not name (duplicates are
-    found across blocks), where they still read."""
-    for d in report.damage:
-        if d.group != FRAMES:
-            continue
-        for r in d.rows:
-            if (d.collection, r) not in report.sources:
-                try:
-                    v = store.read_rows(d.collection, FRAMES, slice(r, r + 1), ["source", "source_index"])
-                except Exception:  # lost with the rest: the row is named without its source
-                    continue
-                if v["source"][0]:
-                    report.sources[d.collection, r] = (str(v["source"][0]), int(v["source_index"][0]))
+    """The source file and frame of every damaged frames row, where they still read."""
+    for coll in sorted({d.collection for d in report.damage if d.group == FRAMES}):
+        rows = sorted({r for d in report.damage if d.group == FRAMES and d.collection == coll for r in d.rows})
+        for r, v in readable_rows(store, coll, rows, ["source", "source_index"]).items():
+            if v["source"]:
+                report.sources[coll, r] = (str(v["source"]), int(v["source_index"]))
+
+
+def readable_rows(
+    store: FeatureStore, collection: str, rows: Sequence[int], names: Sequence[str]
+) -> dict[int, dict[str, Any]]:
+    """``{row: {name: value}}`` of the frames rows ``rows`` (ascending) that still read: all at
+    once, else row by row, so a chunk that does not decode costs only its own rows."""
+    try:
+        v = store.read_rows(collection, FRAMES, np.asarray(rows, np.int64), names)
+        return {r: {k: v[k][i] for k in names} for i, r in enumerate(rows)}
+    except Exception:  # a damaged chunk among them
+        out = {}
+        for r in rows:
+            try:
+                v = store.read_rows(collection, FRAMES, slice(r, r + 1), names)
+            except Exception:  # lost with the rest
+                continue
+            out[r] = {k: v[k][0] for k in names}
+        return out
