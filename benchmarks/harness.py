@@ -276,7 +276,7 @@ def phstore_run(
             f"    ({n_frames} frames in chunks of {chunk_size} do not split evenly over {workers} worker(s): "
             "workers idle at the end count as time outside tasks; take --frames a multiple of both)"
         )
-    best = min(c.seconds / (c.computed + len(c.failed)) for c in report.chunks if c.computed + len(c.failed))
+    best = min(c.seconds / (c.computed + len(c.failed)) for c in report.shards if c.computed + len(c.failed))
     return Timing(n_frames / elapsed, 1000 * (best + per_frame["outside tasks"] / n_frames)), (start, end)
 
 

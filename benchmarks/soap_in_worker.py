@@ -4,10 +4,10 @@ On a lent 16-core machine the worker's descriptor time ran 5–25 % above the ba
 a 2-vCPU VM the two match. This runs the same store chunks, interleaved, four ways and prints the
 fewest and the median ms per frame of each (noise only adds time, so compare the minima):
 
-* ``worker task``: ``featurize_chunk`` on a LocalCluster worker, its descriptor time only;
+* ``worker task``: ``featurize_shard`` on a LocalCluster worker, its descriptor time only;
 * ``worker bare``: the bare dscribe loop on that worker;
 * ``process bare``: the bare loop in a fresh spawned process (no Dask in it);
-* ``process task``: ``featurize_chunk`` in that process.
+* ``process task``: ``featurize_shard`` in that process.
 
     python benchmarks/soap_in_worker.py [--frames 480] [--chunk-size 32] [--natoms 216] [--work DIR]
 """
@@ -26,7 +26,7 @@ from featurize_soap_schnet import bare_soap
 from harness import add_work_option, make_store, started_cluster, work_dir
 
 from phstore.descriptors import SOAP
-from phstore.featurize import featurize_chunk
+from phstore.featurize import featurize_shard
 from phstore.store import FeatureStore
 
 
@@ -45,16 +45,15 @@ def _fresh_copy(store: Path, name: str, stack: ExitStack) -> tuple[Path, str, st
     return copy, collection, str(s.writer_token)
 
 
-def task(store: str, collection: str, chunk: int, writer: str) -> float:
-    """ms per frame of the descriptor inside one ``featurize_chunk``."""
-    report = featurize_chunk(store, collection, SOAP(), chunk, writer=writer)
+def task(store: str, collection: str, shard: int, writer: str) -> float:
+    """ms per frame of the descriptor inside one ``featurize_shard``."""
+    report = featurize_shard(store, collection, SOAP(), shard, writer=writer)
     return 1000 * report.compute_seconds / report.computed
 
 
-def bare(store: str, collection: str, chunk: int) -> float:
-    """ms per frame of featurize_soap_schnet's bare dscribe loop on one chunk."""
-    s = FeatureStore(store)
-    frames = s.atoms(collection, slice(chunk * s.chunk_size, (chunk + 1) * s.chunk_size))
+def bare(store: str, collection: str, rows: slice) -> float:
+    """ms per frame of featurize_soap_schnet's bare dscribe loop on the snapshots ``rows``."""
+    frames = FeatureStore(store).atoms(collection, rows)
     start = time.perf_counter()
     bare_soap(frames)
     return 1000 * (time.perf_counter() - start) / len(frames)
@@ -71,18 +70,20 @@ def main() -> None:
         store = make_store(work, args.frames, args.chunk_size, args.natoms)
         on_worker, collection, worker_token = _fresh_copy(store, "worker.zarr", stack)
         in_process, _, process_token = _fresh_copy(store, "process.zarr", stack)
-        client, _ = started_cluster(stack, 1, lambda: bare(str(store), collection, 0))
+        s, group = FeatureStore(on_worker), SOAP().group
+        shards = [s.shard_rows(collection, group, k) for k in range(s.n_shards(collection, group))]
+        client, _ = started_cluster(stack, 1, lambda: bare(str(store), collection, shards[0]))
         pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(1))
-        pool.apply(bare, (str(store), collection, 0))
+        pool.apply(bare, (str(store), collection, shards[0]))
         times: dict[str, list[float]] = {"worker task": [], "worker bare": [], "process bare": [], "process task": []}
-        for chunk in range(-(-FeatureStore(store).n_snapshots(collection) // args.chunk_size)):
-            on = client.submit(task, str(on_worker), collection, chunk, worker_token, pure=False)
+        for shard, rows in enumerate(shards):
+            on = client.submit(task, str(on_worker), collection, shard, worker_token, pure=False)
             times["worker task"].append(on.result())
-            times["worker bare"].append(client.submit(bare, str(store), collection, chunk, pure=False).result())
-            times["process bare"].append(pool.apply(bare, (str(store), collection, chunk)))
-            times["process task"].append(pool.apply(task, (str(in_process), collection, chunk, process_token)))
+            times["worker bare"].append(client.submit(bare, str(store), collection, rows, pure=False).result())
+            times["process bare"].append(pool.apply(bare, (str(store), collection, rows)))
+            times["process task"].append(pool.apply(task, (str(in_process), collection, shard, process_token)))
         print(
-            f"{len(times['worker task'])} chunks of {args.chunk_size} frames of {args.natoms} atoms, interleaved; "
+            f"{len(shards)} shards of {s.shard_size(collection, group)} frames of {args.natoms} atoms, interleaved; "
             "ms per frame:"
         )
         for label, t in times.items():

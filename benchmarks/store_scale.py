@@ -4,8 +4,10 @@ built through phstore's own ingest, queried as users and featurize do.
 Printed per size: ingest rate (frames/s), files in the store, ``sel`` by one density (an eighth
 of the store) and by one trajectory's first 100 frames, bytes read loading the positions and
 energies of the density selection against those rows' stored bytes, ``info``, featurize
-planning (``pending_chunks`` on a descriptor group with every tenth chunk pending), and
-``verify`` of the frames (of a store built in this run). Then each figure's growth exponent
+planning (``pending_shards`` on a descriptor group with every tenth chunk pending), and
+``verify`` of the frames (of a store built in this run). The files count the frames table and
+that group, whose values (16 float32 a snapshot, a stand-in for SOAP means) are written shard
+by shard, as featurize tasks write them. Then each figure's growth exponent
 (log-log fit over the sizes) and its value extrapolated to 10⁷ snapshots from that fit.
 
 The frames are jittered simple-cubic lattices (nearest neighbours ≥ 1.6 Å, so none is rejected
@@ -27,10 +29,9 @@ from typing import Callable
 import numpy as np
 from harness import add_work_option, work_dir
 
-from phstore.descriptors import PH, PHParams
-from phstore.featurize import pending_chunks
+from phstore.featurize import pending_shards
 from phstore.ingest import ingest
-from phstore.store import DONE, PENDING, FeatureStore, open_store
+from phstore.store import DONE, PENDING, FeatureStore, VariableSpec, open_store
 from phstore.units import CARBON_MASS_U, CM3_PER_A3, GRAMS_PER_U
 from phstore.verify import verify_store
 
@@ -106,19 +107,25 @@ def build(work: Path, n: int) -> tuple[Path, float]:
 
 
 def add_group(path: Path) -> str:
-    """A PH group whose status marks every tenth chunk pending, the rest done (written through
-    the store; no diagram is computed)."""
+    """A descriptor group of 16 float32 values a snapshot, written shard by shard as featurize
+    tasks write them, whose status marks every tenth chunk pending, the rest done (committed
+    through the store, as the coordinator commits)."""
     store = FeatureStore(path, mode="r+")
-    descriptor = PH(PHParams())
+    group = "bench-0"
     with store.writer("benchmark"):
-        variables, coordinates = descriptor.variables(NATOMS), descriptor.coordinates()
-        store.ensure_descriptor(COLLECTION, descriptor.group, descriptor.provenance(), variables, coordinates)
+        variables = {"mean": VariableSpec(("feature",), (16,), "float32", np.nan)}
+        store.ensure_descriptor(
+            COLLECTION, group, {"descriptor": "bench", "params": {}, "versions": {}, "key": "0"}, variables
+        )
         n = store.n_snapshots(COLLECTION)
+        rng = np.random.default_rng(0)
+        for shard in range(store.n_shards(COLLECTION, group)):
+            rows = store.shard_rows(COLLECTION, group, shard)
+            store.write_rows(COLLECTION, group, rows, {"mean": rng.random((rows.stop - rows.start, 16), np.float32)})
         status = np.full(n, DONE, dtype=np.int8)
-        chunks = store.chunk_of(np.arange(n))
-        status[chunks % 10 == 0] = PENDING
-        store.commit_rows(COLLECTION, descriptor.group, slice(0, n), {}, status)
-    return descriptor.group
+        status[store.chunk_of(np.arange(n)) % 10 == 0] = PENDING
+        store.commit_status(COLLECTION, group, np.arange(n), status)
+    return group
 
 
 def measure(work: Path, n: int) -> dict[str, float]:
@@ -140,7 +147,7 @@ def measure(work: Path, n: int) -> dict[str, float]:
     read = bytes_read(lambda: (selection["positions"].values, selection["energy_per_atom"].values))
     out["read / selected bytes"] = read / (share * stored)
     out["info s"] = seconds(store.info)
-    out["planning s"] = seconds(lambda: pending_chunks(store, COLLECTION, group))
+    out["planning s"] = seconds(lambda: pending_shards(store, COLLECTION, group))
     return out
 
 

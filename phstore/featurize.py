@@ -1,12 +1,13 @@
 """Compute a descriptor for every pending snapshot of a store on Dask workers.
 
-One task per chunk of snapshots: the task reads its rows' positions from the store, computes
-the pending ones, writes the values of the whole chunk region (and its records) and returns
-the rows' status and error messages. Chunks never overlap, so tasks' writes never race. The
-coordinating process commits the status (the commit marker, chunked by ``TABLE_ROWS``) as
-results arrive, once per batch of them, and submits the tasks in batches, a bounded number in
-flight. A chunk whose task died, or whose result never reached a commit, is still pending
-and is computed again on the next run, giving the same values.
+One task per shard of the descriptor group (:meth:`FeatureStore.shard_size`): the task reads
+its rows' positions from the store, computes the pending ones, writes the values of the whole
+shard region (one file per array) and its records, and returns the rows' status and error
+messages. Shards never overlap, so tasks' writes never race. The coordinating process commits
+the status (the commit marker, chunked by ``TABLE_ROWS``) as results arrive, once per batch of
+them, and submits the tasks in batches, a bounded number in flight. A shard whose task died,
+or whose result never reached a commit, is still pending and is computed again on the next
+run, giving the same values.
 """
 
 from __future__ import annotations
@@ -26,20 +27,20 @@ from phstore.store import DONE, FAILED, FRAMES, PENDING, FeatureStore
 
 
 @dataclass
-class ChunkReport:
+class ShardReport:
     """What one task did: rows computed, rows that failed (with reasons), seconds spent in the
     whole task and in the descriptor alone (the rest is store reads and writes), and the CPU
     seconds of the task's thread in the descriptor (below ``compute_seconds`` when the thread
     waited: for the CPU, the GIL, or a descriptor's child process such as PH's)."""
 
     collection: str
-    chunk: int
+    shard: int
     computed: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
     compute_seconds: float = 0.0
     compute_cpu_seconds: float = 0.0
-    status: np.ndarray | None = None  # of the chunk's rows, for the coordinator to commit (None: nothing done)
+    status: np.ndarray | None = None  # of the shard's rows, for the coordinator to commit (None: nothing done)
     errors: np.ndarray | None = None
 
 
@@ -48,18 +49,18 @@ class FeaturizeReport:
     """Summary of a featurize run."""
 
     group: str
-    chunks: list[ChunkReport] = field(default_factory=list)
-    skipped_chunks: int = 0
-    errors: list[str] = field(default_factory=list)  # tasks that raised (their chunks stay pending)
+    shards: list[ShardReport] = field(default_factory=list)
+    skipped_shards: int = 0
+    errors: list[str] = field(default_factory=list)  # tasks that raised (their shards stay pending)
     notes: list[str] = field(default_factory=list)  # what users must know, e.g. species treated alike
 
     @property
     def computed(self) -> int:
-        return sum(c.computed for c in self.chunks)
+        return sum(c.computed for c in self.shards)
 
     @property
     def failures(self) -> list[tuple[str, int, str]]:
-        return [(c.collection, row, reason) for c in self.chunks for row, reason in c.failed]
+        return [(c.collection, row, reason) for c in self.shards for row, reason in c.failed]
 
     def failed_frames(self, store: FeatureStore) -> list[tuple[str, int, str, str, int]]:
         """:attr:`failures` with the source file and frame index of each: ``(collection,
@@ -77,28 +78,28 @@ class FeaturizeReport:
     @property
     def task_seconds(self) -> float:
         """Seconds of all tasks together (worker time, store I/O included)."""
-        return sum(c.seconds for c in self.chunks)
+        return sum(c.seconds for c in self.shards)
 
     @property
     def compute_seconds(self) -> float:
         """Seconds spent in the descriptor itself, all tasks together."""
-        return sum(c.compute_seconds for c in self.chunks)
+        return sum(c.compute_seconds for c in self.shards)
 
     @property
     def compute_cpu_seconds(self) -> float:
         """CPU seconds of the tasks' threads in the descriptor, all tasks together."""
-        return sum(c.compute_cpu_seconds for c in self.chunks)
+        return sum(c.compute_cpu_seconds for c in self.shards)
 
 
-def featurize_chunk(
+def featurize_shard(
     store_path: str,
     collection: str,
     descriptor: Descriptor,
-    chunk: int,
+    shard: int,
     retry_failed: bool = False,
     writer: str | None = None,
-) -> ChunkReport:
-    """Compute the pending rows of one chunk and write the chunk's values (runs on a Dask
+) -> ShardReport:
+    """Compute the pending rows of one shard and write the shard's values (runs on a Dask
     worker, on behalf of the holder of the store's writer lock, whose token is ``writer``); the
     rows' status and error messages come back in the report, for the holder to commit.
 
@@ -108,17 +109,17 @@ def featurize_chunk(
     start = time.perf_counter()
     store = FeatureStore(store_path, mode="r+", writer=writer)
     group = descriptor.group
-    rows = store.chunk_rows(collection, chunk)
+    rows = store.shard_rows(collection, group, shard)
     specs = descriptor.variables(int(store.collection_attrs(collection)["natoms"]))
     current = store.read_rows(collection, group, rows, ["status"])
     todo = current["status"] == PENDING
     if retry_failed:
         todo |= current["status"] == FAILED
-    report = ChunkReport(collection, chunk)
+    report = ShardReport(collection, shard)
     if not todo.any():
         return report
     idx = np.flatnonzero(todo)
-    if todo.all():  # the usual case: nothing in the chunk to keep, so nothing to read
+    if todo.all():  # the usual case: nothing in the shard to keep, so nothing to read
         n = rows.stop - rows.start
         current["error"] = np.full(n, "", dtype=object)
         current.update({k: np.full((n, *v.shape), v.fill, dtype=v.dtype) for k, v in specs.items()})
@@ -144,23 +145,23 @@ def featurize_chunk(
         if res.records is not None:
             new_records.append(np.column_stack([np.full(len(res.records), float(i)), res.records]))
     if descriptor.record_columns:
-        old, _ = (np.empty((0, 0)), None) if todo.all() else store.records(collection, group, chunk)
+        old, _ = (np.empty((0, 0)), None) if todo.all() else store.records(collection, group, shard)
         keep = old[~np.isin(old[:, 0], idx)] if old.size else np.empty((0, len(descriptor.record_columns)))
         records = np.concatenate([keep, *new_records])
-        if len(keep):  # each frame's records come sorted: ordering the rows keeps the whole chunk sorted
+        if len(keep):  # each frame's records come sorted: ordering the rows keeps the whole shard sorted
             records = records[np.argsort(records[:, 0], kind="stable")]
-        store.write_records(collection, group, chunk, records, {"columns": list(descriptor.record_columns)})
+        store.write_records(collection, group, shard, records, {"columns": list(descriptor.record_columns)})
     report.status, report.errors = current.pop("status"), current.pop("error")
     store.write_rows(collection, group, rows, current)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def pending_chunks(store: FeatureStore, collection: str, group: str, retry_failed: bool = False) -> list[int]:
-    """Chunks of ``collection`` that hold at least one row still to compute."""
+def pending_shards(store: FeatureStore, collection: str, group: str, retry_failed: bool = False) -> list[int]:
+    """Shards of a descriptor group of ``collection`` that hold at least one row still to compute."""
     status = store.status(collection, group)
     todo = (status == PENDING) | (retry_failed & (status == FAILED))
-    return np.unique(store.chunk_of(np.flatnonzero(todo))).tolist()
+    return np.unique(store.shard_of(collection, group, np.flatnonzero(todo))).tolist()
 
 
 #: Tasks a featurize run keeps submitted per worker thread (the rest wait in this process).
@@ -168,22 +169,22 @@ IN_FLIGHT_PER_THREAD = 4
 
 
 class _Commits:
-    """The status of finished chunks, buffered until :meth:`flush` commits them (one write of
-    each status chunk they touch)."""
+    """The status of finished shards, buffered until :meth:`flush` commits them (one write of
+    each status file they touch)."""
 
     def __init__(self, store: FeatureStore, group: str) -> None:
         self.store, self.group, self.reports = store, group, []
 
-    def add(self, report: ChunkReport) -> None:
+    def add(self, report: ShardReport) -> None:
         if report.status is not None:
             self.reports.append(report)
 
     def flush(self) -> None:
-        by_collection: dict[str, list[ChunkReport]] = {}
+        by_collection: dict[str, list[ShardReport]] = {}
         for r in self.reports:
             by_collection.setdefault(r.collection, []).append(r)
         for coll, reports in by_collection.items():
-            rows = [self.store.chunk_rows(coll, r.chunk) for r in reports]
+            rows = [self.store.shard_rows(coll, self.group, r.shard) for r in reports]
             self.store.commit_status(
                 coll,
                 self.group,
@@ -209,7 +210,7 @@ def featurize(
     run on the same store raises :class:`~phstore.store.StoreLocked` instead of racing this one.
     A descriptor made from other stored results (the PH vectors) raises ValueError, saying what
     to run first, while those are missing. Tasks are submitted in batches, at most
-    :data:`IN_FLIGHT_PER_THREAD` per worker thread at a time; the status of finished chunks is
+    :data:`IN_FLIGHT_PER_THREAD` per worker thread at a time; the status of finished shards is
     committed after each batch of results (and when the run is interrupted).
     """
     store = FeatureStore(store_path, mode="r+")
@@ -230,9 +231,9 @@ def featurize(
                 descriptor.variables(int(store.collection_attrs(coll)["natoms"])),
                 descriptor.coordinates(),
             )
-            todo += [(coll, c) for c in pending_chunks(store, coll, group, retry_failed)]
-            total += store.n_chunks(coll)
-        report = FeaturizeReport(group, skipped_chunks=total - len(todo), notes=notes)
+            todo += [(coll, s) for s in pending_shards(store, coll, group, retry_failed)]
+            total += store.n_shards(coll, group)
+        report = FeaturizeReport(group, skipped_shards=total - len(todo), notes=notes)
 
         def window() -> int:  # asked afresh: batch jobs and adaptive scaling bring workers as it runs
             return IN_FLIGHT_PER_THREAD * max(1, sum(client.nthreads().values()))
@@ -242,10 +243,10 @@ def featurize(
         def submit(k: int) -> None:
             batch = list(islice(queue, k))
             if batch:
-                colls, chunks = zip(*batch)
+                colls, shards = zip(*batch)
                 n = len(batch)
                 submitted = client.map(
-                    featurize_chunk, [str(store.path)] * n, colls, [descriptor] * n, chunks,
+                    featurize_shard, [str(store.path)] * n, colls, [descriptor] * n, shards,
                     [retry_failed] * n, [store.writer_token] * n, pure=False,
                 )  # fmt: skip
                 futures.update(zip(submitted, batch))
@@ -254,16 +255,16 @@ def featurize(
         commits = _Commits(store, group)
         submit(window())
         try:
-            with tqdm(total=len(todo), desc=f"featurize {group}", unit="chunk", disable=not progress) as bar:
+            with tqdm(total=len(todo), desc=f"featurize {group}", unit="shard", disable=not progress) as bar:
                 for finished in running.batches():
                     for future in finished:
                         try:
-                            chunk = future.result()
-                            report.chunks.append(chunk)
-                            commits.add(chunk)
-                        except Exception as exc:  # a bug or a lost worker: report it, finish the other chunks
-                            coll, c = futures[future]
-                            report.errors.append(f"{coll} chunk {c}: {type(exc).__name__}: {exc}")
+                            shard = future.result()
+                            report.shards.append(shard)
+                            commits.add(shard)
+                        except Exception as exc:  # a bug or a lost worker: report it, finish the other shards
+                            coll, s = futures[future]
+                            report.errors.append(f"{coll} shard {s}: {type(exc).__name__}: {exc}")
                         del futures[future]
                     commits.flush()
                     bar.update(len(finished))

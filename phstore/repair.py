@@ -1,13 +1,13 @@
 """``phstore repair``: mend the damage :mod:`phstore.verify` finds.
 
 * A descriptor group's damaged rows (values lost or not finite, records missing or lost, an
-  unreadable status, values or error chunk) cannot be trusted: their whole chunks are reset to
-  pending (:meth:`~phstore.store.FeatureStore.reset_chunks`), and the next ``phstore
+  unreadable status, values or error chunk) cannot be trusted: their whole shards are reset to
+  pending (:meth:`~phstore.store.FeatureStore.reset_shards`), and the next ``phstore
   featurize`` recomputes them, giving the same values.
 * A damaged row of the frames table is read again from its source file, at its frame index
   (the columns ``source`` and ``source_index``), and written back only when the frame read
   there is the one stored: its content hash equals the stored hash, or the hash of the stored
-  content (then the hash itself was what was damaged). The descriptor chunks of a restored
+  content (then the hash itself was what was damaged). The descriptor shards of a restored
   row are reset too. A row that cannot be restored so (its source gone or changed, its keys
   lost) is named, with its source file and frame, for the user to re-ingest into a new store.
 
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from distributed import Client
 
 from phstore.ingest import read_frames, snapshot_row
@@ -36,7 +35,7 @@ CONTENT = ("positions", "cell", "numbers", "energy", "energy_per_atom", "forces"
 
 @dataclass
 class RepairReport:
-    """What repair did: chunks reset to pending per ``(collection, group)``, frames rows
+    """What repair did: shards reset to pending per ``(collection, group)``, frames rows
     restored from their sources per collection, what it could not mend (one line each), and
     the verify report it acted on."""
 
@@ -110,7 +109,7 @@ def repair_store(path: str | Path, client: Client | None = None, progress: bool 
     report = RepairReport(found)
     store = FeatureStore(path, mode="r+")
     frames: dict[str, set[int]] = defaultdict(set)
-    chunks: dict[tuple[str, str], set[int]] = defaultdict(set)
+    shards: dict[tuple[str, str], set[int]] = defaultdict(set)
     for d in found.damage:
         if d.whole_group:
             report.unmended.append(
@@ -119,7 +118,7 @@ def repair_store(path: str | Path, client: Client | None = None, progress: bool 
         elif d.group == FRAMES:
             frames[d.collection].update(d.rows)
         else:
-            chunks[d.collection, d.group].update(int(c) for c in store.chunk_of(np.asarray(d.rows)))
+            shards[d.collection, d.group].update(store.shard_of(d.collection, d.group, d.rows).tolist())
     with store.writer("repair"):
         for coll, rows in sorted(frames.items()):
             restored, lost = _source_rows(store, coll, sorted(rows), found.sources)
@@ -127,10 +126,9 @@ def repair_store(path: str | Path, client: Client | None = None, progress: bool 
             if restored:
                 store.rewrite_frames(coll, {r: {c: row[c] for c in CONTENT} for r, row in restored.items()})
                 report.restored[coll] = sorted(restored)
-                touched = {int(c) for c in store.chunk_of(np.asarray(sorted(restored)))}
                 for group in store.descriptor_groups(coll):
-                    chunks[coll, group] |= touched
-        for (coll, group), cs in sorted(chunks.items()):
-            store.reset_chunks(coll, group, sorted(cs))
-            report.reset[coll, group] = sorted(cs)
+                    shards[coll, group].update(store.shard_of(coll, group, sorted(restored)).tolist())
+        for (coll, group), ss in sorted(shards.items()):
+            store.reset_shards(coll, group, sorted(ss))
+            report.reset[coll, group] = sorted(ss)
     return report

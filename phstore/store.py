@@ -7,14 +7,16 @@ Layout (see ARCHITECTURE.md for the invariants)::
       <collection>/                 e.g. "C216": one composition (species and atom count)
         frames/                     snapshot table: positions, cells, energies, keys
         <descriptor>-<key>/         one group per descriptor *variant* (parameters + versions)
-          records/c<chunk>          ragged per-chunk output (e.g. persistence diagrams)
+          records/c<shard>          ragged per-shard output (e.g. persistence diagrams)
 
-Every array that has a ``snapshot`` dimension is chunked along it by the store-wide
-``chunk_size``; a featurize task owns whole chunks, so no two tasks ever write one chunk. The
-exception is the frames table's per-snapshot scalars (energy, density, keys), which only ingest
-writes: they are chunked by ``TABLE_ROWS``, so reading a whole column is a few chunk reads.
-A collection's attribute ``n_snapshots`` is the commit marker of ingest: rows past it (left by
-an interrupted append) are invisible and are overwritten by the next ingest.
+Every array that has a ``snapshot`` dimension is chunked along it (the unit of reading) by the
+store-wide ``chunk_size`` and written in Zarr shards of several chunks (one file each): a
+descriptor group's ``shard_size`` is its unit of work, so a featurize task owns whole shards
+and no two tasks ever write one file. The frames table's per-snapshot scalars (energy, density,
+keys) and each group's status and errors, which one process writes, are chunked by
+``TABLE_ROWS``, so reading a whole column is a few chunk reads. A collection's attribute
+``n_snapshots`` is the commit marker of ingest: rows past it (left by an interrupted append) are
+invisible and are overwritten by the next ingest.
 """
 
 from __future__ import annotations
@@ -63,9 +65,18 @@ RECORDS = "records"
 LOCK = ".phstore-writer.lock"  # the writer lock file of layout 1 (removed by :meth:`FeatureStore._upgrade`)
 #: The store layout a writer leaves (root attribute ``layout``; a store without one is layout 1):
 #: 2 names the dimensions of records arrays (plain xarray needs them) and locks with flock; 3
-#: chunks each descriptor group's status and error messages by ``TABLE_ROWS`` (the writer commits them).
-LAYOUT = 3
+#: chunks each descriptor group's status and error messages by ``TABLE_ROWS`` (the writer commits
+#: them); 4 writes new frames tables and groups in Zarr shards (a group's ``shard_size`` attribute,
+#: its unit of work; groups without it are sharded by the chunk, as layouts 1-3 wrote them).
+LAYOUT = 4
 TABLE_ROWS = 4096  # snapshots per chunk of the frames table's 1-D columns
+TABLE_SHARD = 16 * TABLE_ROWS  # snapshots per shard (file) of those 1-D columns
+#: A shard (one file) holds at most this many chunks along the snapshots, ...
+MAX_SHARD_CHUNKS = 64
+#: ... at most this many bytes before compression (what a featurize task holds of its shard), ...
+SHARD_BYTES = 64 << 20
+#: ... and a descriptor group is cut in at least this many shards (tasks) when it has the chunks.
+MIN_TASKS = 64
 REJECTED = ("rejected_source", "rejected_index", "rejected_reason")  # root arrays: frames ingest refused
 
 # Status codes of a descriptor row.
@@ -269,9 +280,41 @@ class VariableSpec:
 Coordinates = dict[str, tuple[np.ndarray, dict[str, str]]]
 
 
-def records_name(chunk: int) -> str:
-    """The name of chunk ``chunk``'s ragged records array in a group's ``records`` subgroup."""
-    return f"c{chunk:06d}"
+def records_name(shard: int) -> str:
+    """The name of shard ``shard``'s ragged records array in a group's ``records`` subgroup (of a
+    group made before layout 4, whose shards are its chunks, the chunk's)."""
+    return f"c{shard:06d}"
+
+
+def shard_snapshots(chunk_size: int, row_bytes: int, n_chunks: int | None = None) -> int:
+    """Snapshots per shard of arrays chunked by ``chunk_size`` snapshots of ``row_bytes`` each
+    (uncompressed): ``chunk_size`` times the largest power of two of chunks within
+    :data:`MAX_SHARD_CHUNKS` and :data:`SHARD_BYTES`, and, for a descriptor group of ``n_chunks``
+    chunks, within ``n_chunks / MIN_TASKS`` (so a small store still gives every worker tasks)."""
+    limit = min(MAX_SHARD_CHUNKS, SHARD_BYTES // max(1, row_bytes * chunk_size))
+    if n_chunks is not None:
+        limit = min(limit, n_chunks // MIN_TASKS)
+    k = 1
+    while 2 * k <= limit:
+        k *= 2
+    return chunk_size * k
+
+
+def snapshot_encoding(chunks: int, shard: int, tail: Sequence[int] = ()) -> dict[str, tuple[int, ...]]:
+    """The Zarr chunks (and shards, when a shard holds several chunks) of an array of shape
+    ``(snapshot, *tail)``: whole along the other dimensions."""
+    encoding = {"chunks": (chunks, *tail)}
+    return encoding | ({"shards": (shard, *tail)} if shard > chunks else {})
+
+
+#: The encoding of a 1-D snapshot column written by one process (frames keys, status, errors).
+TABLE_ENCODING = snapshot_encoding(TABLE_ROWS, TABLE_SHARD)
+
+
+def outer_step(arr: zarr.Array) -> int:
+    """Snapshots per file of ``arr`` (its shard, or its chunk when it is not sharded): the unit
+    in which it is written whole."""
+    return (arr.shards or arr.chunks)[0]
 
 
 def _open_root(path: Path, mode: str) -> zarr.Group:
@@ -328,6 +371,11 @@ class FeatureStore:
             )
         if self._root.attrs.get("phstore") != FORMAT:
             raise StoreError(f"{self.path} is a Zarr store but not a {FORMAT} feature store")
+        if self._root.attrs.get("layout", 1) > LAYOUT:
+            raise StoreError(
+                f"{self.path} has store layout {self._root.attrs['layout']}, written by a newer phstore than this "
+                f"one (layout {LAYOUT}); upgrade phstore to read it"
+            )
         if chunk_size is not None and chunk_size != self.chunk_size:
             raise ChunkSizeError(
                 f"{self.path} holds chunks of {self.chunk_size} snapshots; a chunk size of {chunk_size} applies only "
@@ -341,16 +389,26 @@ class FeatureStore:
         return int(self._root.attrs["chunk_size"])
 
     def chunk_of(self, rows: int | np.ndarray) -> int | np.ndarray:
-        """The chunk index of snapshot row(s) ``rows``."""
+        """The chunk index of snapshot row(s) ``rows`` (the unit of reading)."""
         return rows // self.chunk_size
 
-    def chunk_rows(self, collection: str, chunk: int) -> slice:
-        """The committed snapshot rows of ``chunk`` in ``collection``."""
-        return slice(chunk * self.chunk_size, min(self.n_snapshots(collection), (chunk + 1) * self.chunk_size))
+    def shard_size(self, collection: str, group: str) -> int:
+        """Snapshots per shard of a descriptor group (its attribute ``shard_size``; the chunk size
+        for groups made before layout 4): the unit of work, one featurize task's, written whole."""
+        return int(self._root[f"{collection}/{group}"].attrs.get("shard_size", self.chunk_size))
 
-    def n_chunks(self, collection: str) -> int:
-        """How many chunks the committed snapshots of ``collection`` fill."""
-        return -(-self.n_snapshots(collection) // self.chunk_size)
+    def shard_of(self, collection: str, group: str, rows: np.ndarray) -> np.ndarray:
+        """The shard index of each snapshot row of ``rows`` in a descriptor group."""
+        return np.asarray(rows, dtype=np.int64) // self.shard_size(collection, group)
+
+    def shard_rows(self, collection: str, group: str, shard: int) -> slice:
+        """The committed snapshot rows of ``shard`` of a descriptor group."""
+        size = self.shard_size(collection, group)
+        return slice(shard * size, min(self.n_snapshots(collection), (shard + 1) * size))
+
+    def n_shards(self, collection: str, group: str) -> int:
+        """How many shards of a descriptor group the committed snapshots of ``collection`` fill."""
+        return -(-self.n_snapshots(collection) // self.shard_size(collection, group))
 
     @property
     def collections(self) -> list[str]:
@@ -606,9 +664,10 @@ class FeatureStore:
                 mask &= np.isin(values, np.atleast_1d(frames))
         return collection, np.flatnonzero(mask)
 
-    def records(self, collection: str, group: str, chunk: int) -> tuple[np.ndarray, dict[str, Any]]:
-        """The ragged output of one chunk of a descriptor variant, and its attributes."""
-        path = f"{collection}/{group}/{RECORDS}/{records_name(chunk)}"
+    def records(self, collection: str, group: str, shard: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The ragged output of one shard of a descriptor variant (rows: row within the shard,
+        then the descriptor's columns), and its attributes."""
+        path = f"{collection}/{group}/{RECORDS}/{records_name(shard)}"
         try:
             arr = self._root[path]
         except KeyError:
@@ -616,19 +675,17 @@ class FeatureStore:
         return arr[...], dict(arr.attrs)
 
     def row_records(self, collection: str, group: str, rows: slice) -> list[np.ndarray]:
-        """The ragged output of each snapshot of ``rows`` (within one chunk), without the row
-        column; a chunk's records are sorted by row, so each snapshot's are one block."""
-        chunk = self.chunk_of(rows.start)
-        if self.chunk_of(rows.stop - 1) != chunk:
-            raise ValueError(f"rows {rows.start}:{rows.stop} span several chunks of {self.chunk_size}")
-        records, _ = self.records(collection, group, chunk)
-        offset = rows.start - chunk * self.chunk_size
-        bounds = (
-            np.searchsorted(records[:, 0], np.arange(offset, offset + rows.stop - rows.start + 1))
-            if records.size
-            else np.zeros(rows.stop - rows.start + 1, dtype=int)
-        )
-        return [records[lo:hi, 1:] for lo, hi in zip(bounds, bounds[1:])]
+        """The ragged output of each snapshot of ``rows``, without the row column; a shard's
+        records are sorted by row, so each snapshot's are one block."""
+        size = self.shard_size(collection, group)
+        out = []
+        for shard in range(rows.start // size, -(-rows.stop // size)):
+            lo, hi = max(rows.start, shard * size), min(rows.stop, (shard + 1) * size)
+            records, _ = self.records(collection, group, shard)
+            within = np.arange(lo, hi + 1) - shard * size
+            bounds = np.searchsorted(records[:, 0], within) if records.size else np.zeros(len(within), dtype=int)
+            out += [records[a:b, 1:] for a, b in zip(bounds, bounds[1:])]
+        return out
 
     def diagram(self, collection: str, snapshot: int, degree: int = 1, key: str = "") -> np.ndarray:
         """The stored persistence diagram of one snapshot: ``(birth, death)`` rows, Å² (squared
@@ -800,15 +857,16 @@ class FeatureStore:
     def _upgrade(self) -> None:
         """Bring a store of an older layout to :data:`LAYOUT` (once, under the writer lock):
         records arrays without dimension names are rewritten with them, status and error arrays
-        chunked by the snapshot chunk are rewritten chunked by ``TABLE_ROWS``, the old lock file
-        goes."""
+        chunked by the snapshot chunk are rewritten by :data:`TABLE_ENCODING`, the old lock file
+        goes. Frames tables and groups written unsharded (layouts 1-3) stay so: they read and
+        grow as they are, their shard being their chunk; groups made from now on are sharded."""
         (self.path / LOCK).unlink(missing_ok=True)
         for collection in self.collections:
             for group in self.descriptor_groups(collection):
                 g = self._root[f"{collection}/{group}"]
                 for name in ("status", "error"):
                     if g[name].chunks[0] < TABLE_ROWS:
-                        self._rechunk(g[name], TABLE_ROWS)
+                        self._rechunk(g[name])
                 records = g.get(RECORDS)
                 if records is None:
                     continue
@@ -818,9 +876,9 @@ class FeatureStore:
         self._root.attrs["layout"] = LAYOUT
         log.info("upgraded %s to store layout %d", self.path, LAYOUT)
 
-    def _rechunk(self, arr: zarr.Array, rows: int) -> None:
-        """Rewrite a 1-D snapshot array in chunks of ``rows`` (a store upgrade); one that does not
-        decode is left as it is, for verify to report and repair to mend."""
+    def _rechunk(self, arr: zarr.Array) -> None:
+        """Rewrite a 1-D snapshot array in chunks and shards of :data:`TABLE_ENCODING` (a store
+        upgrade); one that does not decode is left as it is, for verify to report and repair to mend."""
         try:
             values = arr[...]
         except Exception as exc:
@@ -830,7 +888,7 @@ class FeatureStore:
             arr.path,
             shape=arr.shape,
             dtype=arr.dtype,
-            chunks=(rows,),
+            **TABLE_ENCODING,
             fill_value=arr.metadata.fill_value,
             dimension_names=arr.metadata.dimension_names,
             attributes=dict(arr.attrs),
@@ -865,10 +923,7 @@ class FeatureStore:
         if n_new == 0:
             return
         frames = frames_table(rows)
-        chunks = {
-            v: (self.chunk_size, *frames[v].shape[1:]) if frames[v].ndim > 1 else (TABLE_ROWS,)
-            for v in frames.data_vars
-        }
+        encoding = {v: self._frames_encoding(frames[v]) for v in frames.data_vars}
         if collection not in self.collections:
             self._root.create_group(collection, attributes={**attrs, "n_snapshots": 0})
         n = self.n_snapshots(collection)
@@ -880,15 +935,25 @@ class FeatureStore:
                 mode="w",
                 zarr_format=3,
                 consolidated=False,
-                encoding={v: {"chunks": c} for v, c in chunks.items()},
+                encoding=encoding,
             )
         else:
             self._truncate(group, n)
-            self._add_columns(collection, n, chunks)
+            self._add_columns(collection, n, encoding)
             frames.to_zarr(str(self.path), group=group, append_dim=SNAPSHOT, consolidated=False)
         self._root[collection].attrs["n_snapshots"] = n + n_new
 
-    def _add_columns(self, collection: str, n: int, chunks: dict[str, tuple[int, ...]]) -> None:
+    def _frames_encoding(self, column: xr.DataArray) -> dict[str, tuple[int, ...]]:
+        """Chunks and shards of a frames column: 1-D columns by :data:`TABLE_ENCODING`, the others
+        by the chunk size, in shards of up to :data:`MAX_SHARD_CHUNKS` chunks (one process
+        writes the frames table, so any shard size is safe)."""
+        if column.ndim == 1:
+            return TABLE_ENCODING
+        tail = column.shape[1:]
+        row_bytes = int(np.prod(tail)) * column.dtype.itemsize
+        return snapshot_encoding(self.chunk_size, shard_snapshots(self.chunk_size, row_bytes), tail)
+
+    def _add_columns(self, collection: str, n: int, encoding: dict[str, dict[str, tuple[int, ...]]]) -> None:
         """Give the ``n`` rows of a frames table made before some of :data:`FRAME_COLUMNS` those
         columns (:func:`missing_column`), so new rows can be appended."""
         group = f"{collection}/{FRAMES}"
@@ -906,7 +971,7 @@ class FeatureStore:
             group=group,
             mode="a",
             consolidated=False,
-            encoding={c: {"chunks": chunks[c]} for c in missing},
+            encoding={c: encoding[c] for c in missing},
         )
 
     def _truncate(self, group: str, n: int) -> None:
@@ -936,7 +1001,7 @@ class FeatureStore:
                 arr = arrays[name]
             else:
                 arr = self._root.create_array(
-                    name, shape=(0,), chunks=(TABLE_ROWS,), dtype=dtype, dimension_names=("rejected",)
+                    name, shape=(0,), **TABLE_ENCODING, dtype=dtype, dimension_names=("rejected",)
                 )
             n = arr.shape[0]
             arr.resize((n + len(rows),))
@@ -955,6 +1020,10 @@ class FeatureStore:
         """Create the descriptor group (all rows pending, with the coordinates ``coords`` of its
         own dimensions) or extend it to the committed rows.
 
+        A new group's values are chunked by the store's chunk size and written in shards of
+        :func:`shard_snapshots` snapshots (its attribute ``shard_size``), fixed when it is made:
+        of the snapshots there are then, so that a small store still gives every worker a task.
+
         Raises :class:`StoreError` if the group exists with a different provenance.
         """
         self._require_writable()
@@ -970,19 +1039,24 @@ class FeatureStore:
             self._extend(f"{collection}/{group}", n)
             return
         cs = self.chunk_size
-        data = {  # committed by the writer alone, for many tasks' chunks: chunked like the frames' columns
-            "status": ((SNAPSHOT,), da.full((n,), PENDING, dtype="int8", chunks=TABLE_ROWS)),
+        row_bytes = sum(int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize for spec in variables.values())
+        shard = shard_snapshots(cs, row_bytes, -(-n // cs))
+        data = {  # committed by the writer alone, for many tasks' shards: chunked like the frames' columns
+            "status": ((SNAPSHOT,), da.full((n,), PENDING, dtype="int8", chunks=TABLE_SHARD)),
             "error": ((SNAPSHOT,), np.full(n, "", dtype=object)),
         }
+        encoding = {"status": TABLE_ENCODING, "error": TABLE_ENCODING}
         for name, spec in variables.items():
             data[name] = (
                 (SNAPSHOT, *spec.dims),
-                da.full((n, *spec.shape), spec.fill, dtype=spec.dtype, chunks=(cs, *spec.shape)),
+                da.full((n, *spec.shape), spec.fill, dtype=spec.dtype, chunks=(shard, *spec.shape)),
                 spec.attrs(),
             )
+            encoding[name] = snapshot_encoding(cs, shard, spec.shape) | (
+                {"compressors": [DENSE_CODEC]} if spec.dense else {}
+            )
         coordinates = {dim: ((dim,), values, attrs) for dim, (values, attrs) in (coords or {}).items()}
-        template = xr.Dataset(data, coords=coordinates, attrs={"provenance": provenance})
-        dense = {name: {"compressors": [DENSE_CODEC]} for name, spec in variables.items() if spec.dense}
+        template = xr.Dataset(data, coords=coordinates, attrs={"provenance": provenance, "shard_size": shard})
         template.to_zarr(
             str(self.path),
             group=f"{collection}/{group}",
@@ -990,7 +1064,7 @@ class FeatureStore:
             zarr_format=3,
             consolidated=False,
             compute=False,
-            encoding={"error": {"chunks": (TABLE_ROWS,)}, "status": {"chunks": (TABLE_ROWS,)}, **dense},
+            encoding=encoding,
         )
 
     def _extend(self, group: str, n: int) -> None:
@@ -1000,7 +1074,7 @@ class FeatureStore:
                 old = arr.shape[0]
                 if old < n:
                     arr.resize((n, *arr.shape[1:]))
-                    step = arr.chunks[0]
+                    step = outer_step(arr)
                     for lo in range(old, n, step):  # chunk by chunk: bounded memory
                         hi = min(n, (lo // step + 1) * step)
                         arr[lo:hi] = np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
@@ -1073,11 +1147,11 @@ class FeatureStore:
         for name, new in (("error", errors), ("status", status)):  # status last: the commit marker
             self._patch(self._root[f"{collection}/{group}/{name}"], rows, new)
 
-    def reset_chunks(self, collection: str, group: str, chunks: Sequence[int]) -> None:
-        """Make ``chunks`` of a descriptor group pending again, whatever they held (repair): the
-        chunk files of the status (first), the error messages and every value, and the chunk's
-        records, are removed, so the chunks read as pending fill values and the next featurize
-        recomputes them. Nothing of a chunk is read, so a chunk that does not decode is reset too."""
+    def reset_shards(self, collection: str, group: str, shards: Sequence[int]) -> None:
+        """Make ``shards`` of a descriptor group pending again, whatever they held (repair): the
+        files of the status (first), the error messages and every value, and the shard's
+        records, are removed, so the shards read as pending fill values and the next featurize
+        recomputes them. Nothing of a shard is read, so a shard that does not decode is reset too."""
         self._require_writable()
         g = self._root[f"{collection}/{group}"]
         arrays = sorted(
@@ -1085,20 +1159,19 @@ class FeatureStore:
             key=lambda item: item[0] != "status",
         )
         records = g.get(RECORDS)
-        for chunk in chunks:
-            region = self.chunk_rows(collection, chunk)
+        for shard in shards:
+            region = self.shard_rows(collection, group, shard)
             for _, arr in arrays:
-                step = arr.chunks[0]
+                step = outer_step(arr)
                 if region.start % step == 0 and (region.stop % step == 0 or region.stop >= arr.shape[0]):
-                    for c in range(region.start // step, -(-region.stop // step)):  # whole chunks: drop them
+                    for c in range(region.start // step, -(-region.stop // step)):  # whole files: drop them
                         self._drop_chunk(arr, c)
                     continue
-                try:  # a wider chunk (status, error: TABLE_ROWS) holding other rows too: rewrite the region
-                    arr[region] = np.full(region.stop - region.start, arr.metadata.fill_value, dtype=arr.dtype)
-                except Exception:  # it does not decode: dropped, its other rows pending too (all damaged)
-                    self._drop_chunk(arr, region.start // step)
-            if records is not None and records_name(chunk) in records:
-                del records[records_name(chunk)]
+                # a wider file (status, error: TABLE_SHARD) holding other rows too: rewrite the region
+                rows = np.arange(region.start, region.stop)
+                self._patch(arr, rows, np.full(len(rows), arr.metadata.fill_value, dtype=arr.dtype))
+            if records is not None and records_name(shard) in records:
+                del records[records_name(shard)]
 
     def rewrite_frames(self, collection: str, rows: dict[int, dict[str, Any]]) -> None:
         """Write columns of committed frames rows back in place (``{row: {column: value}}``;
@@ -1112,24 +1185,37 @@ class FeatureStore:
 
     def _patch(self, arr: zarr.Array, rows: np.ndarray, values: np.ndarray) -> None:
         """Write ``values`` at the snapshot ``rows`` (indices) of ``arr``: one read and one write
-        of each chunk they touch. A chunk that does not decode is dropped first, so the write
-        does not read it: its other rows read as the fill value (they were lost already)."""
-        step = arr.chunks[0]
+        of each file (shard or chunk) they touch. A file that does not decode is read chunk by
+        chunk (what decodes is kept, the rest is the fill value: lost already) and dropped
+        before it is written, so the write does not read it."""
+        step = outer_step(arr)
         chunks = rows // step
         for c in np.unique(chunks):
             lo, hi = int(c) * step, min(arr.shape[0], (int(c) + 1) * step)
             try:
                 current = arr[lo:hi]
-            except Exception:
+            except Exception:  # keep the chunks of the file that still decode
+                current = np.concatenate(
+                    [self._salvage(arr, a, min(hi, a + arr.chunks[0])) for a in range(lo, hi, arr.chunks[0])]
+                )
                 self._drop_chunk(arr, int(c))
-                current = np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
             current = current.astype(object) if current.dtype.kind == "T" else current
             mine = chunks == c
             current[rows[mine] - lo] = values[mine]
             arr[lo:hi] = current
 
+    @staticmethod
+    def _salvage(arr: zarr.Array, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi`` (within one chunk) of ``arr``, or its fill value when they do not decode."""
+        try:
+            values = arr[lo:hi]
+        except Exception:
+            return np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
+        return values.astype(object) if values.dtype.kind == "T" else values
+
     def _drop_chunk(self, arr: zarr.Array, chunk: int) -> None:
-        """Remove the file of chunk ``chunk`` (along the snapshots) of ``arr``: it reads as the fill value."""
+        """Remove file ``chunk`` (along the snapshots: a shard of a sharded array) of ``arr``: its
+        rows read as the fill value."""
         key = arr.metadata.encode_chunk_key((chunk, *([0] * (arr.ndim - 1))))
         (self.path / arr.path / key).unlink(missing_ok=True)
 
@@ -1143,14 +1229,14 @@ class FeatureStore:
         self._root[f"{collection}/{group}"].attrs.update(attrs)
 
     def write_records(
-        self, collection: str, group: str, chunk: int, records: np.ndarray, attrs: dict[str, Any]
+        self, collection: str, group: str, shard: int, records: np.ndarray, attrs: dict[str, Any]
     ) -> None:
-        """Replace the ragged output of one chunk (written whole by the task that owns the chunk)."""
+        """Replace the ragged output of one shard (written whole by the task that owns the shard)."""
         self._require_writable()
-        name = records_name(chunk)
+        name = records_name(shard)
         self._root.create_array(
             f"{collection}/{group}/{RECORDS}/{name}",
-            dimension_names=(f"{name}_row", "column"),  # one length per chunk: a dimension of its own
+            dimension_names=(f"{name}_row", "column"),  # one length per shard: a dimension of its own
             shape=records.shape,
             dtype=records.dtype,
             chunks=tuple(max(1, d) for d in records.shape),

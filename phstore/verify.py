@@ -269,12 +269,12 @@ def _check_records(
     hi: int,
     rows: _Rows,
 ) -> None:
-    cs = store.chunk_size
-    for c in range(lo // cs, -(-hi // cs)):
-        region = store.chunk_rows(collection, c)
+    size = store.shard_size(collection, g.basename)
+    for s in range(lo // size, -(-hi // size)):
+        region = store.shard_rows(collection, g.basename, s)
         local = slice(region.start - lo, region.stop - lo)
         done = np.flatnonzero(known[local] & (status[local] == DONE)) + region.start
-        name = records_name(c)
+        name = records_name(s)
         try:
             arr = g[f"{RECORDS}/{name}"]
         except KeyError:
@@ -294,7 +294,7 @@ def _check_records(
             rows.damaged(range(region.start, region.stop), f"{RECORDS}/{name}: NaN in the records")
         owners = records[:, 0].astype(np.int64) + region.start if records.size else np.empty(0, np.int64)
         if ((owners < region.start) | (owners >= region.stop)).any():
-            rows.damaged(range(region.start, region.stop), f"{RECORDS}/{name}: records of rows outside the chunk")
+            rows.damaged(range(region.start, region.stop), f"{RECORDS}/{name}: records of rows outside the shard")
             continue
         failed = np.flatnonzero(known[local] & (status[local] == FAILED)) + region.start
         # records of pending rows are what a task killed before its commit leaves: overwritten next time
@@ -315,12 +315,13 @@ def check_block(path: str, collection: str, group: str, lo: int, hi: int) -> Blo
 
 
 def _blocks(store: FeatureStore) -> Iterator[tuple[str, str, int, int]]:
-    """``(collection, group, lo, hi)`` of every task: blocks of whole chunks, about
-    :data:`TABLE_ROWS` snapshots each."""
-    step = store.chunk_size * max(1, TABLE_ROWS // store.chunk_size)
+    """``(collection, group, lo, hi)`` of every task: blocks of whole chunks (of a descriptor
+    group: whole shards), about :data:`TABLE_ROWS` snapshots each."""
     for coll in store.collections:
         n = store.n_snapshots(coll)
         for group in [FRAMES, *store.descriptor_groups(coll)]:
+            unit = store.chunk_size if group == FRAMES else store.shard_size(coll, group)
+            step = unit * max(1, TABLE_ROWS // unit)
             for lo in range(0, n, step):
                 yield coll, group, lo, min(n, lo + step)
 

@@ -92,3 +92,19 @@ def write_vasprun(path: Path, frames: list[Atoms]) -> Path:
         f"{structure(first, 'initialpos')}{''.join(steps)}</modeling>"
     )
     return path
+
+
+def corrupt_inner_chunks(array: Path, chunks: list[int]) -> None:
+    """Overwrite inner ``chunks`` (along the first dimension) of the first shard of the sharded
+    Zarr array at ``array`` with garbage of the same length: the shard's index and its other
+    chunks still read, those chunks no longer decode."""
+    import zarr
+
+    arr = zarr.open_array(str(array), mode="r")
+    n_inner = arr.shards[0] // arr.chunks[0]
+    shard = array / arr.metadata.encode_chunk_key((0,) * arr.ndim)
+    data = bytearray(shard.read_bytes())
+    index = np.frombuffer(bytes(data[-(16 * n_inner + 4) : -4]), "<u8").reshape(n_inner, 2)  # (offset, bytes); crc32c
+    for offset, length in index[chunks]:
+        data[offset : offset + length] = b"\xff" * int(length)
+    shard.write_bytes(bytes(data))

@@ -325,7 +325,7 @@ def test_featurize_exits_3_when_a_frame_fails_and_names_it(tmp_path, capsys):
     captured = capsys.readouterr()
     # frames 0 and 2 came in first, frame 1 (row 2) when overlapping atoms were let in
     assert f"failed C27 snapshot 2 ({tmp_path / 'f.xyz'} frame 1): " in captured.err
-    assert "computed 3 snapshots in 2 chunks, 1 failed" in captured.out
+    assert "computed 3 snapshots in 2 shards, 1 failed" in captured.out
     # PH sees points, not species: said once for the collection, not hidden
     assert "note: C26Si: ph does not tell species apart: its C/Si atoms are all treated alike" in captured.err
     assert main(["featurize", "ph", "--store", store, "--workers", "1", "--quiet"]) == 0  # nothing left to do

@@ -46,10 +46,10 @@ def reference(tmp_path_factory, source, client) -> Path:
     report = featurize(path, PH(), client, progress=False)
     assert report.computed == N_FRAMES and not report.failures and not report.errors
     # every task timed its descriptor work apart from its store reads and writes
-    assert all(0 < c.compute_seconds < c.seconds for c in report.chunks)
+    assert all(0 < c.compute_seconds < c.seconds for c in report.shards)
     assert 0 < report.compute_seconds < report.task_seconds
     # the native PH engine runs in the worker's own thread (HomCloud ran in a child: CPU ≪ wall)
-    assert all(0 < c.compute_cpu_seconds <= c.compute_seconds * 1.01 + 1e-3 for c in report.chunks)
+    assert all(0 < c.compute_cpu_seconds <= c.compute_seconds * 1.01 + 1e-3 for c in report.shards)
     return path
 
 
@@ -67,8 +67,9 @@ def assert_same_features(a: Path, b: Path, group: str) -> None:
     da, db = sa.descriptor("C64", group).load(), sb.descriptor("C64", group).load()
     for name in da.data_vars:
         np.testing.assert_array_equal(da[name].values, db[name].values, err_msg=name)
-    for chunk in range(-(-N_FRAMES // sa.chunk_size)):
-        assert_same_records(sa.records("C64", group, chunk)[0], sb.records("C64", group, chunk)[0])
+    every = slice(0, N_FRAMES)  # row by row: the stores' shards may differ
+    for a, b in zip(sa.row_records("C64", group, every), sb.row_records("C64", group, every), strict=True):
+        assert_same_records(a, b)
 
 
 def test_stored_values_equal_direct_computation(reference, source):
@@ -81,8 +82,9 @@ def test_stored_values_equal_direct_computation(reference, source):
     atoms = ase.io.read(source, 5)
     direct = PH().compute(atoms)  # in this process, not through the store or Dask
     np.testing.assert_array_equal(ds["ph_histogram"].isel(snapshot=5).values, direct.values["histogram"])
-    records, attrs = store.records("C64", group, 5 // store.chunk_size)
-    rows = records[records[:, 0] == 5 % store.chunk_size][:, 1:]
+    size = store.shard_size("C64", group)
+    records, attrs = store.records("C64", group, 5 // size)
+    rows = records[records[:, 0] == 5 % size][:, 1:]
     expected = direct.records[np.lexsort(direct.records.T[::-1])]
     assert_same_records(rows, expected)
     assert attrs["columns"] == ["row", "degree", "birth", "death"]
@@ -108,10 +110,10 @@ def test_provenance_recorded_and_parameters_never_mixed(reference, tmp_path, cli
 
 
 def test_tasks_go_in_batches_and_the_writer_commits_their_status(reference, source, tmp_path, client, monkeypatch):
-    """With one task in flight per worker thread, 8 chunks still all finish, to the same values;
+    """With one task in flight per worker thread, 8 shards still all finish, to the same values;
     the tasks write values only, and the status they return is committed in one shared chunk."""
     import phstore.featurize as featurize_module
-    from phstore.store import TABLE_ROWS
+    from phstore.store import TABLE_ROWS, TABLE_SHARD
 
     monkeypatch.setattr(featurize_module, "IN_FLIGHT_PER_THREAD", 1)
     submitted = []
@@ -121,10 +123,43 @@ def test_tasks_go_in_batches_and_the_writer_commits_their_status(reference, sour
     report = featurize(path, PH(), client, progress=False)
     assert report.computed == N_FRAMES and sum(submitted) == N_FRAMES // 2
     assert max(submitted) <= sum(client.nthreads().values()) < N_FRAMES // 2  # several batches, none over the window
-    assert all(c.status is not None for c in report.chunks)
+    assert all(c.status is not None for c in report.shards)
     assert_same_features(path, reference, PH().group)
     status = zarr.open_array(str(path / "C64" / PH().group / "status"), mode="r")
-    assert status.chunks == (TABLE_ROWS,) and status.nchunks_initialized == 1
+    assert status.chunks == (TABLE_ROWS,) and status.shards == (TABLE_SHARD,)
+    assert [p.name for p in (path / "C64" / PH().group / "status" / "c").iterdir()] == ["0"]  # one file
+
+
+def test_a_shard_of_several_chunks_is_one_task_and_one_file(reference, source, tmp_path, client, monkeypatch):
+    """A group cut in 2 shards of 4 chunks (16 snapshots in chunks of 2; a store this small gets
+    shards of one chunk unless told to make 2 tasks): 2 tasks, one file per shard of each array,
+    one records array per shard, the values and diagrams of the store made chunk by chunk; a
+    shard damaged is found, reset by repair and recomputed to the same values."""
+    import phstore.store as store_module
+    from phstore.repair import repair_store
+
+    monkeypatch.setattr(store_module, "MIN_TASKS", 2)  # read where the group is made: this process
+    path = make_store(tmp_path / "s.zarr", source)
+    report = featurize(path, PH(), client, progress=False)
+    group = PH().group
+    store = open_store(path)
+    assert store.shard_size("C64", group) == 8 and open_store(reference).shard_size("C64", group) == 2
+    assert report.computed == N_FRAMES and len(report.shards) == 2 and store.n_shards("C64", group) == 2
+    assert store.shard_rows("C64", group, 1) == slice(8, 16)
+    histogram = store.zarr_group("C64")[f"{group}/histogram"]
+    assert histogram.chunks[0] == 2 and histogram.shards[0] == 8
+    assert sorted(p.name for p in (path / "C64" / group / "histogram" / "c").iterdir()) == ["0", "1"]
+    assert sorted(n for n, _ in store.zarr_group("C64")[f"{group}/records"].arrays()) == ["c000000", "c000001"]
+    assert_same_features(path, reference, group)
+    for f in (path / "C64" / group / "histogram" / "c" / "1").rglob("*"):
+        if f.is_file():
+            f.unlink()  # shard 1 lost: reads back as NaN
+    found = verify_store(path, progress=False)
+    assert not found.ok and {r for d in found.damage for r in d.rows} == set(range(8, 16))
+    assert repair_store(path, progress=False).reset == {("C64", group): [1]}
+    assert featurize(path, PH(), client, progress=False).computed == 8
+    assert_same_features(path, reference, group)
+    assert verify_store(path, progress=False).ok
 
 
 def test_attach_to_a_running_scheduler(source, tmp_path, client):
@@ -140,7 +175,7 @@ def test_rerun_skips_finished_and_new_frames_are_added(reference, tmp_path, clie
     path = tmp_path / "s.zarr"
     shutil.copytree(reference, path)
     again = featurize(path, PH(), client, progress=False)
-    assert again.computed == 0 and again.skipped_chunks == N_FRAMES // 2
+    assert again.computed == 0 and again.skipped_shards == N_FRAMES // 2
     extra = write_trajectory(tmp_path / "more" / "run2.xyz", 3, n_side=4, seed=9)
     ingest(path, [extra], progress=False)
     assert (open_store(path).descriptor("C64", PH().group)["status"].values[-3:] == PENDING).all()
@@ -229,8 +264,8 @@ def test_interrupted_client_then_rerun_equals_undisturbed_run(how, reference, so
     assert finished < N_FRAMES
     report = featurize(path, PH(), client, progress=False)
     assert report.computed == N_FRAMES - finished  # nothing finished was recomputed
-    chunks_left = len({r // 2 for r in np.flatnonzero(status != DONE)})
-    assert len(report.chunks) == chunks_left and report.skipped_chunks == N_FRAMES // 2 - chunks_left  # tasks
+    shards_left = len({r // 2 for r in np.flatnonzero(status != DONE)})
+    assert len(report.shards) == shards_left and report.skipped_shards == N_FRAMES // 2 - shards_left  # tasks
     assert_same_features(path, reference, group)
     assert verify_store(path, progress=False).ok
 

@@ -6,6 +6,7 @@ import pytest
 from phstore import open_store
 from phstore.ingest import ingest
 from phstore.store import FRAMES, TABLE_ROWS, FeatureStore, StoreError
+from tests.helpers import corrupt_inner_chunks
 
 
 @pytest.fixture
@@ -33,20 +34,39 @@ def test_sel_is_lazy_and_reads_only_needed_chunks(store):
     assert pos.chunks is not None and pos.data.npartitions == 1  # dask-backed, a graph the selection's size
     np.testing.assert_array_equal(pos.shape, (1, 64, 3))
     last = store.frames("C64")["positions"].values[-1]
-    for chunk in (0, 1):  # the chunks the selection does not need: unreadable from now on
-        (store.path / "C64" / FRAMES / "positions" / "c" / str(chunk) / "0" / "0").write_bytes(b"garbage")
+    # the chunks the selection does not need, inside the one shard file: unreadable from now on
+    corrupt_inner_chunks(store.path / "C64" / FRAMES / "positions", [0, 1])
     np.testing.assert_array_equal(pos.values[0], last)
     with pytest.raises(Exception):
         store.sel(density=2.0, frames=[0])["positions"].values
 
 
 def test_frames_table_chunking(store):
-    """Per-atom and cell arrays are chunked like the descriptors; the 1-D columns by TABLE_ROWS."""
+    """Per-atom and cell arrays are chunked like the descriptors, in shards of MAX_SHARD_CHUNKS
+    chunks; the 1-D columns by TABLE_ROWS, in shards of TABLE_SHARD."""
+    from phstore.store import MAX_SHARD_CHUNKS, TABLE_SHARD
+
     (coll,) = store.collections
     arrays = dict(store.zarr_group(coll)[FRAMES].arrays())
     assert {"positions", "cell", "energy_per_atom", "density", "trajectory"} <= set(arrays)
     for name, arr in arrays.items():
-        assert arr.chunks[0] == (TABLE_ROWS if arr.ndim == 1 else 4), name
+        expected = (TABLE_ROWS, TABLE_SHARD) if arr.ndim == 1 else (4, 4 * MAX_SHARD_CHUNKS)
+        assert (arr.chunks[0], arr.shards[0]) == expected, name
+    assert sorted(p.name for p in (store.path / coll / FRAMES / "positions" / "c").iterdir()) == ["0"]  # one file
+
+
+def test_shard_sizes_follow_the_rule():
+    """A shard holds up to MAX_SHARD_CHUNKS chunks, SHARD_BYTES uncompressed, and a group has at
+    least MIN_TASKS shards when it has the chunks; always a power of two of whole chunks."""
+    from phstore.store import MAX_SHARD_CHUNKS, MIN_TASKS, SHARD_BYTES, shard_snapshots
+
+    assert shard_snapshots(32, 64 * 3 * 8) == 32 * MAX_SHARD_CHUNKS  # positions of 64 atoms
+    per_atom_soap = 512 * 360 * 4  # a 512-atom frame's per-atom SOAP: 2 chunks fit in SHARD_BYTES
+    assert shard_snapshots(32, per_atom_soap) == 64 and 2 * 32 * per_atom_soap <= SHARD_BYTES < 4 * 32 * per_atom_soap
+    assert shard_snapshots(32, 10**9) == 32  # never less than a chunk
+    assert shard_snapshots(32, 1440, n_chunks=10) == 32  # 320 snapshots: a task per chunk
+    assert shard_snapshots(32, 1440, n_chunks=5 * MIN_TASKS) == 4 * 32  # at least MIN_TASKS tasks
+    assert shard_snapshots(32, 1440, n_chunks=10**6 // 32) == 32 * MAX_SHARD_CHUNKS
 
 
 def test_several_collections_need_a_choice(store, tmp_path):
@@ -96,11 +116,9 @@ def test_open_modes_are_explicit_and_chunk_sizes_are_checked(store, tmp_path):
 
 
 def test_chunk_arithmetic_and_frames_schema_live_in_the_store(store):
-    """11 snapshots in chunks of 4: the store says which chunk a row is in and which rows a chunk holds."""
+    """11 snapshots in chunks of 4: the store says which chunk a row is in."""
     from phstore.store import FRAME_COLUMNS, frames_table
 
-    assert store.n_chunks("C64") == 3
-    assert [store.chunk_rows("C64", c) for c in range(3)] == [slice(0, 4), slice(4, 8), slice(8, 11)]
     np.testing.assert_array_equal(store.chunk_of(np.arange(11)), np.arange(11) // 4)
     assert set(store.frames("C64").data_vars) == set(FRAME_COLUMNS)
     row = {name: store.frames("C64")[name].values[0] for name in FRAME_COLUMNS}

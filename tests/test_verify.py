@@ -18,7 +18,7 @@ from phstore.ingest import ingest
 from phstore.repair import repair_store
 from phstore.store import FRAMES, PENDING, FeatureStore, StoreError
 from phstore.verify import verify_store
-from tests.helpers import ROOT, carbon_frame, write_trajectory
+from tests.helpers import ROOT, carbon_frame, corrupt_inner_chunks, write_trajectory
 
 GROUP = f"C64/{PH().group}"
 
@@ -111,7 +111,7 @@ def _duplicate_frame(path):
 
 
 def _lost_positions(path):
-    (path / "C64" / "frames" / "positions" / "c" / "1" / "0" / "0").unlink()  # reads back as NaN
+    (path / "C64" / "frames" / "positions" / "c" / "0" / "0" / "0").unlink()  # the shard: reads back as NaN
 
 
 def _lost_energy(path):
@@ -119,7 +119,7 @@ def _lost_energy(path):
 
 
 def _garbage_cell(path):
-    (path / "C64" / "frames" / "cell" / "c" / "2" / "0" / "0").write_bytes(b"not zstd at all")
+    corrupt_inner_chunks(path / "C64" / "frames" / "cell", [2])  # one chunk of the shard: its other rows kept
 
 
 DAMAGE = [
@@ -131,7 +131,7 @@ DAMAGE = [
     (_lost_records_data, "records/c000001: data lost", [2, 3]),
     (_infinite_energy, "infinite energy", [0]),
     (_duplicate_frame, "duplicate snapshots (same content hash)", [0, 1]),
-    (_lost_positions, "positions not finite", [2, 3]),
+    (_lost_positions, "positions not finite", [0, 1, 2, 3, 4]),
     (_lost_energy, "energy and energy per atom disagree", [0, 1, 2, 3]),
     (_garbage_cell, "cell: chunk unreadable", [4]),
 ]
@@ -160,7 +160,7 @@ def test_damage_is_found_named_and_mended(finished, tmp_path, client, damage, me
     after = verify_store(path, progress=False)
     assert after.ok and not after.notes, after.problems
     before, now = FeatureStore(finished), FeatureStore(path)
-    for name in ("positions", "energy", "energy_per_atom", "content_hash"):
+    for name in ("positions", "cell", "energy", "energy_per_atom", "content_hash"):
         np.testing.assert_array_equal(now.column("C64", name), before.column("C64", name))
     np.testing.assert_array_equal(
         now.descriptor("C64", PH().group)["histogram"].values, before.descriptor("C64", PH().group)["histogram"].values
@@ -186,7 +186,7 @@ def test_an_unreadable_status_stops_featurize_with_what_to_do(finished, tmp_path
     out = cli("verify", path=path)
     assert out.returncode == 1 and "damage: C64/ph-" in out.stderr and "phstore repair" in out.stdout
     out = cli("repair", path=path)
-    assert out.returncode == 0 and "3 chunks pending again; run `phstore featurize ph" in out.stdout, out.stderr
+    assert out.returncode == 0 and "3 shards pending again; run `phstore featurize ph" in out.stdout, out.stderr
     assert FeatureStore(path).status("C64", PH().group).tolist() == [PENDING] * 5
 
 
@@ -205,4 +205,4 @@ def test_what_cannot_be_mended_is_named(finished, tmp_path):
     assert not report.ok
     assert any("run1.xyz frame 2 is no longer there; re-ingest" in u for u in report.unmended), report.unmended
     assert any("provenance" in u and "remove the group" in u for u in report.unmended), report.unmended
-    assert not report.restored
+    assert report.restored == {"C64": [4]}  # the positions shard held all 5 frames: md.xyz's is still there

@@ -69,8 +69,8 @@ class Featurize(Command):
         for coll, row, reason, source, index in report.failed_frames(FeatureStore(args.store, mode="r")):
             print(f"failed {coll} snapshot {row} ({source} frame {index}): {reason}", file=sys.stderr)
         print(
-            f"{report.group}: computed {report.computed} snapshots in {len(report.chunks)} chunks, "
-            f"{len(report.failures)} failed, {report.skipped_chunks} chunks already done"
+            f"{report.group}: computed {report.computed} snapshots in {len(report.shards)} shards, "
+            f"{len(report.failures)} failed, {report.skipped_shards} shards already done"
         )
         for error in report.errors:
             print(f"error: {error} (run featurize again to retry)", file=sys.stderr)

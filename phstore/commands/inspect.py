@@ -247,10 +247,10 @@ class Repair(Command):
             print(f"found: {problem}", file=sys.stderr)
         for coll, rows in report.restored.items():
             print(f"{coll}: {len(rows)} frames read again from their sources")
-        for (coll, group), chunks in report.reset.items():
+        for (coll, group), shards in report.reset.items():
             descriptor = group.partition("-")[0]
             print(
-                f"{coll}/{group}: {len(chunks)} chunks pending again; run `phstore featurize {descriptor} "
+                f"{coll}/{group}: {len(shards)} shards pending again; run `phstore featurize {descriptor} "
                 f"--store {args.store} ...` (with its parameters) to recompute them"
             )
         for line in report.unmended:
