@@ -321,3 +321,45 @@ def test_a_writer_upgrades_a_store_of_layout_1_for_plain_xarray(tiny_source, tmp
     for i, diagram in enumerate(before):
         if i != 3:  # marked failed above
             np.testing.assert_array_equal(open_store(path).diagram("C64", i), diagram)
+
+
+def test_a_store_of_layout_3_reads_and_grows_unsharded(tiny_source, tmp_path, client, monkeypatch):
+    """Stores written before layout 4 hold no shards (each chunk a file of its own) and groups
+    without a ``shard_size``: they read, take new frames and resume featurize as they are, one
+    task per chunk."""
+    import ase.io
+    import zarr
+
+    import phstore.store as store_module
+    from phstore.descriptors import PH
+    from phstore.descriptors.params import PHParams
+    from phstore.featurize import featurize
+    from phstore.store import LAYOUT
+    from tests.helpers import write_trajectory
+
+    path = tmp_path / "s.zarr"
+    ph = PH(PHParams(bins=16))
+    with monkeypatch.context() as m:  # what layouts 1-3 wrote: one chunk a file
+        m.setattr(store_module, "MAX_SHARD_CHUNKS", 1)
+        m.setattr(store_module, "TABLE_ENCODING", {"chunks": (TABLE_ROWS,)})
+        ingest(path, [tiny_source], chunk_size=4, progress=False)
+        featurize(path, ph, client, progress=False)
+    root = zarr.open_group(str(path), mode="a", zarr_format=3, use_consolidated=False)
+    del root[f"C64/{ph.group}"].attrs["shard_size"]
+    root.attrs["layout"] = 3
+    before = [open_store(path).diagram("C64", i) for i in range(11)]
+
+    more = write_trajectory(tmp_path / "more" / "run2.xyz", 5, n_side=4, seed=9)
+    ingest(path, [more], progress=False)
+    report = featurize(path, ph, client, progress=False)
+    assert report.computed == 5 and sorted(s.shard for s in report.shards) == [2, 3]  # rows 11 | 12-15
+    store = open_store(path)
+    assert store._root.attrs["layout"] == LAYOUT and store.shard_size("C64", ph.group) == 4
+    for name in ("frames/positions", "frames/density", f"{ph.group}/histogram", f"{ph.group}/status"):
+        assert store.zarr_group("C64")[name].shards is None, name  # still one chunk a file
+    for i, diagram in enumerate(before):
+        np.testing.assert_array_equal(store.diagram("C64", i), diagram)
+    direct = ph.compute(ase.io.read(more, 2)).records
+    np.testing.assert_array_equal(store.diagram("C64", 13), direct[direct[:, 0] == 1][:, 1:])
+    ds = store.sel("C64")
+    assert ds.sizes["snapshot"] == 16 and (ds["ph_status"].values == 1).all() and np.isfinite(ds["ph_histogram"]).all()
