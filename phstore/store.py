@@ -14,7 +14,7 @@ store-wide ``chunk_size`` and written in Zarr shards of several chunks (one file
 descriptor group's ``shard_size`` is its unit of work, so a featurize task owns whole shards
 and no two tasks ever write one file. The frames table's per-snapshot scalars (energy, density,
 keys) and each group's status and errors, which one process writes, are chunked by
-``TABLE_ROWS``, so reading a whole column is a few chunk reads. A collection's attribute
+``TABLE_ROWS``, unsharded, so reading a whole column is a few chunk reads. A collection's attribute
 ``n_snapshots`` is the commit marker of ingest: rows past it (left by an interrupted append) are
 invisible and are overwritten by the next ingest.
 """
@@ -69,8 +69,9 @@ LOCK = ".phstore-writer.lock"  # the writer lock file of layout 1 (removed by :m
 #: them); 4 writes new frames tables and groups in Zarr shards (a group's ``shard_size`` attribute,
 #: its unit of work; groups without it are sharded by the chunk, as layouts 1-3 wrote them).
 LAYOUT = 4
-TABLE_ROWS = 4096  # snapshots per chunk of the frames table's 1-D columns
-TABLE_SHARD = 16 * TABLE_ROWS  # snapshots per shard (file) of those 1-D columns
+#: Snapshots per chunk of the 1-D columns one process writes (the frames table's, a group's
+#: status and errors): a whole column of 10⁶ snapshots reads in 16 chunks (Zarr's cost is per chunk).
+TABLE_ROWS = 65536
 #: A shard (one file) holds at most this many chunks along the snapshots, ...
 MAX_SHARD_CHUNKS = 64
 #: ... at most this many bytes before compression (what a featurize task holds of its shard), ...
@@ -125,6 +126,33 @@ FRAME_COLUMNS: dict[str, Column] = {
 #: A snapshot's keys and its label ``config_type``: coordinates, each with a
 #: :class:`SnapshotIndex`, of every Dataset :meth:`FeatureStore.dataset` returns.
 KEYS = ("density", "trajectory", "frame", "dataset", "config_type")
+
+#: String keys that selections and summaries read for many snapshots at once. Each is stored
+#: also as ``<key>_code`` (int32: 1 + the index of the snapshot's value in that array's
+#: attribute ``names``; 0 where lost), so a whole column reads as integers: decoding a string
+#: costs ~1 µs. phstore's own readers (:meth:`FeatureStore.read_rows`) read the codes; plain
+#: xarray sees both.
+CODED = ("trajectory", "dataset", "config_type")
+
+
+def code_name(key: str) -> str:
+    """The frames array of the codes of string key ``key``."""
+    return f"{key}_code"
+
+
+CODE_ATTRS = {"long_name": "1 + index of the value in the attribute names (0: lost)"}
+
+
+def encode(values: np.ndarray | Sequence[str], names: list[str]) -> np.ndarray:
+    """The codes (int32, see :data:`CODED`) of string ``values`` in ``names``, which is extended
+    by the values it lacks."""
+    local, uniques = pd.factorize(np.asarray(values, dtype=object))
+    index = {name: i for i, name in enumerate(names)}
+    for u in uniques:
+        if u not in index:
+            index[u] = len(names)
+            names.append(str(u))
+    return np.array([index[u] + 1 for u in uniques], dtype=np.int32)[local]
 
 
 class SnapshotIndex(PandasIndex):
@@ -308,7 +336,7 @@ def snapshot_encoding(chunks: int, shard: int, tail: Sequence[int] = ()) -> dict
 
 
 #: The encoding of a 1-D snapshot column written by one process (frames keys, status, errors).
-TABLE_ENCODING = snapshot_encoding(TABLE_ROWS, TABLE_SHARD)
+TABLE_ENCODING = snapshot_encoding(TABLE_ROWS, TABLE_ROWS)
 
 
 def outer_step(arr: zarr.Array) -> int:
@@ -434,9 +462,9 @@ class FeatureStore:
 
     def _open(self, collection: str, group: str, n: int, rows: np.ndarray | None) -> xr.Dataset:
         """Rows ``rows`` (ascending snapshot indices below ``n``; all ``n`` when None) of a group,
-        as dask arrays whose chunks each read one Zarr chunk of their variable: only the chunks
-        that hold the rows are read, each once, and the graph grows with the selection, not the
-        store.
+        as dask arrays whose chunks each read the rows of one file (shard) of their variable: only
+        the Zarr chunks that hold the rows are read, each once, and the graph grows with the
+        selection, not the store.
 
         Strings come back as ``object`` arrays (numpy's StringDType does not mix with NaN in
         xarray operations such as ``where``). A torn append leaves arrays of different lengths;
@@ -462,8 +490,8 @@ class FeatureStore:
             ds = ds.isel({SNAPSHOT: slice(rows[0], rows[-1] + 1) if contiguous else rows})
         chunked = {}
         for k, v in ds.variables.items():
-            if SNAPSHOT in v.dims:
-                counts = np.bincount(rows // v.encoding["chunks"][0])
+            if SNAPSHOT in v.dims:  # a dask chunk per file (shard) holding rows: Zarr reads only their chunks
+                counts = np.bincount(rows // (v.encoding.get("shards") or v.encoding["chunks"])[0])
                 # a fresh name: dask would otherwise hash the backend array (a third of the time)
                 v = v.chunk(
                     {SNAPSHOT: tuple(int(c) for c in counts if c) or (0,)}, name=f"{name}/{k}-{uuid.uuid4().hex}"
@@ -476,6 +504,7 @@ class FeatureStore:
         ascending snapshot indices, all when None)."""
         n = self.n_snapshots(collection)
         ds = self._open(collection, FRAMES, n, rows)
+        ds = ds.drop_vars([code_name(k) for k in CODED if code_name(k) in ds])  # the strings are there
         missing = [c for c in FRAME_COLUMNS if c not in ds]  # a store made before these columns
         if not missing:
             return ds
@@ -923,12 +952,20 @@ class FeatureStore:
         if n_new == 0:
             return
         frames = frames_table(rows)
-        encoding = {v: self._frames_encoding(frames[v]) for v in frames.data_vars}
         if collection not in self.collections:
             self._root.create_group(collection, attributes={**attrs, "n_snapshots": 0})
         n = self.n_snapshots(collection)
         group = f"{collection}/{FRAMES}"
-        if FRAMES not in dict(self._root[collection].groups()):
+        exists = FRAMES in dict(self._root[collection].groups())
+        if exists:
+            self._truncate(group, n)
+            self._add_columns(collection, n)
+        names = {k: self._names(collection, k) for k in CODED}
+        frames = frames.assign(
+            {code_name(k): (SNAPSHOT, encode(frames[k].values, names[k]), CODE_ATTRS) for k in CODED}
+        )
+        encoding = {v: self._frames_encoding(frames[v]) for v in frames.data_vars}
+        if not exists:
             frames.to_zarr(
                 str(self.path),
                 group=group,
@@ -938,10 +975,17 @@ class FeatureStore:
                 encoding=encoding,
             )
         else:
-            self._truncate(group, n)
-            self._add_columns(collection, n, encoding)
             frames.to_zarr(str(self.path), group=group, append_dim=SNAPSHOT, consolidated=False)
+        for k in CODED:  # before the commit: names of uncommitted rows are harmless
+            self._root[f"{group}/{code_name(k)}"].attrs["names"] = names[k]
         self._root[collection].attrs["n_snapshots"] = n + n_new
+
+    def _names(self, collection: str, key: str) -> list[str]:
+        """The names the codes of string key ``key`` index (empty before the frames table is made)."""
+        try:
+            return list(self._root[f"{collection}/{FRAMES}/{code_name(key)}"].attrs.get("names", []))
+        except KeyError:
+            return []
 
     def _frames_encoding(self, column: xr.DataArray) -> dict[str, tuple[int, ...]]:
         """Chunks and shards of a frames column: 1-D columns by :data:`TABLE_ENCODING`, the others
@@ -953,26 +997,34 @@ class FeatureStore:
         row_bytes = int(np.prod(tail)) * column.dtype.itemsize
         return snapshot_encoding(self.chunk_size, shard_snapshots(self.chunk_size, row_bytes), tail)
 
-    def _add_columns(self, collection: str, n: int, encoding: dict[str, dict[str, tuple[int, ...]]]) -> None:
+    def _add_columns(self, collection: str, n: int) -> None:
         """Give the ``n`` rows of a frames table made before some of :data:`FRAME_COLUMNS` those
-        columns (:func:`missing_column`), so new rows can be appended."""
+        columns (:func:`missing_column`), and before the codes of :data:`CODED` their codes (made
+        from the strings, once), so new rows can be appended."""
         group = f"{collection}/{FRAMES}"
-        missing = [c for c in FRAME_COLUMNS if c not in dict(self._root[group].arrays())]
-        if not missing:
+        arrays = dict(self._root[group].arrays())
+        missing = [c for c in FRAME_COLUMNS if c not in arrays]
+        uncoded = [k for k in CODED if code_name(k) not in arrays]
+        if not missing and not uncoded:
             return
         natoms = int(self.collection_attrs(collection)["natoms"])
-        xr.Dataset(
-            {
-                c: ((SNAPSHOT, *FRAME_COLUMNS[c].dims), missing_column(c, n, natoms), column_attrs(FRAME_COLUMNS[c]))
-                for c in missing
-            }
-        ).to_zarr(
+        columns = {
+            c: ((SNAPSHOT, *FRAME_COLUMNS[c].dims), missing_column(c, n, natoms), column_attrs(FRAME_COLUMNS[c]))
+            for c in missing
+        }
+        names: dict[str, list[str]] = {k: [] for k in uncoded}
+        strings = self.read_rows(collection, FRAMES, slice(0, n), uncoded) if uncoded else {}
+        columns |= {code_name(k): (SNAPSHOT, encode(strings[k], names[k]), CODE_ATTRS) for k in uncoded}
+        new = xr.Dataset(columns)
+        new.to_zarr(
             str(self.path),
             group=group,
             mode="a",
             consolidated=False,
-            encoding={c: encoding[c] for c in missing},
+            encoding={c: self._frames_encoding(new[c]) for c in new.data_vars},
         )
+        for k in uncoded:
+            self._root[f"{group}/{code_name(k)}"].attrs["names"] = names[k]
 
     def _truncate(self, group: str, n: int) -> None:
         """Drop rows past ``n`` (left by an interrupted append) from every array of ``group``."""
@@ -1042,7 +1094,7 @@ class FeatureStore:
         row_bytes = sum(int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize for spec in variables.values())
         shard = shard_snapshots(cs, row_bytes, -(-n // cs))
         data = {  # committed by the writer alone, for many tasks' shards: chunked like the frames' columns
-            "status": ((SNAPSHOT,), da.full((n,), PENDING, dtype="int8", chunks=TABLE_SHARD)),
+            "status": ((SNAPSHOT,), da.full((n,), PENDING, dtype="int8", chunks=TABLE_ROWS)),
             "error": ((SNAPSHOT,), np.full(n, "", dtype=object)),
         }
         encoding = {"status": TABLE_ENCODING, "error": TABLE_ENCODING}
@@ -1089,6 +1141,11 @@ class FeatureStore:
         """
         out = {}
         for name in names:
+            if group == FRAMES and name in CODED:
+                decoded = self._decoded(collection, name, rows)
+                if decoded is not None:
+                    out[name] = decoded
+                    continue
             path = f"{collection}/{group}/{name}"
             if group == FRAMES and name in FRAME_COLUMNS and path not in self._root:  # a store made before it
                 count = (
@@ -1100,6 +1157,19 @@ class FeatureStore:
             values = arr[rows] if isinstance(rows, slice) else arr.get_orthogonal_selection(np.asarray(rows, np.int64))
             out[name] = values.astype(object) if values.dtype.kind == "T" else values
         return out
+
+    def _decoded(self, collection: str, key: str, rows: slice | np.ndarray) -> np.ndarray | None:
+        """String key ``key`` of ``rows`` from its codes, or None where they cannot say (a store
+        made before them, a code lost: the strings are read instead)."""
+        try:
+            arr = self._root[f"{collection}/{FRAMES}/{code_name(key)}"]
+        except KeyError:
+            return None
+        codes = arr[rows] if isinstance(rows, slice) else arr.get_orthogonal_selection(np.asarray(rows, np.int64))
+        names = np.array(["", *arr.attrs.get("names", [])], dtype=object)
+        if len(codes) and not (0 < codes.min() and codes.max() < len(names)):
+            return None
+        return names[codes]
 
     def atoms(self, collection: str, rows: slice) -> list[Atoms]:
         """The snapshots in the region ``rows`` as periodic ``ase.Atoms`` (positions in Å)."""
@@ -1167,7 +1237,7 @@ class FeatureStore:
                     for c in range(region.start // step, -(-region.stop // step)):  # whole files: drop them
                         self._drop_chunk(arr, c)
                     continue
-                # a wider file (status, error: TABLE_SHARD) holding other rows too: rewrite the region
+                # a wider file (status, error: TABLE_ROWS) holding other rows too: rewrite the region
                 rows = np.arange(region.start, region.stop)
                 self._patch(arr, rows, np.full(len(rows), arr.metadata.fill_value, dtype=arr.dtype))
             if records is not None and records_name(shard) in records:
@@ -1175,13 +1245,21 @@ class FeatureStore:
 
     def rewrite_frames(self, collection: str, rows: dict[int, dict[str, Any]]) -> None:
         """Write columns of committed frames rows back in place (``{row: {column: value}}``;
-        repair: frames read again from their sources). A chunk that does not decode is replaced:
+        repair: frames read again from their sources), and the rows' codes of :data:`CODED` again
+        from their strings. A chunk that does not decode is replaced:
         its rows not given read as the fill value (they were lost already)."""
         self._require_writable()
         group = self._root[f"{collection}/{FRAMES}"]
         for name in sorted({c for values in rows.values() for c in values}):
             given = sorted(r for r, values in rows.items() if name in values)
             self._patch(group[name], np.array(given), np.array([rows[r][name] for r in given]))
+        given = np.array(sorted(rows))
+        for k in CODED:  # the codes of the rows again, from their strings
+            if code_name(k) in group:
+                names = self._names(collection, k)
+                strings = group[k].get_orthogonal_selection(given).astype(object)
+                self._patch(group[code_name(k)], given, encode(strings, names))
+                group[code_name(k)].attrs["names"] = names
 
     def _patch(self, arr: zarr.Array, rows: np.ndarray, values: np.ndarray) -> None:
         """Write ``values`` at the snapshot ``rows`` (indices) of ``arr``: one read and one write

@@ -4,7 +4,8 @@ The store is read in blocks of snapshots (:func:`check_block`), as tasks on Dask
 client is given, each chunk once. Checked:
 
 * **frames table**: every chunk decodes; positions and cells are finite, atomic numbers
-  positive, the density finite and positive, the source and trajectory named; the energy and
+  positive, the density finite and positive, the source and trajectory named, the codes of the
+  string keys there and naming the strings stored; the energy and
   the energy per atom agree (both NaN for an unlabelled snapshot, never infinite); the content
   hash matches the numbers, positions, cell and energy it was made from, and is unique.
 * **each descriptor group**: its provenance record hashes to the key in its name; every status
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from phstore.provenance import record_key
 from phstore.store import (
+    CODED,
     DONE,
     FAILED,
     FRAMES,
@@ -41,6 +43,7 @@ from phstore.store import (
     TABLE_ROWS,
     TARGET,
     FeatureStore,
+    code_name,
     content_hash,
     records_name,
 )
@@ -183,13 +186,40 @@ class _Rows:
         self.damaged(self.lo + np.flatnonzero(mask), what)
 
 
+#: Rows of the frames table's per-atom columns a verify task holds at once.
+PIECE_ROWS = 4096
+
+
 def _check_frames(store: FeatureStore, collection: str, lo: int, hi: int, block: Block) -> None:
+    """Rows ``lo:hi`` of the frames table: its 1-D columns read once (a chunk holds
+    :data:`TABLE_ROWS`), the per-atom ones :data:`PIECE_ROWS` rows at a time."""
     arrays = dict(store.zarr_group(collection)[FRAMES].arrays())
     rows = _Rows(collection, FRAMES, lo, hi, block)
-    values, readable = {}, {}
-    for name, arr in arrays.items():
-        values[name], readable[name] = rows.read(name, arr)
-    n = hi - lo
+    flat = {name: rows.read(name, arr) for name, arr in arrays.items() if arr.ndim == 1}
+    if "content_hash" in flat:
+        hashes, known = flat["content_hash"]
+        block.hashes = (lo, np.where(known, hashes, np.iinfo(np.int64).min))
+    for key in CODED:
+        if code_name(key) in flat and key in flat:
+            (codes, coded), (strings, stored) = flat[code_name(key)], flat[key]
+            names = np.array(["", *arrays[code_name(key)].attrs.get("names", [])], dtype=object)
+            lost = (codes <= 0) | (codes >= len(names))
+            rows.where(coded & lost, f"{code_name(key)}: codes lost")
+            wrong = names[np.where(lost, 0, codes)] != strings
+            rows.where(coded & stored & ~lost & wrong, f"{code_name(key)} does not match {key}")
+    for start in range(lo, hi, PIECE_ROWS):
+        stop = min(hi, start + PIECE_ROWS)
+        piece = _Rows(collection, FRAMES, start, stop, block)
+        values = {name: v[start - lo : stop - lo] for name, (v, _) in flat.items()}
+        readable = {name: r[start - lo : stop - lo] for name, (_, r) in flat.items()}
+        for name, arr in arrays.items():
+            if arr.ndim > 1:
+                values[name], readable[name] = piece.read(name, arr)
+        _check_frame_rows(piece, values, readable)
+
+
+def _check_frame_rows(rows: _Rows, values: dict[str, np.ndarray], readable: dict[str, np.ndarray]) -> None:
+    n = rows.hi - rows.lo
     ok = {name: readable.get(name, np.zeros(n, bool)) for name in ("positions", "cell", "numbers", "energy", TARGET)}
     if "positions" in values:
         rows.where(ok["positions"] & ~np.isfinite(values["positions"]).all(axis=(1, 2)), "positions not finite")
@@ -210,7 +240,6 @@ def _check_frames(store: FeatureStore, collection: str, lo: int, hi: int, block:
         agree = np.isclose(per_atom, energy / natoms, rtol=1e-12, atol=0, equal_nan=True)
         rows.where(both & ~agree, "energy and energy per atom disagree")
     if "content_hash" in values:
-        block.hashes = (lo, np.where(readable["content_hash"], values["content_hash"], np.iinfo(np.int64).min))
         content = ok["positions"] & ok["cell"] & ok["numbers"] & ok["energy"] & readable["content_hash"]
         made = np.array(
             [
@@ -316,7 +345,7 @@ def check_block(path: str, collection: str, group: str, lo: int, hi: int) -> Blo
 
 def _blocks(store: FeatureStore) -> Iterator[tuple[str, str, int, int]]:
     """``(collection, group, lo, hi)`` of every task: blocks of whole chunks (of a descriptor
-    group: whole shards), about :data:`TABLE_ROWS` snapshots each."""
+    group: whole shards), about :data:`TABLE_ROWS` snapshots each (a chunk of the 1-D columns)."""
     for coll in store.collections:
         n = store.n_snapshots(coll)
         for group in [FRAMES, *store.descriptor_groups(coll)]:

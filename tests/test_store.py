@@ -43,15 +43,15 @@ def test_sel_is_lazy_and_reads_only_needed_chunks(store):
 
 def test_frames_table_chunking(store):
     """Per-atom and cell arrays are chunked like the descriptors, in shards of MAX_SHARD_CHUNKS
-    chunks; the 1-D columns by TABLE_ROWS, in shards of TABLE_SHARD."""
-    from phstore.store import MAX_SHARD_CHUNKS, TABLE_SHARD
+    chunks; the 1-D columns by TABLE_ROWS, unsharded."""
+    from phstore.store import MAX_SHARD_CHUNKS
 
     (coll,) = store.collections
     arrays = dict(store.zarr_group(coll)[FRAMES].arrays())
-    assert {"positions", "cell", "energy_per_atom", "density", "trajectory"} <= set(arrays)
+    assert {"positions", "cell", "energy_per_atom", "density", "trajectory", "trajectory_code"} <= set(arrays)
     for name, arr in arrays.items():
-        expected = (TABLE_ROWS, TABLE_SHARD) if arr.ndim == 1 else (4, 4 * MAX_SHARD_CHUNKS)
-        assert (arr.chunks[0], arr.shards[0]) == expected, name
+        expected = (TABLE_ROWS, None) if arr.ndim == 1 else (4, 4 * MAX_SHARD_CHUNKS)
+        assert (arr.chunks[0], arr.shards and arr.shards[0]) == expected, name
     assert sorted(p.name for p in (store.path / coll / FRAMES / "positions" / "c").iterdir()) == ["0"]  # one file
 
 
@@ -334,20 +334,23 @@ def test_a_store_of_layout_3_reads_and_grows_unsharded(tiny_source, tmp_path, cl
     from phstore.descriptors import PH
     from phstore.descriptors.params import PHParams
     from phstore.featurize import featurize
-    from phstore.store import LAYOUT
+    from phstore.store import CODED, LAYOUT, code_name
     from tests.helpers import write_trajectory
 
     path = tmp_path / "s.zarr"
     ph = PH(PHParams(bins=16))
     with monkeypatch.context() as m:  # what layouts 1-3 wrote: one chunk a file
         m.setattr(store_module, "MAX_SHARD_CHUNKS", 1)
-        m.setattr(store_module, "TABLE_ENCODING", {"chunks": (TABLE_ROWS,)})
+        m.setattr(store_module, "TABLE_ENCODING", {"chunks": (4096,)})
         ingest(path, [tiny_source], chunk_size=4, progress=False)
         featurize(path, ph, client, progress=False)
     root = zarr.open_group(str(path), mode="a", zarr_format=3, use_consolidated=False)
     del root[f"C64/{ph.group}"].attrs["shard_size"]
+    for key in CODED:  # nor codes of the string keys
+        del root[f"C64/{FRAMES}/{code_name(key)}"]
     root.attrs["layout"] = 3
     before = [open_store(path).diagram("C64", i) for i in range(11)]
+    trajectories = open_store(path).column("C64", "trajectory")  # read from the strings
 
     more = write_trajectory(tmp_path / "more" / "run2.xyz", 5, n_side=4, seed=9)
     ingest(path, [more], progress=False)
@@ -361,5 +364,10 @@ def test_a_store_of_layout_3_reads_and_grows_unsharded(tiny_source, tmp_path, cl
         np.testing.assert_array_equal(store.diagram("C64", i), diagram)
     direct = ph.compute(ase.io.read(more, 2)).records
     np.testing.assert_array_equal(store.diagram("C64", 13), direct[direct[:, 0] == 1][:, 1:])
+    frames = store.zarr_group("C64")[FRAMES]
+    for key in CODED:  # the next ingest made the codes, of the old rows too
+        names = np.array(["", *frames[code_name(key)].attrs["names"]], dtype=object)
+        assert names[frames[code_name(key)][...]].tolist() == frames[key][...].astype(object).tolist()
+    assert store.column("C64", "trajectory")[:11].tolist() == trajectories.tolist()
     ds = store.sel("C64")
     assert ds.sizes["snapshot"] == 16 and (ds["ph_status"].values == 1).all() and np.isfinite(ds["ph_histogram"]).all()

@@ -118,6 +118,11 @@ def _lost_energy(path):
     (path / "C64" / "frames" / "energy" / "c" / "0").unlink()  # NaN: as if unlabelled
 
 
+def _lost_codes(path):
+    (path / "C64" / "frames" / "trajectory_code" / "c" / "0").unlink()  # 0: lost; readers fall back to the strings
+    assert FeatureStore(path).column("C64", "trajectory").tolist() == ["run1"] * 4 + ["md"]
+
+
 def _garbage_cell(path):
     corrupt_inner_chunks(path / "C64" / "frames" / "cell", [2])  # one chunk of the shard: its other rows kept
 
@@ -134,6 +139,7 @@ DAMAGE = [
     (_lost_positions, "positions not finite", [0, 1, 2, 3, 4]),
     (_lost_energy, "energy and energy per atom disagree", [0, 1, 2, 3]),
     (_garbage_cell, "cell: chunk unreadable", [4]),
+    (_lost_codes, "trajectory_code: codes lost", [0, 1, 2, 3, 4]),
 ]
 
 
@@ -160,7 +166,7 @@ def test_damage_is_found_named_and_mended(finished, tmp_path, client, damage, me
     after = verify_store(path, progress=False)
     assert after.ok and not after.notes, after.problems
     before, now = FeatureStore(finished), FeatureStore(path)
-    for name in ("positions", "cell", "energy", "energy_per_atom", "content_hash"):
+    for name in ("positions", "cell", "energy", "energy_per_atom", "content_hash", "trajectory"):
         np.testing.assert_array_equal(now.column("C64", name), before.column("C64", name))
     np.testing.assert_array_equal(
         now.descriptor("C64", PH().group)["histogram"].values, before.descriptor("C64", PH().group)["histogram"].values
