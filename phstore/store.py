@@ -682,7 +682,7 @@ class FeatureStore:
             mask &= np.any(np.abs(values[:, None] - wanted[None, :]) <= density_tol, axis=1)
         for key, wanted_s in (("trajectory", trajectory), ("dataset", dataset), ("config_type", config_type)):
             if wanted_s is not None:
-                mask &= label_mask(self.column(collection, key), wanted_s)
+                mask &= self.key_mask(collection, key, wanted_s)
         if frames is not None:
             values = self.column(collection, "frame")
             if isinstance(frames, slice):
@@ -1142,9 +1142,9 @@ class FeatureStore:
         out = {}
         for name in names:
             if group == FRAMES and name in CODED:
-                decoded = self._decoded(collection, name, rows)
-                if decoded is not None:
-                    out[name] = decoded
+                coded = self._coded(collection, name, rows)
+                if coded is not None:
+                    out[name] = coded[1][coded[0]]
                     continue
             path = f"{collection}/{group}/{name}"
             if group == FRAMES and name in FRAME_COLUMNS and path not in self._root:  # a store made before it
@@ -1158,9 +1158,10 @@ class FeatureStore:
             out[name] = values.astype(object) if values.dtype.kind == "T" else values
         return out
 
-    def _decoded(self, collection: str, key: str, rows: slice | np.ndarray) -> np.ndarray | None:
-        """String key ``key`` of ``rows`` from its codes, or None where they cannot say (a store
-        made before them, a code lost: the strings are read instead)."""
+    def _coded(self, collection: str, key: str, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The codes of string key ``key`` of ``rows`` and the names they index (``names[codes]``
+        are the strings), or None where they cannot say (a store made before them, a code lost:
+        the strings are read instead)."""
         try:
             arr = self._root[f"{collection}/{FRAMES}/{code_name(key)}"]
         except KeyError:
@@ -1169,7 +1170,16 @@ class FeatureStore:
         names = np.array(["", *arr.attrs.get("names", [])], dtype=object)
         if len(codes) and not (0 < codes.min() and codes.max() < len(names)):
             return None
-        return names[codes]
+        return codes, names
+
+    def key_mask(self, collection: str, key: str, wanted: str | Sequence[str]) -> np.ndarray:
+        """Where string key ``key`` (e.g. ``trajectory``) of each committed snapshot matches
+        ``wanted`` (see :func:`label_mask`): each name is matched once, the rows by their codes."""
+        coded = self._coded(collection, key, slice(0, self.n_snapshots(collection))) if key in CODED else None
+        if coded is None:
+            return label_mask(self.column(collection, key), wanted)
+        codes, names = coded
+        return np.concatenate([[False], label_mask(names[1:], wanted)])[codes]
 
     def atoms(self, collection: str, rows: slice) -> list[Atoms]:
         """The snapshots in the region ``rows`` as periodic ``ase.Atoms`` (positions in Å)."""
