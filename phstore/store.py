@@ -135,6 +135,12 @@ KEYS = ("density", "trajectory", "frame", "dataset", "config_type")
 CODED = ("trajectory", "dataset", "config_type")
 
 
+def as_objects(values: np.ndarray) -> np.ndarray:
+    """``values`` read from Zarr, with strings as ``object`` (numpy's StringDType does not mix
+    with NaN in xarray operations such as ``where``)."""
+    return values.astype(object) if values.dtype.kind == "T" else values
+
+
 def code_name(key: str) -> str:
     """The frames array of the codes of string key ``key``."""
     return f"{key}_code"
@@ -387,6 +393,7 @@ class FeatureStore:
         self.path = Path(path)
         self.mode = mode
         self.writer_token = writer
+        self._shard_sizes: dict[tuple[str, str], int] = {}
         exists = (self.path / "zarr.json").exists()
         if not exists and mode != "a":
             raise StoreError(
@@ -421,9 +428,13 @@ class FeatureStore:
         return rows // self.chunk_size
 
     def shard_size(self, collection: str, group: str) -> int:
-        """Snapshots per shard of a descriptor group (its attribute ``shard_size``; the chunk size
-        for groups made before layout 4): the unit of work, one featurize task's, written whole."""
-        return int(self._root[f"{collection}/{group}"].attrs.get("shard_size", self.chunk_size))
+        """Snapshots per shard of a descriptor group (its attribute ``shard_size``, fixed when the
+        group is made, so read once; the chunk size for groups made before layout 4): the unit
+        of work, one featurize task's, written whole."""
+        if (collection, group) not in self._shard_sizes:
+            attrs = self._root[f"{collection}/{group}"].attrs
+            self._shard_sizes[collection, group] = int(attrs.get("shard_size", self.chunk_size))
+        return self._shard_sizes[collection, group]
 
     def shard_of(self, collection: str, group: str, rows: np.ndarray) -> np.ndarray:
         """The shard index of each snapshot row of ``rows`` in a descriptor group."""
@@ -496,7 +507,7 @@ class FeatureStore:
                 v = v.chunk(
                     {SNAPSHOT: tuple(int(c) for c in counts if c) or (0,)}, name=f"{name}/{k}-{uuid.uuid4().hex}"
                 )
-            chunked[k] = v.astype(object) if v.dtype.kind == "T" else v
+            chunked[k] = as_objects(v)
         return ds.assign(chunked)
 
     def frames(self, collection: str, rows: np.ndarray | None = None) -> xr.Dataset:
@@ -961,6 +972,7 @@ class FeatureStore:
             self._truncate(group, n)
             self._add_columns(collection, n)
         names = {k: self._names(collection, k) for k in CODED}
+        known = {k: len(v) for k, v in names.items()}
         frames = frames.assign(
             {code_name(k): (SNAPSHOT, encode(frames[k].values, names[k]), CODE_ATTRS) for k in CODED}
         )
@@ -976,8 +988,9 @@ class FeatureStore:
             )
         else:
             frames.to_zarr(str(self.path), group=group, append_dim=SNAPSHOT, consolidated=False)
-        for k in CODED:  # before the commit: names of uncommitted rows are harmless
-            self._root[f"{group}/{code_name(k)}"].attrs["names"] = names[k]
+        for k in CODED:  # new names, before the commit: names of uncommitted rows are harmless
+            if len(names[k]) > known[k]:
+                self._root[f"{group}/{code_name(k)}"].attrs["names"] = names[k]
         self._root[collection].attrs["n_snapshots"] = n + n_new
 
     def _names(self, collection: str, key: str) -> list[str]:
@@ -1109,6 +1122,7 @@ class FeatureStore:
             )
         coordinates = {dim: ((dim,), values, attrs) for dim, (values, attrs) in (coords or {}).items()}
         template = xr.Dataset(data, coords=coordinates, attrs={"provenance": provenance, "shard_size": shard})
+        self._shard_sizes.pop((collection, group), None)  # a group made anew (its directory removed)
         template.to_zarr(
             str(self.path),
             group=f"{collection}/{group}",
@@ -1155,7 +1169,7 @@ class FeatureStore:
                 continue
             arr = self._root[path]
             values = arr[rows] if isinstance(rows, slice) else arr.get_orthogonal_selection(np.asarray(rows, np.int64))
-            out[name] = values.astype(object) if values.dtype.kind == "T" else values
+            out[name] = as_objects(values)
         return out
 
     def _coded(self, collection: str, key: str, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -1267,9 +1281,12 @@ class FeatureStore:
         for k in CODED:  # the codes of the rows again, from their strings
             if code_name(k) in group:
                 names = self._names(collection, k)
-                strings = group[k].get_orthogonal_selection(given).astype(object)
-                self._patch(group[code_name(k)], given, encode(strings, names))
-                group[code_name(k)].attrs["names"] = names
+                known = len(names)
+                self._patch(
+                    group[code_name(k)], given, encode(as_objects(group[k].get_orthogonal_selection(given)), names)
+                )
+                if len(names) > known:
+                    group[code_name(k)].attrs["names"] = names
 
     def _patch(self, arr: zarr.Array, rows: np.ndarray, values: np.ndarray) -> None:
         """Write ``values`` at the snapshot ``rows`` (indices) of ``arr``: one read and one write
@@ -1281,13 +1298,12 @@ class FeatureStore:
         for c in np.unique(chunks):
             lo, hi = int(c) * step, min(arr.shape[0], (int(c) + 1) * step)
             try:
-                current = arr[lo:hi]
+                current = as_objects(arr[lo:hi])
             except Exception:  # keep the chunks of the file that still decode
                 current = np.concatenate(
                     [self._salvage(arr, a, min(hi, a + arr.chunks[0])) for a in range(lo, hi, arr.chunks[0])]
                 )
                 self._drop_chunk(arr, int(c))
-            current = current.astype(object) if current.dtype.kind == "T" else current
             mine = chunks == c
             current[rows[mine] - lo] = values[mine]
             arr[lo:hi] = current
@@ -1296,10 +1312,9 @@ class FeatureStore:
     def _salvage(arr: zarr.Array, lo: int, hi: int) -> np.ndarray:
         """Rows ``lo:hi`` (within one chunk) of ``arr``, or its fill value when they do not decode."""
         try:
-            values = arr[lo:hi]
+            return as_objects(arr[lo:hi])
         except Exception:
             return np.full((hi - lo, *arr.shape[1:]), arr.metadata.fill_value, dtype=arr.dtype)
-        return values.astype(object) if values.dtype.kind == "T" else values
 
     def _drop_chunk(self, arr: zarr.Array, chunk: int) -> None:
         """Remove file ``chunk`` (along the snapshots: a shard of a sharded array) of ``arr``: its

@@ -43,6 +43,7 @@ from phstore.store import (
     TABLE_ROWS,
     TARGET,
     FeatureStore,
+    as_objects,
     code_name,
     content_hash,
     records_name,
@@ -147,7 +148,7 @@ class _Rows:
             )
             values = np.concatenate([values, self.fill(arr, self.hi - max(lo, hi))])
             readable = np.concatenate([readable, np.zeros(self.hi - max(lo, hi), dtype=bool)])
-        return (values.astype(object) if values.dtype.kind == "T" else values), readable
+        return as_objects(values), readable
 
     def finite(self, name: str, arr: zarr.Array) -> tuple[np.ndarray, np.ndarray]:
         """``(finite, readable)`` per row of a float array, read one chunk at a time (a block of
