@@ -7,19 +7,21 @@ messages. Shards never overlap, so tasks' writes never race. The coordinating pr
 the status (the commit marker, chunked by ``TABLE_ROWS``) as results arrive, once per batch of
 them, and submits the tasks in batches, a bounded number in flight. A shard whose task died,
 or whose result never reached a commit, is still pending and is computed again on the next
-run, giving the same values.
+run, giving the same values. A task lost with its workers (Dask's ``KilledWorker``: workers
+retiring at their lifetime or killed while running it) is submitted again, at most
+:data:`RESUBMITS` times, before it is reported.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from distributed import Client, as_completed
+from distributed import Client, KilledWorker, as_completed
 from tqdm.auto import tqdm
 
 from phstore.descriptors.base import Descriptor
@@ -167,6 +169,9 @@ def pending_shards(store: FeatureStore, collection: str, group: str, retry_faile
 #: Tasks a featurize run keeps submitted per worker thread (the rest wait in this process).
 IN_FLIGHT_PER_THREAD = 4
 
+#: Times a shard whose task was lost with its workers is submitted again (shards are idempotent).
+RESUBMITS = 2
+
 
 class _Commits:
     """The status of finished shards, buffered until :meth:`flush` commits them (one write of
@@ -238,10 +243,10 @@ def featurize(
         def window() -> int:  # asked afresh: batch jobs and adaptive scaling bring workers as it runs
             return IN_FLIGHT_PER_THREAD * max(1, sum(client.nthreads().values()))
 
-        queue, futures, running = iter(todo), {}, as_completed()
+        queue, futures, running, lost = deque(todo), {}, as_completed(), Counter()
 
         def submit(k: int) -> None:
-            batch = list(islice(queue, k))
+            batch = [queue.popleft() for _ in range(min(k, len(queue)))]
             if batch:
                 colls, shards = zip(*batch)
                 n = len(batch)
@@ -257,17 +262,25 @@ def featurize(
         try:
             with tqdm(total=len(todo), desc=f"featurize {group}", unit="shard", disable=not progress) as bar:
                 for finished in running.batches():
+                    again = 0
                     for future in finished:
+                        key = futures.pop(future)
                         try:
                             shard = future.result()
                             report.shards.append(shard)
                             commits.add(shard)
-                        except Exception as exc:  # a bug or a lost worker: report it, finish the other shards
-                            coll, s = futures[future]
-                            report.errors.append(f"{coll} shard {s}: {type(exc).__name__}: {exc}")
-                        del futures[future]
+                        except KilledWorker as exc:
+                            if lost[key] < RESUBMITS:  # its workers died under it: try again
+                                lost[key] += 1
+                                queue.appendleft(key)
+                                again += 1
+                            else:
+                                report.errors.append(f"{key[0]} shard {key[1]}: KilledWorker: {exc}")
+                        except Exception as exc:  # a bug: report it, finish the other shards
+                            report.errors.append(f"{key[0]} shard {key[1]}: {type(exc).__name__}: {exc}")
+                        future.release()  # its result lives here now, not on a (perhaps retiring) worker
                     commits.flush()
-                    bar.update(len(finished))
+                    bar.update(len(finished) - again)
                     bar.set_postfix(failed=len(report.failures))
                     if len(futures) <= (limit := window()) // 2:
                         submit(limit - len(futures))

@@ -19,7 +19,7 @@ import zarr
 
 from phstore import open_store
 from phstore.descriptors import PH, PHParams
-from phstore.featurize import featurize
+from phstore.featurize import RESUBMITS, featurize
 from phstore.ingest import ingest
 from phstore.store import DONE, FAILED, PENDING, StoreError, StoreLocked
 from phstore.verify import verify_store
@@ -292,6 +292,69 @@ def test_killed_worker_mid_run_equals_undisturbed_run(reference, source, tmp_pat
     assert_same_features(path, reference, PH().group)
     assert verify_store(path, progress=False).ok
     client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
+
+
+class KillsItsWorker(PH):
+    """PH that kills the worker running it (as a worker retiring at its lifetime, or one killed
+    by the batch system, takes its task down) on its first ``deaths`` calls for the frames of
+    its first call. Every call leaves a file in ``tally``."""
+
+    def __init__(self, tally: str, deaths: int) -> None:
+        super().__init__()
+        self.tally, self.deaths = Path(tally), deaths
+
+    def compute_batch(self, frames):
+        mine = f"{frames[0].positions[0, 0]:.9f}"
+        if not (doomed := self.tally / "doomed").exists():
+            doomed.write_text(mine)
+        calls = [p.name.split("_")[0] for p in self.tally.glob("*_*")]
+        (self.tally / f"{mine}_{len(calls)}").touch()
+        if mine == doomed.read_text() and calls.count(mine) < self.deaths:
+            os._exit(1)
+        return super().compute_batch(frames)
+
+
+@pytest.fixture(scope="module")
+def fragile_client():
+    """A one-worker LocalCluster whose scheduler gives up on a task the first time its worker
+    dies (``allowed-failures`` 0: a task caught on one dying worker stands for a task caught
+    on the four of a SLURM job retiring at its lifetime)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+            with Client(cluster) as c:
+                yield c
+
+
+def test_a_task_lost_with_its_workers_is_submitted_again(reference, source, tmp_path, fragile_client):
+    """The first task's worker dies (the scheduler reports ``KilledWorker``): the run submits
+    that shard again and ends equal to an undisturbed run."""
+    path = make_store(tmp_path / "s.zarr", source, chunk_size=2)
+    tally = tmp_path / "tally"
+    tally.mkdir()
+    report = featurize(path, KillsItsWorker(str(tally), deaths=1), fragile_client, progress=False)
+    assert not report.errors and not report.failures and report.computed == N_FRAMES
+    assert len(list(tally.glob("*_*"))) == N_FRAMES // 2 + 1  # one task per shard, and the lost one again
+    assert_same_features(path, reference, PH().group)
+    assert verify_store(path, progress=False).ok
+
+
+def test_a_task_that_keeps_killing_its_workers_is_reported_after_its_resubmissions(source, tmp_path, fragile_client):
+    """A shard whose task kills every worker it runs on is tried ``1 + RESUBMITS`` times, then
+    reported; its rows stay pending for the next run. (One shard: a task waiting on a dying
+    worker is lost with it too, so with two the other's losses would depend on timing.)"""
+    path = make_store(tmp_path / "s.zarr", write_trajectory(tmp_path / "f.xyz", 2, seed=9), chunk_size=2)
+    tally = tmp_path / "tally"
+    tally.mkdir()
+    report = featurize(path, KillsItsWorker(str(tally), deaths=1 + RESUBMITS), fragile_client, progress=False)
+    assert len(report.errors) == 1 and "KilledWorker" in report.errors[0] and report.computed == 0
+    assert len(list(tally.glob("*_*"))) == 1 + RESUBMITS
+    assert (open_store(path).descriptor("C64", PH().group)["status"].values == PENDING).all()
+    assert verify_store(path, progress=False).ok
+    report = featurize(path, PH(), fragile_client, progress=False)  # the next run computes it
+    assert report.computed == 2 and not report.errors
 
 
 def test_second_writer_on_the_same_store_is_refused(source, tmp_path, client):
