@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["FeatureStore", "open_store", "__version__"]
+__all__ = ["FeatureStore", "calculator", "open_store", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,4 +15,8 @@ def __getattr__(name: str) -> Any:
         from phstore import store
 
         return getattr(store, name)
+    if name == "calculator":  # an ASE calculator of a trained SchNet model directory
+        from phstore.training.schnet import calculator
+
+        return calculator
     raise AttributeError(f"module 'phstore' has no attribute {name!r}")

@@ -14,7 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from phstore.params import Feature
-from phstore.store import FeatureStore
+from phstore.store import FRAMES, FeatureStore
 
 
 def descriptor_group(store: FeatureStore, collection: str, descriptor: str, keys: Sequence[str] = ()) -> str:
@@ -151,12 +151,17 @@ class Rows:
         """Every row's features, one row per snapshot (:func:`read_features`)."""
         return read_features(self.store, self.parts, self.sources, dtype)
 
-    def atoms(self) -> list[Atoms]:
-        """Every row's snapshot as periodic ``ase.Atoms`` (positions in Å), in order."""
+    def atoms(self, forces: bool = False) -> list[Atoms]:
+        """Every row's snapshot as periodic ``ase.Atoms`` (positions in Å), in order; with
+        ``forces``, its stored forces (eV/Å, NaN where it has none) in ``atoms.arrays["forces"]``."""
         out = []
         for coll, rows in self.parts:
             for lo in range(0, len(rows), 1024):  # bounded reads
                 block = rows[lo : lo + 1024]
-                every = self.store.atoms(coll, slice(int(block.min()), int(block.max()) + 1))
+                region = slice(int(block.min()), int(block.max()) + 1)
+                every = self.store.atoms(coll, region)
+                if forces:
+                    for atoms, f in zip(every, self.store.read_rows(coll, FRAMES, region, ["forces"])["forces"]):
+                        atoms.arrays["forces"] = f
                 out += [every[i - block.min()] for i in block]
         return out

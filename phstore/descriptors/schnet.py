@@ -56,13 +56,16 @@ def build_schnet(n_atom_basis: int, n_interactions: int, n_rbf: int, cutoff: flo
     )
 
 
-def converter(cutoff: float, device: str = "cpu"):
-    """schnetpack's ``AtomsConverter`` (matscipy's periodic neighbour list at ``cutoff`` Å, float32)."""
+def converter(cutoff: float, device: str = "cpu", double: bool = False):
+    """schnetpack's ``AtomsConverter`` (matscipy's periodic neighbour list at ``cutoff`` Å,
+    float32, or float64 if ``double``)."""
     import torch
 
     spk = import_schnetpack()
     return spk.interfaces.AtomsConverter(
-        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff), device=device, dtype=torch.float32
+        neighbor_list=spk.transform.MatScipyNeighborList(cutoff=cutoff),
+        device=device,
+        dtype=torch.float64 if double else torch.float32,
     )
 
 

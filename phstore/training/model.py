@@ -49,6 +49,10 @@ class Model:
         """Energies per atom (eV/atom) of rows ``X``."""
         raise NotImplementedError
 
+    def extra_metrics(self, X: Rows) -> dict[str, float]:
+        """Metrics of rows ``X`` beyond those of the energy (a potential's forces); none by default."""
+        return {}
+
     def network(self, inputs: dict[str, Any]) -> Any:
         """A torch model's untrained module (its learned ``net_``) for ``inputs`` (what it reads,
         :func:`~phstore.features.feature_config`); models without one do not override this."""

@@ -46,8 +46,8 @@ def train(
 
     Feature models train on the snapshots whose features are finished, the same descriptor
     variant in every collection (``descriptor_keys`` chooses among several). ``metrics`` hold
-    train and test RMSE/MAE (meV/atom) and R², ``seconds`` of the fit, and the learning curve
-    (``history``) of models that keep one.
+    train and test RMSE/MAE (meV/atom) and R² (and a potential's force RMSE/MAE, meV/Å),
+    ``seconds`` of the fit, and the learning curve (``history``) of models that keep one.
     """
     model: Model = model_kind(kind).build(params)
     store = FeatureStore(store_path, mode="r")
@@ -73,7 +73,8 @@ def train(
     fitted = time.perf_counter()
     predicted = model.predict(rows)
     metrics: dict[str, Any] = {
-        part: regression_metrics(y[idx], predicted[idx]) for part, idx in (("train", data.train), ("test", data.test))
+        part: regression_metrics(y[idx], predicted[idx]) | model.extra_metrics(part_rows)
+        for part, idx, part_rows in (("train", data.train, train_rows), ("test", data.test, test_rows))
     }
     metrics["seconds"] = {"fit": fitted - start, "predict": time.perf_counter() - fitted}
     metrics["snapshots"] = {**data.counts, "train": len(data.train), "test": len(data.test)}
