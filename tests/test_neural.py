@@ -140,6 +140,26 @@ def test_training_writes_a_complete_model(store, tmp_path, config):
     assert model.metrics["test"]["rmse_mev"] == pytest.approx(rmse, rel=1e-4)
 
 
+def test_training_is_the_same_streamed_or_resident(store, tmp_path, monkeypatch):
+    """The CNN trained with its features resident on the device (read once) and streamed from
+    the store every epoch (no cache): the same learning curve and predictions."""
+    from phstore.training import neural
+
+    config = NeuralConfig.cnn(epochs=3, batch_size=4)
+    resident = train("cnn", store, "C125", tmp_path / "resident", config, progress=False)
+    monkeypatch.setattr(neural, "CACHE_BYTES", 0)
+    reads = []
+    original = FeatureStore.read_rows
+    monkeypatch.setattr(FeatureStore, "read_rows", lambda *a, **k: reads.append(a[2]) or original(*a, **k))
+    streamed = train("cnn", store, "C125", tmp_path / "streamed", config, progress=False)
+    histogram_reads = [g for g in reads if g == PH().group]
+    assert len(histogram_reads) >= config.epochs * len(resident.train["C125"]) // open_store(store).chunk_size
+    for a, b in zip(resident.metrics["history"], streamed.metrics["history"], strict=True):
+        assert a["train_rmse_mev"] == pytest.approx(b["train_rmse_mev"], rel=1e-6)
+        assert a["test_rmse_mev"] == pytest.approx(b["test_rmse_mev"], rel=1e-6)
+    assert resident.metrics["test"]["rmse_mev"] == pytest.approx(streamed.metrics["test"]["rmse_mev"], rel=1e-6)
+
+
 def test_scaler_is_fit_on_the_training_split_only(store, tmp_path):
     import shutil
 

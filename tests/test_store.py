@@ -43,14 +43,16 @@ def test_sel_is_lazy_and_reads_only_needed_chunks(store):
 
 def test_frames_table_chunking(store):
     """Per-atom and cell arrays are chunked like the descriptors, in shards of MAX_SHARD_CHUNKS
-    chunks; the 1-D columns by TABLE_ROWS, unsharded."""
-    from phstore.store import MAX_SHARD_CHUNKS
+    chunks; the 1-D columns unsharded, numbers by NUMBER_ROWS, strings by TABLE_ROWS."""
+    from phstore.store import MAX_SHARD_CHUNKS, NUMBER_ROWS
 
     (coll,) = store.collections
     arrays = dict(store.zarr_group(coll)[FRAMES].arrays())
     assert {"positions", "cell", "energy_per_atom", "density", "trajectory", "trajectory_code"} <= set(arrays)
+    assert arrays["density"].chunks != arrays["trajectory"].chunks  # both kinds are there
     for name, arr in arrays.items():
-        expected = (TABLE_ROWS, None) if arr.ndim == 1 else (4, 4 * MAX_SHARD_CHUNKS)
+        rows = NUMBER_ROWS if arr.dtype.kind in "biuf" else TABLE_ROWS
+        expected = (rows, None) if arr.ndim == 1 else (4, 4 * MAX_SHARD_CHUNKS)
         assert (arr.chunks[0], arr.shards and arr.shards[0]) == expected, name
     assert sorted(p.name for p in (store.path / coll / FRAMES / "positions" / "c").iterdir()) == ["0"]  # one file
 
@@ -139,6 +141,8 @@ def test_commit_rows_writes_status_last(store):
         with pytest.raises(KeyError):  # the second value has no array: the write stops before the status
             s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2), "missing": np.ones(2)}, [DONE, DONE])
         assert (s.status("C64", "x-k") == PENDING).all()
+        with pytest.raises(ValueError, match="2 rows .* but 3 status values"):  # not numpy's IndexError
+            s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.ones(2)}, [DONE, DONE, DONE])
         s.commit_rows("C64", "x-k", slice(0, 2), {"v": np.array([1.0, 2.0])}, [DONE, DONE])
     assert s.status("C64", "x-k").tolist()[:3] == [DONE, DONE, PENDING]
     assert s.read_rows("C64", "x-k", slice(0, 2), ["v", "error"])["error"].tolist() == ["", ""]

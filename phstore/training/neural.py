@@ -3,8 +3,10 @@ MLP on atom-mean SOAP (§2.7), trained on the MSE of the energy per atom.
 
 Features stream from the store chunk by chunk (:class:`ChunkStream`): an epoch visits the
 store's snapshot chunks in a shuffled order and shuffles the rows inside each. Chunks are kept
-in memory up to a budget (2 GiB by default), so a store that fits is read once; a larger one is
-streamed, never holding more than the budget plus one chunk. Inputs are z-scored with
+on the device up to a budget (:data:`CACHE_BYTES`), so features that fit are read once and stay
+resident (the paper's 16,830 CNN histograms take 1.1 GB: no host transfer per batch after the
+first epoch); a larger set is streamed, never holding more than the budget plus one chunk.
+Either way the batches, and so the training, are the same. Inputs are z-scored with
 statistics of the training rows (computed in one streaming pass) and the target is z-scored
 too; both are part of the learned state.
 """
@@ -22,6 +24,9 @@ from phstore.metrics import regression_metrics
 from phstore.store import FeatureStore
 from phstore.training.model import Model
 from phstore.training.params import NETWORKS, NeuralConfig
+
+#: Bytes of features a training stream keeps on its device (GPU or host memory).
+CACHE_BYTES = 2 << 30
 
 
 def build_network(config: NeuralConfig, shapes: list[tuple[int, ...]]):
@@ -70,10 +75,10 @@ class ChunkStream:
         parts: Parts,
         sources: list[tuple[str, str]],
         device: str = "cpu",
-        cache_bytes: int = 2 << 30,
+        cache_bytes: int | None = None,
     ) -> None:
         self.store, self.parts, self.sources = store, parts, sources
-        self.device, self.cache_bytes = device, cache_bytes
+        self.device, self.cache_bytes = device, CACHE_BYTES if cache_bytes is None else cache_bytes
         self.by_chunk: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (part, chunk) → positions, rows
         offset = 0
         for p, (_, rows) in enumerate(parts):
