@@ -492,23 +492,23 @@ class FeatureStore:
         then each variable is opened on its own and cut before they are combined.
         """
         path, name = str(self.path), f"{collection}/{group}"
+        rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        index: slice | np.ndarray = rows  # a run of rows as a slice: a lazy array reads it as one
+        if not len(rows) or rows[-1] - rows[0] + 1 == len(rows):
+            index = slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) else slice(0, 0)
 
         def lazy(drop: Sequence[str] = ()) -> xr.Dataset:  # backend arrays: nothing read yet
             ds = xr.open_dataset(
                 path, engine="zarr", group=name, chunks=None, cache=False, drop_variables=drop,
                 consolidated=False, zarr_format=3,
             )  # fmt: skip
-            return ds.isel({SNAPSHOT: slice(0, n)})
+            return ds.isel({SNAPSHOT: index})  # once: indexing a lazily indexed array composes the two
 
         try:
             ds = lazy()
         except ValueError:
             names = [k for k, _ in self._root[name].arrays()]
             ds = xr.merge(lazy([o for o in names if o != k]) for k in names)
-        rows = np.arange(ds.sizes[SNAPSHOT]) if rows is None else np.asarray(rows, dtype=np.int64)
-        if len(rows) != ds.sizes[SNAPSHOT]:
-            contiguous = len(rows) and rows[-1] - rows[0] + 1 == len(rows)
-            ds = ds.isel({SNAPSHOT: slice(rows[0], rows[-1] + 1) if contiguous else rows})
 
         @functools.cache
         def dask_chunks(step: int) -> tuple[int, ...]:  # rows of each file (shard) of ``step`` rows holding some
