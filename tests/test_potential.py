@@ -124,3 +124,13 @@ def test_force_weight_without_forces_is_a_clear_error(tmp_path):
     ingest(tmp_path / "s.zarr", [tmp_path / "e.xyz"], chunk_size=2, progress=False)
     with pytest.raises(ValueError, match="no forces"):
         train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "m", CONFIG, progress=False)
+
+
+def test_compare_shows_the_force_error(potential, capsys):
+    from phstore.cli import main
+
+    assert main(["compare", "--store", str(potential.parent / "s.zarr"), "--models", str(potential.parent)]) == 0
+    out = capsys.readouterr().out
+    test = json.loads((potential / "model.json").read_text())["metrics"]["test"]
+    row = next(line for line in out.splitlines() if " schnet " in line)
+    assert row.split()[-1] == f"{test['force_rmse_mev_per_a']:.0f}" and "forces' RMSE in meV/Å" in out

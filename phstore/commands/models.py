@@ -28,8 +28,12 @@ def models_root(store: str) -> Path:
 
 
 def metrics_line(m: dict) -> str:
-    """One line of regression metrics (:func:`phstore.metrics.regression_metrics`)."""
-    return f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)"
+    """One line of regression metrics (:func:`phstore.metrics.regression_metrics`, and a
+    potential's forces)."""
+    line = f"RMSE {m['rmse_mev']:.1f} meV/atom, MAE {m['mae_mev']:.1f} meV/atom, R² {m['r2']:.3f} ({m['n']} snapshots)"
+    if "force_rmse_mev_per_a" in m:
+        line += f"; forces RMSE {m['force_rmse_mev_per_a']:.0f} meV/Å, MAE {m['force_mae_mev_per_a']:.0f} meV/Å"
+    return line
 
 
 class Train(Command):
@@ -203,7 +207,7 @@ class Compare(Command):
             )
         header = (
             f"{'model':28s} {'kind':9s} {'dataset':14s} {'collections':14s} {'split':10s} {'n train/test':>12s} "
-            f"{'train RMSE':>10s} {'test RMSE':>9s} {'test MAE':>8s} {'test R²':>7s}"
+            f"{'train RMSE':>10s} {'test RMSE':>9s} {'test MAE':>8s} {'test R²':>7s} {'test F RMSE':>11s}"
         )
         print(header + "\n" + "-" * len(header))
         datasets = sorted({m.provenance["dataset"] for m in models})
@@ -214,10 +218,11 @@ class Compare(Command):
                 f"{name[:28]:28s} {m.kind:9s} {m.provenance['dataset'][:14]:14s} "
                 f"{'+'.join(m.provenance['collections'])[:14]:14s} "
                 f"{m.config['split']['kind']:10s} {tr['n']:>5d}/{te['n']:<6d} {tr['rmse_mev']:10.1f} "
-                f"{te['rmse_mev']:9.1f} {te['mae_mev']:8.1f} {te['r2']:7.3f}"
+                f"{te['rmse_mev']:9.1f} {te['mae_mev']:8.1f} {te['r2']:7.3f} "
+                f"{format(te['force_rmse_mev_per_a'], '11.0f') if 'force_rmse_mev_per_a' in te else '-':>11s}"
             )
         print(
-            "(RMSE and MAE in meV/atom"
+            "(RMSE and MAE in meV/atom, forces' RMSE in meV/Å"
             + (
                 f"; ranked within each dataset: errors on {len(datasets)} datasets are not comparable)"
                 if len(datasets) > 1
