@@ -23,13 +23,21 @@ there (:meth:`~phstore.commands.base.Command.done`); the work itself runs where 
 it (Dask for featurize). A stage that finishes with rejected or failed frames (exit 3) does not
 stop the pipeline; the run then exits 3. Deliberately no more than this: a sequence with
 skip-if-done, not a workflow engine.
+
+Each stage that runs is timed: its wall time and the CPU time of this process and of the
+processes it started and waited for (a local cluster's workers; not a remote cluster's), printed
+and appended as one JSON line to ``pipeline-stages.jsonl`` beside the store.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import resource
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +119,16 @@ def done(stage: Stage, parser: argparse.ArgumentParser | None = None) -> bool:
         return False
 
 
+#: The file beside the store that records every stage run: its wall and CPU seconds.
+TIMES = "pipeline-stages.jsonl"
+
+
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of the children it has waited for."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
 def run_pipeline(path: str | Path, overrides: dict[str, str] | None = None, dry_run: bool = False) -> int:
     """Run the stages of a pipeline file in order, skipping those already done; stop at the
     first that fails (its exit status is returned); a stage that finishes with rejected or
@@ -118,17 +136,27 @@ def run_pipeline(path: str | Path, overrides: dict[str, str] | None = None, dry_
     plan."""
     stages = load_pipeline(path, overrides)
     parser = build_parser()
+    stores = [getattr(parser.parse_args(s.argv), "store", None) for s in stages]
+    log = next((Path(store).parent / TIMES for store in stores if store), None)
     status = OK
     for i, stage in enumerate(stages, 1):
         finished = done(stage, parser)
         print(f"[{i}/{len(stages)}] {'done, skipped: ' if finished else ''}{stage}", flush=True)
         if finished or dry_run:
             continue
+        started, wall, cpu = datetime.datetime.now().isoformat(timespec="seconds"), time.perf_counter(), cpu_seconds()
         try:
             code = stage.command.run(parser.parse_args(stage.argv))
         except (PhstoreError, ValueError) as exc:  # a command's clear error: print it, stop here
             print(f"phstore: {exc}", file=sys.stderr, flush=True)
             code = ERROR
+        wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+        print(f"[{i}/{len(stages)}] took {wall:.1f} s wall, {cpu:.1f} s CPU (exit {code})", flush=True)
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            record = {"stage": i, "command": str(stage), "started": started, "wall_s": wall, "cpu_s": cpu, "exit": code}
+            with open(log, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
         if code == INCOMPLETE:
             status = INCOMPLETE
         elif code != OK:

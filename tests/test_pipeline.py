@@ -1,5 +1,6 @@
 """`phstore run`: pipeline files become phstore command lines; stages already done are skipped."""
 
+import json
 import re
 import subprocess
 import sys
@@ -139,6 +140,10 @@ def test_a_pipeline_runs_and_a_second_run_skips_what_is_done(tiny_source, tmp_pa
     pipeline.write_text(yaml.safe_dump(spec))
     first = run("run", str(pipeline))
     assert "[1/5] done, skipped" in first and "[2/5] done, skipped" in first and "predicted 11 snapshots" in first
+    times = [json.loads(line) for line in (tmp_path / "out" / "pipeline-stages.jsonl").read_text().splitlines()]
+    ran = [t for t in times if t["stage"] >= 3]  # this run's: the failed run timed its first three
+    assert [t["stage"] for t in ran] == [3, 3, 4, 5] and ran[0]["exit"] == 1 and ran[1]["exit"] == 0
+    assert all(t["wall_s"] > 0 and t["cpu_s"] > 0 for t in times) and "[3/5] took " in first
     model = tmp_path / "out" / "models" / "mlp" / "model.json"
     stamp = model.stat().st_mtime_ns
     second = run("run", str(pipeline))
@@ -153,6 +158,17 @@ def test_a_pipeline_runs_and_a_second_run_skips_what_is_done(tiny_source, tmp_pa
     assert "added C64: 4; 0 duplicates skipped" in third and "computed 4 snapshots" in third
     assert re.search(r"; [1-9] files ingested before skipped", third)  # known by content: not read again
     assert "[3/5] done, skipped" in third  # a trained model stays as it was
+
+
+def test_stage_cpu_time_counts_the_processes_a_stage_started():
+    """A child that spins for 0.5 s of CPU counts in :func:`cpu_seconds` once it is waited for
+    (as a local cluster's workers are when the stage closes it)."""
+    from phstore.pipeline import cpu_seconds
+
+    before = cpu_seconds()
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
+    subprocess.run([sys.executable, "-c", spin], check=True)
+    assert cpu_seconds() - before >= 0.5
 
 
 def test_the_shipped_pipelines_parse():
