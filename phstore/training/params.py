@@ -87,5 +87,5 @@ class SchNetConfig(Parameters):
     batch_size: int = param(16, "snapshots per batch", low=1)
     lr: float = param(5e-4, "Adam learning rate", positive=True)
     force_weight: float = param(
-        0.0, "weight of the forces' mean squared error (over their training spread) in the loss (0: energies)", low=0
+        0.0, "weight of the forces' mean squared error (over their training RMS) in the loss (0: energies)", low=0
     )

@@ -6,8 +6,8 @@ cutoff at 5 Å, an atom-wise energy head; the loss is the MSE of the mean energy
 Gaussian widths are schnetpack's default (the centre spacing, 0.085 Å); the paper's text gives
 γ = 0.1 Å⁻², which would make every Gaussian wider than the cutoff, so it is not used.
 
-With ``force_weight`` > 0 the loss adds that weight times the MSE of the forces, each divided
-by the spread of the training forces: the forces are minus the gradient of the model's energy
+With ``force_weight`` > 0 the loss adds that weight times the MSE of the forces' components,
+each divided by their root mean square over the training set: the forces are minus the gradient of the model's energy
 (eV) with respect to the positions (autograd), so the model is a conservative potential, and
 :func:`calculator` runs it in ASE (molecular dynamics, relaxations).
 
@@ -51,11 +51,11 @@ def energy_and_forces(net, inputs: dict, mean: float, std: float, training: bool
 class SchNetModel(Model):
     """SchNet of :class:`~phstore.training.params.SchNetConfig`, trained with Adam on the MSE
     of the z-scored energy per atom (plus ``force_weight`` times the MSE of the forces over
-    their spread).
+    their training root mean square).
 
     Learned: ``net_`` (the torch module), ``target_mean_`` and ``target_std_`` (eV/atom),
-    ``force_scale_`` (eV/Å: the spread of the training forces; 1 when trained on energies
-    only), ``species_`` (the atomic numbers it saw) and ``history_`` (per epoch: train and test
+    ``force_scale_`` (eV/Å: the root mean square of the training forces' components; 1 when
+    trained on energies only), ``species_`` (the atomic numbers it saw) and ``history_`` (per epoch: train and test
     RMSE, meV/atom, and of the forces, meV/Å, when trained on them).
     """
 
@@ -82,14 +82,14 @@ class SchNetModel(Model):
         self.species_ = np.array(sorted({int(z) for atoms in frames for z in atoms.numbers}), dtype=np.int64)
         self.force_scale_ = 1.0
         if weighted:
-            known = np.concatenate([a.arrays["forces"] for a in frames]).ravel()
-            known = known[np.isfinite(known)]
-            if not len(known):
+            components = np.concatenate([a.arrays["forces"] for a in frames]).ravel()
+            components = components[np.isfinite(components)]
+            if not len(components):
                 raise ValueError(
                     "force_weight > 0 but the training snapshots have no forces; ingest sources that "
                     "carry them (extxyz, OUTCAR, vasprun.xml) or train with force_weight 0"
                 )
-            self.force_scale_ = float(np.sqrt(np.mean(known**2))) or 1.0
+            self.force_scale_ = float(np.sqrt(np.mean(components**2))) or 1.0
         torch.manual_seed(seed)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.net_ = self.network(X.info).to(device)
