@@ -131,6 +131,12 @@ def neural_in_memory(
     return seconds
 
 
+def epoch_seconds(config: NeuralConfig, store: Path, out: Path) -> list[float]:
+    """Seconds of each epoch of ``train`` from the store (the test pass included)."""
+    model = train(config.kind, store, COLLECTION, out, config, progress=False)
+    return [h["seconds"] for h in model.metrics["history"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=2048)
@@ -177,15 +183,10 @@ def main() -> None:
             n = len(data.train)
             pairs, firsts, epochs = [], [], []
             for r in range(args.rounds):
-
-                def epoch_seconds(out: str) -> list[float]:
-                    model = train(config.kind, path, COLLECTION, work / out, config, progress=False)
-                    return [h["seconds"] for h in model.metrics["history"]]
-
-                store_s = epoch_seconds(f"{name}{r}")
+                store_s = epoch_seconds(config, path, work / f"{name}{r}")
                 cache, neural.CACHE_BYTES = neural.CACHE_BYTES, 0
                 try:
-                    streamed_s = epoch_seconds(f"{name}{r}-streamed")
+                    streamed_s = epoch_seconds(config, path, work / f"{name}{r}-streamed")
                 finally:
                     neural.CACHE_BYTES = cache
                 memory_s = neural_in_memory(config, X, y, data.train, data.test, shapes, device)

@@ -32,7 +32,9 @@ and appended as one JSON line to ``pipeline-stages.jsonl`` beside the store.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
 import json
 import resource
 import shlex
@@ -110,12 +112,23 @@ def load_pipeline(path: str | Path, overrides: dict[str, str] | None = None) -> 
     return stages
 
 
+def parsed(stage: Stage, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace | None:
+    """The stage's options as its command reads them; None, silently, when its command line lacks
+    a required option (running the stage says which)."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return (parser or build_parser()).parse_args(stage.argv)
+    except SystemExit:
+        return None
+
+
 def done(stage: Stage, parser: argparse.ArgumentParser | None = None) -> bool:
     """Whether the stage's result is already there (its command's ``done``); a stage whose inputs
     are not there yet (a model, a store) is not done: running it says why."""
+    args = parsed(stage, parser)
     try:
-        return stage.command.done((parser or build_parser()).parse_args(stage.argv))
-    except (OSError, KeyError, ValueError, PhstoreError, SystemExit):  # SystemExit: argv missing a required option
+        return args is not None and stage.command.done(args)
+    except (OSError, KeyError, ValueError, PhstoreError):
         return False
 
 
@@ -136,7 +149,7 @@ def run_pipeline(path: str | Path, overrides: dict[str, str] | None = None, dry_
     plan."""
     stages = load_pipeline(path, overrides)
     parser = build_parser()
-    stores = [getattr(parser.parse_args(s.argv), "store", None) for s in stages]
+    stores = [getattr(parsed(stage, parser), "store", None) for stage in stages]
     log = next((Path(store).parent / TIMES for store in stores if store), None)
     status = OK
     for i, stage in enumerate(stages, 1):

@@ -12,7 +12,7 @@ import yaml
 
 from phstore import open_store
 from phstore.commands import build_parser, find
-from phstore.pipeline import Stage, done, load_pipeline, stage_argv
+from phstore.pipeline import Stage, done, load_pipeline, run_pipeline, stage_argv
 from tests.helpers import ROOT, run, write_trajectory
 
 
@@ -169,6 +169,16 @@ def test_stage_cpu_time_counts_the_processes_a_stage_started():
     spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
     subprocess.run([sys.executable, "-c", spin], check=True)
     assert cpu_seconds() - before >= 0.5
+
+
+def test_the_plan_of_a_pipeline_with_an_incomplete_stage_prints(tmp_path, capsys):
+    """The plan of a pipeline whose second stage lacks a required option still prints (dry run),
+    not only the stages before it."""
+    pipeline = tmp_path / "p.yaml"
+    spec = {"store": str(tmp_path / "s.zarr"), "stages": [{"info": {}}, {"predict": {"collection": "C64"}}]}
+    pipeline.write_text(yaml.safe_dump(spec))
+    assert run_pipeline(pipeline, dry_run=True) == 0
+    assert "[2/2] phstore predict" in capsys.readouterr().out
 
 
 def test_the_shipped_pipelines_parse():

@@ -171,8 +171,10 @@ class SchNetModel(Model):
 def _force_metrics(frames: Sequence[Atoms], predicted: Sequence[np.ndarray], prefix: str = "") -> dict[str, float]:
     """RMSE and MAE (meV/Å) of ``predicted`` forces against the forces ``frames`` carry (their
     finite components; nothing when there are none)."""
-    true = np.concatenate([a.arrays["forces"] for a in frames]).ravel() if len(frames) else np.empty(0)
-    err = (np.concatenate(predicted).ravel() - true)[np.isfinite(true)] if len(frames) else true
+    if not len(frames):
+        return {}
+    true = np.concatenate([a.arrays["forces"] for a in frames]).ravel()
+    err = (np.concatenate(predicted).ravel() - true)[np.isfinite(true)]
     if not len(err):
         return {}
     return {
@@ -191,16 +193,15 @@ class SchNetCalculator(Calculator):
     def __init__(self, model: SchNetModel, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.model = model
+        self.species = [int(z) for z in np.asarray(model.species_)]
         self.net = copy.deepcopy(model.net_).double().eval()
         self.convert = converter(model.params.cutoff, next(self.net.parameters()).device.type, double=True)
 
     def calculate(self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
-        unknown = sorted(set(self.atoms.numbers.tolist()) - set(np.asarray(self.model.species_).tolist()))
+        unknown = sorted(set(self.atoms.numbers.tolist()) - set(self.species))
         if unknown:
-            raise ValueError(
-                f"the model was trained on atomic numbers {np.asarray(self.model.species_).tolist()}, not {unknown}"
-            )
+            raise ValueError(f"the model was trained on atomic numbers {self.species}, not {unknown}")
         _, energy, forces = energy_and_forces(
             self.net, self.convert(self.atoms), float(self.model.target_mean_), float(self.model.target_std_)
         )
