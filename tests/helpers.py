@@ -108,3 +108,53 @@ def corrupt_inner_chunks(array: Path, chunks: list[int]) -> None:
     for offset, length in index[chunks]:
         data[offset : offset + length] = b"\xff" * int(length)
     shard.write_bytes(bytes(data))
+
+
+def record_epochs(monkeypatch, module) -> list[int]:
+    """The epochs ``module``'s training loop runs (its :func:`~phstore.training.checkpoint.epochs`),
+    recorded as they start."""
+    ran: list[int] = []
+    original = module.epochs
+
+    def recording(*args, **kwargs):
+        for epoch in original(*args, **kwargs):
+            ran.append(epoch)
+            yield epoch
+
+    monkeypatch.setattr(module, "epochs", recording)
+    return ran
+
+
+def interrupt_after_checkpoint(monkeypatch, epoch: int) -> list[int]:
+    """Checkpoint after every epoch, and raise KeyboardInterrupt once the checkpoint after
+    ``epoch`` finished epochs is written; clear the returned list to stop interrupting."""
+    from phstore.training import checkpoint
+
+    save, die_after = checkpoint.Checkpoint.save, [epoch]
+
+    def save_then_die(self, finished, *args):
+        save(self, finished, *args)
+        if finished in die_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(checkpoint.Checkpoint, "save", save_then_die)
+    return die_after
+
+
+def assert_same_training(a, b, rtol: float = 0.0) -> None:
+    """Two model directories hold the same weights and learning curve (but its timings), to
+    relative ``rtol`` (0: bit for bit)."""
+    import pytest
+
+    from phstore.modeldir import load_model_dir
+
+    x, y = load_model_dir(a.path).state(), load_model_dir(b.path).state()
+    assert x.keys() == y.keys()
+    for name in x:
+        np.testing.assert_allclose(x[name], y[name], rtol=rtol, atol=rtol / 100, err_msg=name)
+    for p, q in zip(a.metrics["history"], b.metrics["history"], strict=True):
+        assert p.keys() == q.keys()
+        assert {k: v for k, v in p.items() if k != "seconds"} == pytest.approx(
+            {k: v for k, v in q.items() if k != "seconds"}, rel=rtol, abs=0
+        )

@@ -15,7 +15,7 @@ from phstore.training.neural import ChunkStream, build_network
 from phstore.training.params import NeuralConfig
 from phstore.training.split import Split
 from phstore.training.train import train
-from tests.helpers import write_trajectory
+from tests.helpers import assert_same_training, interrupt_after_checkpoint, record_epochs, write_trajectory
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +216,35 @@ def test_unknown_network_kind_or_optimizer_is_refused_with_the_choices(store, tm
     with pytest.raises(ValueError, match="unknown model kind 'svm'; choose one of"):
         train("svm", store, "C125", tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("kind", ["cnn", "soap-mlp"])
+def test_interrupted_training_resumes_where_it_stopped(store, tmp_path, monkeypatch, kind):
+    """A fit interrupted after its second epoch's checkpoint, trained again into the same
+    directory: it runs only the epochs left and ends with the weights and learning curve of
+    an uninterrupted fit; a checkpoint of other parameters is not resumed."""
+    from phstore.training import checkpoint, neural
+
+    preset = NeuralConfig.cnn if kind == "cnn" else NeuralConfig.soap_mlp
+    config = preset(epochs=5, batch_size=4, milestones=(2,))
+    whole = train(kind, store, "C125", tmp_path / "whole", config, progress=False)
+    assert not (whole.path / checkpoint.CHECKPOINT).exists()
+
+    ran = record_epochs(monkeypatch, neural)
+    die_after = interrupt_after_checkpoint(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(kind, store, "C125", tmp_path / "cut", config, progress=False)
+    assert ran == [0, 1] and (tmp_path / "cut" / checkpoint.CHECKPOINT).is_file()
+    assert not (tmp_path / "cut" / "model.json").exists()
+
+    ran.clear()
+    resumed = train(kind, store, "C125", tmp_path / "cut", config, progress=False)
+    assert ran == [2, 3, 4] and not (tmp_path / "cut" / checkpoint.CHECKPOINT).exists()
+    assert_same_training(whole, resumed)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(kind, store, "C125", tmp_path / "other", config, progress=False)
+    ran.clear()
+    die_after.clear()
+    train(kind, store, "C125", tmp_path / "other", preset(epochs=5, batch_size=4, lr=0.01), progress=False)
+    assert ran == [0, 1, 2, 3, 4]

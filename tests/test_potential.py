@@ -3,6 +3,7 @@
 The labels come from ASE's EMT calculator (a smooth many-body potential with carbon
 parameters), called directly: an independent source of energies and forces."""
 
+import dataclasses
 import json
 
 import ase.io
@@ -21,7 +22,7 @@ from phstore.modeldir import load_model_dir
 from phstore.training.params import SchNetConfig
 from phstore.training.split import Split
 from phstore.training.train import train
-from tests.helpers import carbon_frame
+from tests.helpers import assert_same_training, carbon_frame, interrupt_after_checkpoint, record_epochs
 
 N_FRAMES = 16
 CONFIG = SchNetConfig(n_atom_basis=16, n_interactions=2, n_rbf=20, epochs=8, batch_size=4, lr=1e-3, force_weight=1.0)
@@ -134,3 +135,25 @@ def test_compare_shows_the_force_error(potential, capsys):
     test = json.loads((potential / "model.json").read_text())["metrics"]["test"]
     row = next(line for line in out.splitlines() if " schnet " in line)
     assert row.split()[-1] == f"{test['force_rmse_mev_per_a']:.0f}" and "forces' RMSE in meV/Å" in out
+
+
+def test_interrupted_training_resumes_where_it_stopped(tmp_path, monkeypatch):
+    """SchNet on energies and forces, interrupted after its first epoch's checkpoint and
+    trained again into the same directory: the remaining epochs only, and the weights of an
+    uninterrupted fit (to float32 rounding: schnetpack's sums over neighbours are not
+    bit-reproducible on CPU threads)."""
+    from phstore.training import schnet
+
+    ase.io.write(tmp_path / "emt.xyz", emt_frames(8), format="extxyz")
+    ingest(tmp_path / "s.zarr", [tmp_path / "emt.xyz"], chunk_size=4, progress=False)
+    config = dataclasses.replace(CONFIG, epochs=3)
+    whole = train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "whole", config, progress=False)
+    ran = record_epochs(monkeypatch, schnet)
+    interrupt_after_checkpoint(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "cut", config, progress=False)
+    ran.clear()
+    resumed = train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "cut", config, progress=False)
+    assert ran == [1, 2]
+    assert_same_training(whole, resumed, rtol=1e-4)
+    assert "test_force_rmse_mev_per_a" in resumed.metrics["history"][0]

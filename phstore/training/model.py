@@ -16,6 +16,7 @@ import numpy as np
 from phstore.features import Rows
 from phstore.modeldir import NET, load_module, module_state
 from phstore.params import Feature
+from phstore.training.checkpoint import Checkpoint
 
 
 class Model:
@@ -39,10 +40,12 @@ class Model:
         eval_set: tuple[Rows, np.ndarray] | None = None,
         seed: int = 0,
         progress: bool = False,
+        checkpoint: Checkpoint | None = None,
     ) -> "Model":
         """Learn from rows ``X`` and their energies per atom ``y`` (eV/atom); ``eval_set`` is
         scored along the way by models that keep a learning curve (``history_``); ``seed``
-        seeds whatever is random. Returns the model."""
+        seeds whatever is random; models trained in epochs save their state to ``checkpoint``
+        as they go and resume from it. Returns the model."""
         raise NotImplementedError
 
     def predict(self, X: Rows) -> np.ndarray:

@@ -17,11 +17,11 @@ import time
 from typing import Any, Iterator
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from phstore.features import Parts, Rows, feature_scales, read_features
 from phstore.metrics import regression_metrics
 from phstore.store import FeatureStore
+from phstore.training.checkpoint import Checkpoint, epochs
 from phstore.training.model import Model
 from phstore.training.params import NETWORKS, NeuralConfig
 
@@ -219,6 +219,7 @@ class Network(Model):
         eval_set: tuple[Rows, np.ndarray] | None = None,
         seed: int = 0,
         progress: bool = False,
+        checkpoint: Checkpoint | None = None,
     ) -> "Network":
         import torch
 
@@ -250,7 +251,8 @@ class Network(Model):
 
         rng = np.random.default_rng(seed)
         self.history_ = []
-        for epoch in tqdm(range(config.epochs), desc=f"train {config.kind}", unit="epoch", disable=not progress):
+        parts = {"net": self.net_, "optimizer": optimizer, "schedule": schedule}
+        for epoch in epochs(config.epochs, checkpoint, parts, rng, self.history_, f"train {config.kind}", progress):
             started = time.perf_counter()
             self.net_.train()
             losses, sizes = [], []  # each batch's mean loss, kept on the device (no sync per batch)

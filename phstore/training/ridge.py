@@ -24,7 +24,9 @@ class RidgeModel(Model):
 
     packages = ("scikit-learn",)
 
-    def fit(self, X: Rows, y: np.ndarray, eval_set=None, seed: int = 0, progress: bool = False) -> "RidgeModel":
+    def fit(
+        self, X: Rows, y: np.ndarray, eval_set=None, seed: int = 0, progress: bool = False, checkpoint=None
+    ) -> "RidgeModel":
         from sklearn.linear_model import Ridge
 
         x = X.features()

@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
-from tqdm.auto import tqdm
 
 from phstore.compat import import_schnetpack
 from phstore.descriptors.schnet import architecture, build_schnet, converter
 from phstore.features import Rows
 from phstore.metrics import regression_metrics
+from phstore.training.checkpoint import Checkpoint, epochs
 from phstore.training.model import Model
 
 
@@ -56,7 +57,7 @@ class SchNetModel(Model):
     Learned: ``net_`` (the torch module), ``target_mean_`` and ``target_std_`` (eV/atom),
     ``force_scale_`` (eV/Å: the root mean square of the training forces' components; 1 when
     trained on energies only), ``species_`` (the atomic numbers it saw) and ``history_`` (per epoch: train and test
-    RMSE, meV/atom, and of the forces, meV/Å, when trained on them).
+    RMSE, meV/atom, and of the forces, meV/Å, when trained on them, and seconds).
     """
 
     packages = ("schnetpack", "torch")
@@ -71,6 +72,7 @@ class SchNetModel(Model):
         eval_set: tuple[Rows, np.ndarray] | None = None,
         seed: int = 0,
         progress: bool = False,
+        checkpoint: Checkpoint | None = None,
     ) -> "SchNetModel":
         import torch
 
@@ -98,7 +100,9 @@ class SchNetModel(Model):
         target = torch.tensor((y - self.target_mean_) / self.target_std_, dtype=torch.float32, device=device)
         rng = np.random.default_rng(seed)
         self.history_ = []
-        for epoch in tqdm(range(p.epochs), desc="train schnet", unit="epoch", disable=not progress):
+        parts = {"net": self.net_, "optimizer": optimizer}
+        for epoch in epochs(p.epochs, checkpoint, parts, rng, self.history_, "train schnet", progress):
+            started = time.perf_counter()
             self.net_.train()
             order = rng.permutation(len(frames))
             energy_se, force_se, force_n = 0.0, 0.0, 0
@@ -133,6 +137,7 @@ class SchNetModel(Model):
                 record["test_rmse_mev"] = regression_metrics(eval_set[1], energies)["rmse_mev"]
                 if weighted:
                     record |= _force_metrics(tested, forces, "test_")
+            record["seconds"] = time.perf_counter() - started
             self.history_.append(record)
         return self
 

@@ -21,6 +21,7 @@ from phstore.params import from_dict
 from phstore.plots import plot_learning_curve, plot_parity
 from phstore.provenance import package_versions
 from phstore.store import FeatureStore
+from phstore.training.checkpoint import CHECKPOINT, Checkpoint, fingerprint
 from phstore.training.data import TrainingData, collection_list
 from phstore.training.model import Model
 from phstore.training.registry import model_kind
@@ -48,6 +49,8 @@ def train(
     variant in every collection (``descriptor_keys`` chooses among several). ``metrics`` hold
     train and test RMSE/MAE (meV/atom) and R² (and a potential's force RMSE/MAE, meV/Å),
     ``seconds`` of the fit, and the learning curve (``history``) of models that keep one.
+    Networks checkpoint into ``out`` as they train: training the same model into the same
+    ``out`` again resumes an interrupted fit (:mod:`~phstore.training.checkpoint`).
     """
     model: Model = model_kind(kind).build(params)
     store = FeatureStore(store_path, mode="r")
@@ -62,6 +65,9 @@ def train(
     rows = Rows(store, data.parts, tuple(sources), inputs)
     y = data.target
     train_rows, test_rows = rows.take(data.train), rows.take(data.test)
+    config = {"params": dataclasses.asdict(model.params), "split": dataclasses.asdict(split), **inputs}
+    run = fingerprint(kind=kind, config=config, store=str(store.path.resolve()), parts=dict(data.parts))
+    checkpoint = Checkpoint(Path(out) / CHECKPOINT, run)
     start = time.perf_counter()
     model.fit(
         train_rows,
@@ -69,6 +75,7 @@ def train(
         eval_set=(test_rows, y[data.test]),
         seed=split.seed,
         progress=progress,
+        checkpoint=checkpoint,
     )
     fitted = time.perf_counter()
     predicted = model.predict(rows)
@@ -81,7 +88,6 @@ def train(
     history = getattr(model, "history_", None)
     if history is not None:
         metrics["history"] = history
-    config = {"params": dataclasses.asdict(model.params), "split": dataclasses.asdict(split), **inputs}
     provenance = {
         "store": str(store.path.resolve()),
         "collections": data.collections,
@@ -97,6 +103,7 @@ def train(
     )
     if history is not None:
         plot_learning_curve(history, model_dir.path / "learning-curve.png", title)
+    checkpoint.clear()
     return model_dir
 
 
