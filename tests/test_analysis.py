@@ -171,7 +171,7 @@ def extreme_cells(model_path, share: float = 0.0015) -> tuple[float, float]:
     return tuple(np.quantile(coef, [1 - share, share]))
 
 
-def test_analyze_commands_end_to_end(store, tmp_path):
+def test_analyze_commands_end_to_end(store, tmp_path, capsys):
     out = tmp_path / "out"
     maps = run(
         "analyze",
@@ -217,8 +217,13 @@ def test_analyze_commands_end_to_end(store, tmp_path):
         str(store),
         "--collection",
         "C64",
-        "--snapshots",
-        "16:",
+        "--density",
+        "2.6",
+        "3.2",
+        "--frames",
+        "13:",
+        "--first",
+        "2",
         "--high",
         str(high),
         "--low",
@@ -230,6 +235,11 @@ def test_analyze_commands_end_to_end(store, tmp_path):
         "--quiet",
     )
     assert "high:" in inv and "low :" in inv and "(0 failed)" in inv
+    from phstore.cli import main
+
+    argv = ["analyze", "inverse", "--model", str(tmp_path / "ridge"), "--store", str(store), "--collection", "C64"]
+    assert main([*argv, "--density", "9.9"]) == 1
+    assert "the selection holds no snapshot of C64" in capsys.readouterr().err
     tagged = ase.io.read(out / "inverse-regions.extxyz", ":")
     assert len(tagged) == 2 and all(len(a) == 64 for a in tagged)
     regions = np.concatenate([a.arrays["region"] for a in tagged])
@@ -240,11 +250,11 @@ def test_analyze_commands_end_to_end(store, tmp_path):
     group = next(g for g in s.descriptor_groups("C64") if g.startswith("inverse-"))
     stored = s.descriptor("C64", group)
     np.testing.assert_array_equal(
-        stored["region"].values[16:],
+        stored["region"].values[[13, 14]],
         [[("none", "high", "low", "both").index(t) for t in a.arrays["region"]] for a in tagged],
     )
-    # `--snapshots 16:` (an open range once raised TypeError): the last two, the others not analysed
-    assert stored["status"].values[16:].tolist() == [1, 1] and (stored["status"].values[:16] == 0).all()
+    # frames 13: at 2.6 and 3.2 g/cm³ (an open range once raised TypeError), the first two: 13 and 14 only
+    assert np.flatnonzero(stored["status"].values).tolist() == [13, 14]
     hist = s.group_attrs("C64", group)["bond_histograms"]
     counts, _ = np.histogram(bonds["length_high"], bins=np.array(hist["length_bins"]))
     assert hist["length_high"] == counts.tolist()

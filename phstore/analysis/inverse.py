@@ -212,9 +212,10 @@ def inverse_analysis(
     time_limit: float = 60.0,
     out: str | Path = ".",
     progress: bool = True,
+    first: int = 25,
 ) -> InverseReport:
     """Inverse analysis of ``rows`` of ``collection`` (snapshot indices, or a slice of them;
-    default: its first 25 snapshots with finished PH) with the Ridge model at ``model_path``;
+    default: its first ``first`` snapshots with finished PH) with the Ridge model at ``model_path``;
     stable volumes on ``client``'s workers.
 
     Stores per-atom region tags, bond histograms and failed pairs in an ``inverse-<key>`` group
@@ -235,7 +236,7 @@ def inverse_analysis(
     finished = np.flatnonzero(store.status(collection, ph_group) == DONE)
     if isinstance(rows, slice):
         rows = np.arange(store.n_snapshots(collection))[rows]
-    rows = [int(r) for r in (finished[:25] if rows is None else rows)]
+    rows = [int(r) for r in (finished[:first] if rows is None else rows)]
     missing = sorted(set(rows) - set(finished.tolist()))
     if missing:
         raise ValueError(f"snapshots {missing} of {collection} have no finished {ph_group} diagram")

@@ -11,10 +11,13 @@ from phstore.commands.base import (
     INCOMPLETE,
     OK,
     QUIET,
+    SELECTION,
     STORE,
     Command,
+    CommandError,
     cluster_options,
-    parse_indices,
+    select_rows,
+    selects,
 )
 from phstore.commands.options import Option
 from phstore.params import MAX_SECONDS, checked
@@ -102,8 +105,12 @@ class Inverse(Command):
             Option("collection", "collection to analyse", required=True),
             Option("high", "coefficient above which a cell is high-energy (default 0.003)", float, default=0.003),
             Option("low", "coefficient below which a cell is low-energy (default -0.0045)", float, default=-0.0045),
+            *SELECTION,
             Option(
-                "snapshots", "snapshot indices of the collection, START:STOP or 1,2,3 (default: the first 25 with PH)"
+                "first",
+                "analyse the first N snapshots of the selection (default 25; without a selection: the first N with PH)",
+                checked(int, low=1),
+                default=25,
             ),
             Option(
                 "noise",
@@ -125,8 +132,11 @@ class Inverse(Command):
     def run(self, args: argparse.Namespace) -> int:
         from phstore.analysis.inverse import HIGH, LOW, inverse_analysis
         from phstore.cluster import connect
+        from phstore.store import FeatureStore
 
-        rows = parse_indices(args.snapshots) if args.snapshots else None
+        rows = select_rows(FeatureStore(args.store, mode="r"), args)[1][: args.first] if selects(args) else None
+        if rows is not None and not len(rows):
+            raise CommandError(f"the selection holds no snapshot of {args.collection}; see `phstore query`")
         with connect(cluster_options(args)) as client:
             report = inverse_analysis(
                 args.model,
@@ -140,6 +150,7 @@ class Inverse(Command):
                 args.time_limit,
                 args.out,
                 progress=not args.quiet,
+                first=args.first,
             )
         for p in report.failed:
             print(f"failed: snapshot {p.row} pair ({p.birth:.4f}, {p.death:.4f}) Å²: {p.error}", file=sys.stderr)

@@ -12,10 +12,12 @@ parser (``phstore --help``) must not import Dask, xarray, numba or torch (2-3 s)
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from phstore.cluster_options import ClusterOptions
 from phstore.commands.options import Option, options_of, params_from
 from phstore.errors import PhstoreError
+from phstore.params import checked
 
 #: Exit statuses: all done; an error (nothing or not everything done); finished, but some
 #: frames were rejected or failed (reported on stderr; the rest is stored).
@@ -75,3 +77,52 @@ def parse_indices(text: str) -> slice | list[int]:
         return [int(x) for x in text.split(",")]
     except ValueError:
         raise CommandError(f"{text!r} is not a range START:STOP (either may be left out) or a list 1,2,3") from None
+
+
+#: The options that select snapshots of a collection by their keys and labels
+#: (:meth:`~phstore.store.FeatureStore.select`); :func:`select_rows` reads them.
+SELECTION = [
+    Option(
+        "density",
+        "densities (each within --density-tol) or a range LOW:HIGH (either may be left out); g/cm³",
+        nargs="+",
+    ),
+    Option("density_tol", "how far a density may be from one asked for (g/cm³, default 0.005)", checked(float, low=0)),
+    Option("trajectory", "trajectory names", nargs="+"),
+    Option("dataset", "dataset names (the origin of the energies)", nargs="+"),
+    Option("config_type", "config_type labels (e.g. bulk_amo)", nargs="+"),
+    Option("frames", "frame indices within their trajectories, START:STOP or 1,2,3"),
+]
+
+
+def density_criterion(words: list[str] | None) -> float | list[float] | slice | None:
+    """``--density`` as :meth:`~phstore.store.FeatureStore.select` takes it: ``2.0:2.5`` (a
+    range, either end open) or one or more densities."""
+    if not words:
+        return None
+    try:
+        if len(words) == 1 and ":" in words[0]:
+            low, _, high = words[0].partition(":")
+            return slice(float(low) if low else None, float(high) if high else None)
+        return [float(w) for w in words]
+    except ValueError:
+        raise CommandError(f"--density takes densities (2.4 3.0) or a range LOW:HIGH, not {' '.join(words)}") from None
+
+
+def selects(args: argparse.Namespace) -> bool:
+    """Whether any of the :data:`SELECTION` options was given."""
+    return any(getattr(args, o.name) is not None for o in SELECTION if o.name != "density_tol")
+
+
+def select_rows(store: Any, args: argparse.Namespace) -> tuple[str, Any]:
+    """The collection (``args.collection``) and the indices of its snapshots that the
+    :data:`SELECTION` options select (all when none is given)."""
+    return store.select(
+        args.collection,
+        density=density_criterion(args.density),
+        trajectory=args.trajectory,
+        dataset=args.dataset,
+        config_type=args.config_type,
+        frames=parse_indices(args.frames) if args.frames else None,
+        **({"density_tol": args.density_tol} if args.density_tol is not None else {}),
+    )

@@ -13,11 +13,12 @@ from phstore.commands.base import (
     ERROR,
     OK,
     QUIET,
+    SELECTION,
     STORE,
     Command,
     CommandError,
     cluster_options,
-    parse_indices,
+    select_rows,
 )
 from phstore.commands.options import Option
 from phstore.params import checked
@@ -58,20 +59,6 @@ class Info(Command):
         return OK
 
 
-def density_criterion(words: list[str] | None) -> float | list[float] | slice | None:
-    """``--density`` as :meth:`~phstore.store.FeatureStore.select` takes it: ``2.0:2.5`` (a
-    range, either end open) or one or more densities."""
-    if not words:
-        return None
-    try:
-        if len(words) == 1 and ":" in words[0]:
-            low, _, high = words[0].partition(":")
-            return slice(float(low) if low else None, float(high) if high else None)
-        return [float(w) for w in words]
-    except ValueError:
-        raise CommandError(f"--density takes densities (2.4 3.0) or a range LOW:HIGH, not {' '.join(words)}") from None
-
-
 class Query(Command):
     words = ("query",)
     help = "select snapshots by density, trajectory, frame and labels; summarise, draw or export"
@@ -80,20 +67,7 @@ class Query(Command):
         return [
             STORE,
             Option("collection", "collection (required when the store holds several)"),
-            Option(
-                "density",
-                "densities (each within --density-tol) or a range LOW:HIGH (either may be left out); g/cm³",
-                nargs="+",
-            ),
-            Option(
-                "density_tol",
-                "how far a density may be from one asked for (g/cm³, default 0.005)",
-                checked(float, low=0),
-            ),
-            Option("trajectory", "trajectory names", nargs="+"),
-            Option("dataset", "dataset names (the origin of the energies)", nargs="+"),
-            Option("config_type", "config_type labels (e.g. bulk_amo)", nargs="+"),
-            Option("frames", "frame indices within their trajectories, START:STOP or 1,2,3"),
+            *SELECTION,
             Option("first", "keep the first N snapshots of the selection", checked(int, low=1)),
             Option(
                 "export",
@@ -129,16 +103,7 @@ class Query(Command):
         if args.variables and Path(args.export or "").suffix not in (".xyz", ".extxyz"):
             raise CommandError("--variables goes with an .extxyz --export (.nc and .npz hold every variable)")
         store = FeatureStore(args.store, mode="r")
-        density = density_criterion(args.density)
-        collection, rows = store.select(
-            args.collection,
-            density=density,
-            trajectory=args.trajectory,
-            dataset=args.dataset,
-            config_type=args.config_type,
-            frames=parse_indices(args.frames) if args.frames else None,
-            **({"density_tol": args.density_tol} if args.density_tol is not None else {}),
-        )
+        collection, rows = select_rows(store, args)
         rows = rows[: args.first] if args.first is not None else rows
         ds = store.dataset(collection, rows)
         n = ds.sizes["snapshot"]
