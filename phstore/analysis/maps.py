@@ -63,17 +63,22 @@ def methods(perplexities: Sequence[int]) -> list[str]:
     return ["pca", *(f"tsne_p{p}" for p in perplexities)]
 
 
-def embed(X: np.ndarray, params: MapParams) -> dict[str, np.ndarray]:
+def embed(X: np.ndarray, params: MapParams, desc: str = "map", progress: bool = False) -> dict[str, np.ndarray]:
     """2-D coordinates of the rows of ``X`` (already standardised if ``params`` says so) by PCA
-    and by t-SNE at each perplexity."""
+    and by t-SNE at each perplexity (a progress bar ``desc`` over the maps, if ``progress``)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from tqdm.auto import tqdm
 
+    bar = tqdm(total=1 + len(params.perplexities), desc=desc, unit="map", disable=not progress)
     reduced = PCA(n_components=min(params.pca_components, *X.shape), random_state=params.seed).fit_transform(X)
     out = {"pca": reduced[:, :2]}
+    bar.update()
     for p in params.perplexities:
         tsne = TSNE(n_components=2, perplexity=min(p, (len(X) - 1) / 3), init="pca", random_state=params.seed)
         out[f"tsne_p{p}"] = tsne.fit_transform(reduced)
+        bar.update()
+    bar.close()
     return out
 
 
@@ -109,6 +114,7 @@ def descriptor_map(
     seed: int = 0,
     sample: int = 2000,
     dataset: str | None = None,
+    progress: bool = False,
 ) -> MapReport:
     """Map one descriptor of ``collection`` (snapshots with finished features, of ``dataset``
     when given: a name or a pattern) and store the coordinates as ``map-<key>`` (reused when
@@ -147,7 +153,7 @@ def descriptor_map(
     if reused:
         coords = {m: store.read_rows(collection, group, slice(0, n), [m])[m][rows] for m in names}
     else:
-        coords = embed(X, params)
+        coords = embed(X, params, f"map {descriptor} ({len(rows)} snapshots)", progress)
         with store.writer(f"analyze maps {group}"):
             store.ensure_descriptor(
                 collection, group, prov, {m: VariableSpec(("xy",), (2,), "float64", np.nan) for m in names}
@@ -175,13 +181,17 @@ def analyze_maps(
     perplexities: tuple[int, ...] = (10, 30, 50),
     seed: int = 0,
     dataset: str | None = None,
+    progress: bool = False,
 ) -> list[MapReport]:
     """Map each descriptor of ``collection`` (the snapshots of ``dataset``, when given), store the
     coordinates, and draw one PNG per method (``maps-pca.png``, ``maps-tsne_p30.png``, …) under
     ``out`` with one column per descriptor, read back from the store."""
     store = FeatureStore(store_path, mode="r+")
     with store.writer("analyze maps"):
-        reports = [descriptor_map(store, collection, d, keys, perplexities, seed, dataset=dataset) for d in descriptors]
+        reports = [
+            descriptor_map(store, collection, d, keys, perplexities, seed, dataset=dataset, progress=progress)
+            for d in descriptors
+        ]
     n = store.n_snapshots(collection)
     frames = store.read_rows(collection, FRAMES, slice(0, n), ["density", TARGET])
     out = Path(out)

@@ -49,6 +49,7 @@ class Maps(Command):
                 "holds energies of several",
             ),
             Option("out", "directory of the figures (default: here)", default="."),
+            QUIET,
         ]
 
     def run(self, args: argparse.Namespace) -> int:
@@ -63,6 +64,7 @@ class Maps(Command):
             tuple(args.perplexity),
             args.seed,
             args.dataset,
+            progress=not args.quiet,
         )
         print(f"{'descriptor':10s} {'map':9s} {'n':>6s} {'trustworthiness':>15s} {'roughness':>9s}")
         for r in reports:
