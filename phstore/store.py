@@ -543,6 +543,12 @@ class FeatureStore:
         directly as numpy (strings as objects): what selections and summaries look at."""
         return self.read_rows(collection, FRAMES, slice(0, self.n_snapshots(collection)), [name])[name]
 
+    def frame_labels(self, collection: str) -> list[str]:
+        """Names of the frames table's string columns of one value per snapshot (trajectory,
+        dataset, config_type and the string labels the source frames carried)."""
+        group = self._root[f"{collection}/{FRAMES}"]
+        return sorted(name for name, array in group.arrays() if array.ndim == 1 and array.dtype.kind in "OTU")
+
     @property
     def sources(self) -> dict[str, str]:
         """``{content digest: path}`` of every source file ingest has read to its end (the path
@@ -684,12 +690,14 @@ class FeatureStore:
         density_tol: float = 5e-3,
         dataset: str | Sequence[str] | None = None,
         config_type: str | Sequence[str] | None = None,
+        where: dict[str, str | Sequence[str]] | None = None,
     ) -> tuple[str, np.ndarray]:
         """The collection and the indices of its snapshots at ``density`` (g/cm³: one or several,
         each within ``density_tol``, or a range ``slice(low, high)``, both ends included, either
         open), of ``trajectory``, ``dataset`` and ``config_type`` (each one or several names or
-        shell patterns, see :func:`label_mask`) and
-        ``frames`` (an index, a list or a slice of frame indices within their trajectories)."""
+        shell patterns, see :func:`label_mask`), of ``frames`` (an index, a list or a slice of
+        frame indices within their trajectories), and whose other string labels match ``where``
+        (``{"process": "hold_5000K"}``: any string column the source frames carried)."""
         if collection is None:
             if len(self.collections) != 1:
                 raise ValueError(f"the store holds collections {self.collections}; pass collection=... to choose one")
@@ -705,9 +713,14 @@ class FeatureStore:
             wanted = np.atleast_1d(np.asarray(density, dtype=float))
             values = self.column(collection, "density")
             mask &= np.any(np.abs(values[:, None] - wanted[None, :]) <= density_tol, axis=1)
-        for key, wanted_s in (("trajectory", trajectory), ("dataset", dataset), ("config_type", config_type)):
-            if wanted_s is not None:
-                mask &= self.key_mask(collection, key, wanted_s)
+        labels = {"trajectory": trajectory, "dataset": dataset, "config_type": config_type, **(where or {})}
+        labels = {k: v for k, v in labels.items() if v is not None}
+        known = self.frame_labels(collection) if labels else []
+        unknown = sorted(set(labels) - set(known))
+        if unknown:
+            raise ValueError(f"{collection} has no string label {unknown}; its labels are {known}")
+        for key, wanted_s in labels.items():
+            mask &= self.key_mask(collection, key, wanted_s)
         if frames is not None:
             values = self.column(collection, "frame")
             if isinstance(frames, slice):

@@ -352,3 +352,31 @@ def test_a_selection_exports_to_extxyz_that_ingests_back_the_same(tiny_source, t
     assert not report.rejected and report.added == {"C64": 5}
     hashes = open_store(tmp_path / "back.zarr").frames("C64").content_hash.values
     np.testing.assert_array_equal(np.sort(hashes), np.sort(original.content_hash.values))
+
+
+def test_query_by_a_string_label_the_sources_carried(tmp_path, capsys):
+    """--where LABEL=NAME selects by any string column of the frames (here the melt-quench stage
+    `process`), names or shell patterns, several names of one label meaning any of them."""
+    import ase.io
+
+    from phstore.ingest import ingest
+    from tests.helpers import carbon_frame
+
+    frames = [carbon_frame(3, seed=i) for i in range(7)]
+    for i, atoms in enumerate(frames):
+        atoms.info["process"] = ("hold_9000K", "cool_9000K_5000K", "hold_5000K")[i % 3]
+    ase.io.write(tmp_path / "run.xyz", frames, format="extxyz")
+    store = str(tmp_path / "s.zarr")
+    ingest(store, [tmp_path / "run.xyz"], progress=False)
+
+    def selected(*argv: str) -> int:
+        assert main(["query", "--store", store, *argv]) == 0
+        return int(capsys.readouterr().out.split(" snapshots selected")[0].split()[-1])
+
+    assert selected("--where", "process=hold_5000K") == 2 and selected("--where", "process=hold_*") == 5
+    assert selected("--where", "process=hold_5000K", "--where", "process=hold_9000K") == 5
+    assert selected("--where", "process=hold_*", "--frames", "0:4") == 3
+    assert main(["query", "--store", store, "--where", "stage=hold"]) == 1
+    assert "no string label ['stage']; its labels are" in capsys.readouterr().err
+    assert main(["query", "--store", store, "--where", "process"]) == 1
+    assert "--where takes LABEL=NAME" in capsys.readouterr().err

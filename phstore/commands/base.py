@@ -92,6 +92,12 @@ SELECTION = [
     Option("dataset", "dataset names (the origin of the energies)", nargs="+"),
     Option("config_type", "config_type labels (e.g. bulk_amo)", nargs="+"),
     Option("frames", "frame indices within their trajectories, START:STOP or 1,2,3"),
+    Option(
+        "where",
+        "LABEL=NAME: snapshots whose string label (a frames column the sources carried, e.g. process=hold_5000K) "
+        "is NAME or matches it as a shell pattern (repeatable)",
+        action="append",
+    ),
 ]
 
 
@@ -124,5 +130,20 @@ def select_rows(store: Any, args: argparse.Namespace) -> tuple[str, Any]:
         dataset=args.dataset,
         config_type=args.config_type,
         frames=parse_indices(args.frames) if args.frames else None,
+        where=label_criteria(args.where),
         **({"density_tol": args.density_tol} if args.density_tol is not None else {}),
     )
+
+
+def label_criteria(words: list[str] | None) -> dict[str, list[str]] | None:
+    """``--where`` as :meth:`~phstore.store.FeatureStore.select` takes it: ``{label: [names]}``
+    (a label given several times matches any of its names)."""
+    if not words:
+        return None
+    criteria: dict[str, list[str]] = {}
+    for word in words:
+        label, sep, name = word.partition("=")
+        if not sep or not label or not name:
+            raise CommandError(f"--where takes LABEL=NAME (e.g. process=hold_5000K), not {word!r}")
+        criteria.setdefault(label, []).append(name)
+    return criteria
