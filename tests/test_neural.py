@@ -240,6 +240,7 @@ def test_interrupted_training_resumes_where_it_stopped(store, tmp_path, monkeypa
     ran.clear()
     resumed = train(kind, store, "C125", tmp_path / "cut", config, progress=False)
     assert ran == [2, 3, 4] and not (tmp_path / "cut" / checkpoint.CHECKPOINT).exists()
+    assert resumed.metrics["resumed_at_epoch"] == 3 and "resumed_at_epoch" not in whole.metrics
     assert_same_training(whole, resumed)
 
     with pytest.raises(KeyboardInterrupt):

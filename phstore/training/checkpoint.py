@@ -47,6 +47,7 @@ class Checkpoint:
         self.key = key
         self.every_seconds = every_seconds
         self._saved = time.monotonic()
+        self.restored = 0  # epochs the last restore found finished
 
     def restore(self, parts: dict[str, Any], rng: np.random.Generator, history: list[dict]) -> int:
         """Load ``parts``, ``rng`` and ``history`` from the checkpoint of this run, if there is
@@ -69,7 +70,8 @@ class Checkpoint:
         rng.bit_generator.state = json.loads(state["rng"])
         history[:] = json.loads(state["history"])
         log.warning("resuming %s at epoch %d", self.path.parent, state["epoch"] + 1)
-        return int(state["epoch"])
+        self.restored = int(state["epoch"])
+        return self.restored
 
     def save(self, epoch: int, parts: dict[str, Any], rng: np.random.Generator, history: list[dict]) -> None:
         """Write the state after ``epoch`` finished epochs if :attr:`every_seconds` have passed

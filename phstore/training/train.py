@@ -50,7 +50,8 @@ def train(
     train and test RMSE/MAE (meV/atom) and R² (and a potential's force RMSE/MAE, meV/Å),
     ``seconds`` of the fit, and the learning curve (``history``) of models that keep one.
     Networks checkpoint into ``out`` as they train: training the same model into the same
-    ``out`` again resumes an interrupted fit (:mod:`~phstore.training.checkpoint`).
+    ``out`` again resumes an interrupted fit (:mod:`~phstore.training.checkpoint`), and
+    ``metrics`` say so (``resumed_at_epoch``, 1-based; ``seconds`` are then of the last run).
     """
     model: Model = model_kind(kind).build(params)
     store = FeatureStore(store_path, mode="r")
@@ -84,6 +85,8 @@ def train(
         for part, idx, part_rows in (("train", data.train, train_rows), ("test", data.test, test_rows))
     }
     metrics["seconds"] = {"fit": fitted - start, "predict": time.perf_counter() - fitted}
+    if checkpoint.restored:  # the fit's seconds are this run's; the history has every epoch's
+        metrics["resumed_at_epoch"] = checkpoint.restored + 1
     metrics["snapshots"] = {**data.counts, "train": len(data.train), "test": len(data.test)}
     history = getattr(model, "history_", None)
     if history is not None:
