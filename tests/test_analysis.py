@@ -7,7 +7,7 @@ from ase.neighborlist import NeighborList
 
 from phstore import open_store
 from phstore.analysis.bonds import bond_angles, bond_lengths
-from phstore.analysis.inverse import selected_pairs, stable_volume_atoms
+from phstore.analysis.inverse import analysed, selected_pairs, stable_volume_atoms
 from phstore.analysis.maps import MapParams, descriptor_map, embed, roughness
 from phstore.analysis.ridge_map import coefficient_grid
 from phstore.descriptors import PH, SOAP
@@ -208,6 +208,8 @@ def test_analyze_commands_end_to_end(store, tmp_path, capsys):
     assert "drawn to" in run("analyze", "ridge-map", "--model", str(tmp_path / "ridge"))
     assert (tmp_path / "ridge" / "ridge-map.png").exists()
     high, low = extreme_cells(tmp_path / "ridge")
+    ridge = tmp_path / "ridge"
+    assert not analysed(ridge, store, "C64", [13, 14], high, low, 0.3, out)
     inv = run(
         "analyze",
         "inverse",
@@ -235,6 +237,11 @@ def test_analyze_commands_end_to_end(store, tmp_path, capsys):
         "--quiet",
     )
     assert "high:" in inv and "low :" in inv and "(0 failed)" in inv
+    # the pipeline's skip check: done for these snapshots, thresholds, noise and outputs only
+    assert analysed(ridge, store, "C64", [13, 14], high, low, 0.3, out)
+    assert not analysed(ridge, store, "C64", [13, 15], high, low, 0.3, out)
+    assert not analysed(ridge, store, "C64", [13, 14], high * 1.01, low, 0.3, out)
+    assert not analysed(ridge, store, "C64", [13, 14], high, low, 0.3, tmp_path / "elsewhere")
     from phstore.cli import main
 
     argv = ["analyze", "inverse", "--model", str(tmp_path / "ridge"), "--store", str(store), "--collection", "C64"]

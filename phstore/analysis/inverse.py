@@ -157,6 +157,10 @@ class InverseParams:
     noise: float
 
 
+#: What an inverse analysis writes under its ``out``: every analysed snapshot with a per-atom
+#: region tag, the bond data, their histograms, one snapshot drawn.
+OUTPUTS = ("inverse-regions.extxyz", "inverse-bonds.npz", "inverse-bonds.png", "inverse-regions.png")
+
 #: Bin edges of the stored bond histograms: lengths (Å) and angles (degrees).
 LENGTH_BINS = np.linspace(1.1, 1.9, 41)
 ANGLE_BINS = np.linspace(40.0, 180.0, 71)
@@ -233,13 +237,7 @@ def inverse_analysis(
     store = FeatureStore(store_path, mode="r")
     if ph_group not in store.descriptor_groups(collection):
         raise ValueError(f"{collection} has no {ph_group} diagrams (the model's PH variant); featurize it first")
-    finished = np.flatnonzero(store.status(collection, ph_group) == DONE)
-    if isinstance(rows, slice):
-        rows = np.arange(store.n_snapshots(collection))[rows]
-    rows = [int(r) for r in (finished[:first] if rows is None else rows)]
-    missing = sorted(set(rows) - set(finished.tolist()))
-    if missing:
-        raise ValueError(f"snapshots {missing} of {collection} have no finished {ph_group} diagram")
+    rows = analysis_rows(store, collection, ph_group, rows, first)
     futures = [
         client.submit(
             snapshot_volumes,
@@ -278,13 +276,56 @@ def inverse_analysis(
     return report
 
 
+def analysis_rows(
+    store: FeatureStore, collection: str, ph_group: str, rows: Sequence[int] | slice | None, first: int = 25
+) -> list[int]:
+    """The snapshots an inverse analysis of ``rows`` takes (all given ones, or the first
+    ``first`` with finished PH); a ValueError names those without a finished diagram."""
+    finished = np.flatnonzero(store.status(collection, ph_group) == DONE)
+    if isinstance(rows, slice):
+        rows = np.arange(store.n_snapshots(collection))[rows]
+    rows = [int(r) for r in (finished[:first] if rows is None else rows)]
+    missing = sorted(set(rows) - set(finished.tolist()))
+    if missing:
+        raise ValueError(f"snapshots {missing} of {collection} have no finished {ph_group} diagram")
+    return rows
+
+
+def inverse_group(params: InverseParams) -> str:
+    """The store group of the inverse-analysis results of ``params``."""
+    return f"inverse-{provenance('inverse', params, ('homcloud',))['key']}"
+
+
+def analysed(
+    model_path: str | Path,
+    store_path: str | Path,
+    collection: str,
+    rows: Sequence[int] | slice | None = None,
+    high: float = 0.003,
+    low: float = -0.0045,
+    noise: float = 0.3,
+    out: str | Path = ".",
+    first: int = 25,
+) -> bool:
+    """Whether :func:`inverse_analysis` with these arguments has nothing left to do: the store
+    holds the regions of every snapshot it would take, for this model, thresholds and noise, and
+    ``out`` holds its outputs."""
+    model = load_model_dir(model_path, "ridge")
+    store = FeatureStore(store_path, mode="r")
+    group = inverse_group(InverseParams(model.key, high, low, noise))
+    if group not in store.descriptor_groups(collection) or not all((Path(out) / f).is_file() for f in OUTPUTS):
+        return False
+    wanted = analysis_rows(store, collection, model.config["descriptor_groups"][0], rows, first)
+    return bool((store.status(collection, group)[wanted] == DONE).all())
+
+
 def _store_results(report: InverseReport, params: InverseParams, store_path: str | Path) -> str:
     """Per-atom region tags of the analysed snapshots (``region``: index into :data:`TAGS`;
     ``status`` done, pending for snapshots not analysed) in an ``inverse-<key>`` group; the bond
     histograms and the failed pairs in its attributes."""
     store = FeatureStore(store_path, mode="r+")
     prov = provenance("inverse", params, ("homcloud",))
-    group = f"inverse-{prov['key']}"
+    group = inverse_group(params)
     natoms = int(store.collection_attrs(report.collection)["natoms"])
     with store.writer(f"analyze inverse {group}"):
         store.ensure_descriptor(
@@ -318,9 +359,8 @@ def _write_outputs(report: InverseReport, frames: dict, store: FeatureStore, out
         a.arrays["region"] = np.array([TAGS[t] for t in report.tags[r]])
         a.info.update(collection=report.collection, snapshot=r, energy_per_atom=float(energy[r]))
         tagged.append(a)
-    xyz = out / "inverse-regions.extxyz"
+    xyz, npz, bonds, regions = (out / f for f in OUTPUTS)
     ase.io.write(xyz, tagged, format="extxyz")
-    npz = out / "inverse-bonds.npz"
     np.savez(
         npz,
         **{
@@ -333,13 +373,11 @@ def _write_outputs(report: InverseReport, frames: dict, store: FeatureStore, out
     return [
         xyz,
         npz,
-        plot_bond_histograms(
-            report.lengths, report.angles, out / "inverse-bonds.png", f"{report.collection}: {len(frames)} snapshots"
-        ),
+        plot_bond_histograms(report.lengths, report.angles, bonds, f"{report.collection}: {len(frames)} snapshots"),
         plot_regions(
             frames[shown],
             report.tags[shown],
-            out / "inverse-regions.png",
+            regions,
             f"{report.collection} snapshot {shown}: high (red) and low (blue) energy regions",
         ),
     ]

@@ -134,11 +134,8 @@ class Inverse(Command):
     def run(self, args: argparse.Namespace) -> int:
         from phstore.analysis.inverse import HIGH, LOW, inverse_analysis
         from phstore.cluster import connect
-        from phstore.store import FeatureStore
 
-        rows = select_rows(FeatureStore(args.store, mode="r"), args)[1][: args.first] if selects(args) else None
-        if rows is not None and not len(rows):
-            raise CommandError(f"the selection holds no snapshot of {args.collection}; see `phstore query`")
+        rows = self.rows(args)
         with connect(cluster_options(args)) as client:
             report = inverse_analysis(
                 args.model,
@@ -171,6 +168,25 @@ class Inverse(Command):
             )
         print(f"stored in {args.collection}/{report.group}; wrote " + ", ".join(str(f) for f in report.files))
         return INCOMPLETE if report.failed else OK
+
+    def rows(self, args: argparse.Namespace):
+        """The selected snapshots (the first ``--first``), or None without a selection."""
+        from phstore.store import FeatureStore
+
+        if not selects(args):
+            return None
+        rows = select_rows(FeatureStore(args.store, mode="r"), args)[1][: args.first]
+        if not len(rows):
+            raise CommandError(f"the selection holds no snapshot of {args.collection}; see `phstore query`")
+        return rows
+
+    def done(self, args: argparse.Namespace) -> bool:
+        from phstore.analysis.inverse import analysed
+
+        rows = self.rows(args)
+        return analysed(
+            args.model, args.store, args.collection, rows, args.high, args.low, args.noise, args.out, args.first
+        )
 
 
 COMMANDS = [Maps(), RidgeMap(), Inverse()]
