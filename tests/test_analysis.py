@@ -237,6 +237,8 @@ def test_analyze_commands_end_to_end(store, tmp_path, capsys):
         "--quiet",
     )
     assert "high:" in inv and "low :" in inv and "(0 failed)" in inv
+    grid = coefficient_grid(load_model_dir(ridge)).values
+    assert f"cells: {(grid > high).sum()} above --high" in inv and f", {(grid < low).sum()} below --low" in inv
     # the pipeline's skip check: done for these snapshots, thresholds, noise and outputs only
     assert analysed(ridge, store, "C64", [13, 14], high, low, 0.3, out)
     assert not analysed(ridge, store, "C64", [13, 15], high, low, 0.3, out)

@@ -105,8 +105,19 @@ class Inverse(Command):
             _RIDGE_MODEL,
             STORE,
             Option("collection", "collection to analyse", required=True),
-            Option("high", "coefficient above which a cell is high-energy (default 0.003)", float, default=0.003),
-            Option("low", "coefficient below which a cell is low-energy (default -0.0045)", float, default=-0.0045),
+            Option(
+                "high",
+                "coefficient (eV/atom per s.d. of the bin, as ridge-map draws it) above which a cell is high-energy "
+                "(default 0.003, the paper's; on another model's scale it may select most cells)",
+                float,
+                default=0.003,
+            ),
+            Option(
+                "low",
+                "coefficient below which a cell is low-energy (default -0.0045, the paper's)",
+                float,
+                default=-0.0045,
+            ),
             *SELECTION,
             Option(
                 "first",
@@ -133,7 +144,9 @@ class Inverse(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.analysis.inverse import HIGH, LOW, inverse_analysis
+        from phstore.analysis.ridge_map import coefficient_grid
         from phstore.cluster import connect
+        from phstore.modeldir import load_model_dir
 
         rows = self.rows(args)
         with connect(cluster_options(args)) as client:
@@ -153,6 +166,12 @@ class Inverse(Command):
             )
         for p in report.failed:
             print(f"failed: snapshot {p.row} pair ({p.birth:.4f}, {p.death:.4f}) Å²: {p.error}", file=sys.stderr)
+        grid = coefficient_grid(load_model_dir(args.model, "ridge")).values
+        print(
+            f"cells: {int((grid > args.high).sum())} above --high {args.high:g}, {int((grid < args.low).sum())} below "
+            f"--low {args.low:g}, of {grid.size} (coefficients {grid.min():.4g} … {grid.max():.4g}; "
+            "`phstore analyze ridge-map` draws them)"
+        )
         hist = report.histograms()
         for side in (HIGH, LOW):
             pairs = [p for p in report.pairs if p.side == side]
