@@ -128,7 +128,7 @@ def test_a_ridge_model_is_stored_and_applied_without_torch(store, tmp_path):
     assert rmse == pytest.approx(model.metrics["test"]["rmse_mev"], rel=1e-9)
 
 
-def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_path, client):
+def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_path, client, capsys):
     from phstore.training.predict import predict
 
     model = train("ridge", store, "C125", tmp_path / "m", descriptor_keys=(PH().provenance()["key"],))
@@ -155,6 +155,17 @@ def test_predictions_go_into_the_store_and_transfer_to_another_size(store, tmp_p
     coarse = train("ridge", store, "C125", tmp_path / "m16", descriptor_keys=(other.provenance()["key"],))
     with pytest.raises(ValueError, match=f"C64 has no {other.group} features"):
         predict(coarse.path, store, "C64")
+    # compare reads the transfer errors back from the stored predictions
+    from phstore.cli import main
+    from phstore.store import FeatureStore
+    from phstore.training.predict import transfer_metrics
+
+    transfer = transfer_metrics(FeatureStore(store), load_model_dir(model.path))
+    assert list(transfer) == ["C64"] and transfer["C64"]["rmse_mev"] == pytest.approx(report.metrics["rmse_mev"])
+    capsys.readouterr()
+    assert main(["compare", "--store", str(store), "--models", str(tmp_path)]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:-1]}
+    assert rows["m"][-1] == f"{report.metrics['rmse_mev']:.1f}" and rows["m16"][-1] == "-"
 
 
 def test_scaler_is_fit_on_the_training_split_only(store, tmp_path):

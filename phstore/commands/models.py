@@ -191,13 +191,15 @@ class Predict(Command):
 
 class Compare(Command):
     words = ("compare",)
-    help = "one table of every trained model's train and test errors (meV/atom)"
+    help = "one table of every trained model's train and test errors (meV/atom), and on collections it predicted"
 
     def options(self) -> list[Option]:
         return [STORE, Option("models", "directory searched for model directories (default: STORE-models)")]
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.modeldir import find_models
+        from phstore.store import FeatureStore
+        from phstore.training.predict import transfer_metrics
 
         root = Path(args.models) if args.models else models_root(args.store)
         models = find_models(root, args.store)
@@ -205,9 +207,13 @@ class Compare(Command):
             raise CommandError(
                 f"no models of {args.store} under {root}; train one with `phstore train` (or pass --models DIR)"
             )
+        store = FeatureStore(args.store, mode="r")
+        transfer = {m.path: transfer_metrics(store, m) for m in models}
+        others = sorted({c for t in transfer.values() for c in t})
         header = (
             f"{'model':28s} {'kind':9s} {'dataset':14s} {'collections':14s} {'split':10s} {'n train/test':>12s} "
             f"{'train RMSE':>10s} {'test RMSE':>9s} {'test MAE':>8s} {'test R²':>7s} {'test F RMSE':>11s}"
+            + "".join(f" {c + ' RMSE':>10s}" for c in others)
         )
         print(header + "\n" + "-" * len(header))
         datasets = sorted({m.provenance["dataset"] for m in models})
@@ -220,9 +226,14 @@ class Compare(Command):
                 f"{m.config['split']['kind']:10s} {tr['n']:>5d}/{te['n']:<6d} {tr['rmse_mev']:10.1f} "
                 f"{te['rmse_mev']:9.1f} {te['mae_mev']:8.1f} {te['r2']:7.3f} "
                 f"{format(te['force_rmse_mev_per_a'], '11.0f') if 'force_rmse_mev_per_a' in te else '-':>11s}"
+                + "".join(
+                    f" {format(transfer[m.path][c]['rmse_mev'], '10.1f') if c in transfer[m.path] else '-':>10s}"
+                    for c in others
+                )
             )
         print(
             "(RMSE and MAE in meV/atom, forces' RMSE in meV/Å"
+            + (f"; {', '.join(others)}: stored predictions of collections not trained on" * bool(others))
             + (
                 f"; ranked within each dataset: errors on {len(datasets)} datasets are not comparable)"
                 if len(datasets) > 1

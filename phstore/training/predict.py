@@ -18,7 +18,7 @@ from phstore.metrics import regression_metrics
 from phstore.modeldir import ModelDir, load_model_dir
 from phstore.plots import plot_parity
 from phstore.provenance import provenance
-from phstore.store import DONE, FAILED, TARGET, FeatureStore, VariableSpec, label_mask
+from phstore.store import DONE, FAILED, FRAMES, TARGET, FeatureStore, VariableSpec, label_mask
 from phstore.training.train import load_model, model_rows
 
 
@@ -76,16 +76,45 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
         store.ensure_descriptor(collection, group, prov, {TARGET: VariableSpec((), (), "float64", np.nan)})
         error = np.where(ok, "", f"no finished {'/'.join(model.config.get('descriptor_groups', []))} features")
         store.commit_rows(collection, group, slice(0, n), {TARGET: values}, np.where(ok, DONE, FAILED), error)
-    frames = store.frames(collection)
-    same = ok & label_mask(frames["dataset"].values, model.provenance["dataset"]) & np.isfinite(frames[TARGET].values)
-    if not same.any():
+    pair = comparable(store, model, collection)
+    if pair is None:
         return PredictionReport(group, int(ok.sum()), int((~ok).sum()), None, None)
-    target = frames[TARGET].values[same]
+    target, predicted = pair
     plot = plot_parity(
         target,
-        values[same],
+        predicted,
         {collection: np.arange(len(target))},
         model.path / f"parity-{collection}.png",
         f"{model.kind} trained on {'+'.join(model.provenance['collections'])}, predicting {collection}",
     )
-    return PredictionReport(group, int(ok.sum()), int((~ok).sum()), regression_metrics(target, values[same]), plot)
+    return PredictionReport(group, int(ok.sum()), int((~ok).sum()), regression_metrics(target, predicted), plot)
+
+
+def comparable(store: FeatureStore, model: ModelDir, collection: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The energies per atom (eV/atom) and ``model``'s stored predictions of the snapshots of
+    ``collection`` it predicted whose energies come from its training dataset (other datasets'
+    are not comparable); None when there are none (or no predictions)."""
+    group = prediction_group(model)
+    if group not in store.descriptor_groups(collection):
+        return None
+    n = store.n_snapshots(collection)
+    frames = store.read_rows(collection, FRAMES, slice(0, n), ["dataset", TARGET])
+    predicted = store.read_rows(collection, group, slice(0, n), [TARGET])[TARGET]
+    same = (
+        (store.status(collection, group) == DONE)
+        & label_mask(frames["dataset"], model.provenance["dataset"])
+        & np.isfinite(frames[TARGET])
+    )
+    return (frames[TARGET][same], predicted[same]) if same.any() else None
+
+
+def transfer_metrics(store: FeatureStore, model: ModelDir) -> dict[str, dict[str, Any]]:
+    """Errors (meV/atom; :func:`~phstore.metrics.regression_metrics`) of ``model``'s stored
+    predictions of each collection it was not trained on (e.g. 512-atom frames for a 216-atom
+    model), on the snapshots of its dataset."""
+    out = {}
+    for collection in store.collections:
+        pair = None if collection in model.provenance["collections"] else comparable(store, model, collection)
+        if pair is not None:
+            out[collection] = regression_metrics(*pair)
+    return out
