@@ -36,6 +36,14 @@ def test_paper_architectures():
     assert sum(isinstance(m, torch.nn.MaxPool2d) for m in cnn) == 3
     assert sum(isinstance(m, torch.nn.Linear) for m in cnn) == 2
     assert cnn(torch.zeros(5, 128 * 128)).shape == (5, 1)
+    # channels-last weights (for speed) compute what the same weights in the default layout do
+    plain = build_network(NeuralConfig.cnn(), [(128, 128)]).to(memory_format=torch.contiguous_format)
+    plain.load_state_dict(cnn.state_dict())
+    assert convs[1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain[4].weight.is_contiguous(memory_format=torch.channels_last)  # the second convolution
+    x = torch.rand(4, 128 * 128)
+    with torch.no_grad():
+        torch.testing.assert_close(cnn(x), plain(x), rtol=1e-4, atol=1e-6)
     mlp = build_network(NeuralConfig.soap_mlp(), [(360,)])
     assert [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)] == [40, 40, 1]
     c = NeuralConfig.cnn()
