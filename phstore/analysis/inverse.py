@@ -157,6 +157,9 @@ class InverseParams:
     noise: float
 
 
+#: Snapshots an inverse analysis takes by default (the paper's 25 samples).
+FIRST = 25
+
 #: What an inverse analysis writes under its ``out``: every analysed snapshot with a per-atom
 #: region tag, the bond data, their histograms, one snapshot drawn.
 OUTPUTS = ("inverse-regions.extxyz", "inverse-bonds.npz", "inverse-bonds.png", "inverse-regions.png")
@@ -216,7 +219,7 @@ def inverse_analysis(
     time_limit: float = 60.0,
     out: str | Path = ".",
     progress: bool = True,
-    first: int = 25,
+    first: int = FIRST,
 ) -> InverseReport:
     """Inverse analysis of ``rows`` of ``collection`` (snapshot indices, or a slice of them;
     default: its first ``first`` snapshots with finished PH) with the Ridge model at ``model_path``;
@@ -277,7 +280,7 @@ def inverse_analysis(
 
 
 def analysis_rows(
-    store: FeatureStore, collection: str, ph_group: str, rows: Sequence[int] | slice | None, first: int = 25
+    store: FeatureStore, collection: str, ph_group: str, rows: Sequence[int] | slice | None, first: int = FIRST
 ) -> list[int]:
     """The snapshots an inverse analysis of ``rows`` takes (all given ones, or the first
     ``first`` with finished PH); a ValueError names those without a finished diagram."""
@@ -305,7 +308,7 @@ def analysed(
     low: float = -0.0045,
     noise: float = 0.3,
     out: str | Path = ".",
-    first: int = 25,
+    first: int = FIRST,
 ) -> bool:
     """Whether :func:`inverse_analysis` with these arguments has nothing left to do: the store
     holds the regions of every snapshot it would take, for this model, thresholds and noise, and

@@ -1,7 +1,7 @@
 """Checkpoints of a network's training, so an interrupted fit resumes at the epoch it reached.
 
-A long fit (the paper's CNN: 1600 epochs, ~10 min each on two CPU cores; SchNet: ~45 min per
-epoch) outlives sessions and batch jobs. While it runs, the training state (the module's and
+A long fit (the paper's CNN: 1600 epochs, ~7 min each on a CPU; SchNet: ~90 min per epoch on
+two CPU cores) outlives sessions and batch jobs. While it runs, the training state (the module's and
 the optimiser's tensors, the learning-rate schedule, the shuffling generator and the learning
 curve so far) is written at the end of an epoch at most every :data:`EVERY_SECONDS`, atomically,
 to ``checkpoint.pt`` in the model directory being written. Training the same model again
