@@ -125,16 +125,17 @@ def record_epochs(monkeypatch, module) -> list[int]:
     return ran
 
 
-def interrupt_after_checkpoint(monkeypatch, epoch: int) -> list[int]:
-    """Checkpoint after every epoch, and raise KeyboardInterrupt once the checkpoint after
-    ``epoch`` finished epochs is written; clear the returned list to stop interrupting."""
+def interrupt_after_checkpoint(monkeypatch, epoch: int, within: bool = False) -> list[int]:
+    """Checkpoint as often as the loop offers, and raise KeyboardInterrupt once the checkpoint
+    after ``epoch`` finished epochs is written (``within``: the first one written in the middle
+    of the next epoch); clear the returned list to stop interrupting."""
     from phstore.training import checkpoint
 
     save, die_after = checkpoint.Checkpoint.save, [epoch]
 
-    def save_then_die(self, finished, *args):
-        save(self, finished, *args)
-        if finished in die_after:
+    def save_then_die(self, finished, *args, **kwargs):
+        save(self, finished, *args, **kwargs)
+        if finished in die_after and (kwargs.get("within") is not None) == within:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)

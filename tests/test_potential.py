@@ -9,6 +9,7 @@ import json
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase import units
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
@@ -157,3 +158,29 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert ran == [1, 2]
     assert_same_training(whole, resumed, rtol=1e-4)
     assert "test_force_rmse_mev_per_a" in resumed.metrics["history"][0]
+
+
+def test_training_interrupted_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path, monkeypatch):
+    """A SchNet epoch is long (~90 min at paper scale on a CPU), so its checkpoint is written
+    between batches too: interrupted after the first batch of its second epoch, the training
+    resumes at that epoch's second batch (not at the epoch's start) and ends with the weights
+    and learning curve of an uninterrupted fit."""
+    from phstore.training import schnet
+
+    ase.io.write(tmp_path / "emt.xyz", emt_frames(8), format="extxyz")
+    ingest(tmp_path / "s.zarr", [tmp_path / "emt.xyz"], chunk_size=4, progress=False)
+    config = dataclasses.replace(CONFIG, epochs=3, batch_size=2)
+    whole = train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "whole", config, progress=False)
+    interrupt_after_checkpoint(monkeypatch, 1, within=True)
+    with pytest.raises(KeyboardInterrupt):
+        train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "cut", config, progress=False)
+    monkeypatch.undo()
+    ran = record_epochs(monkeypatch, schnet)
+    steps = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
+    resumed = train("schnet", tmp_path / "s.zarr", "C64", tmp_path / "cut", config, progress=False)
+    assert ran == [1, 2]
+    per_epoch = -(-resumed.metrics["snapshots"]["train"] // config.batch_size)
+    assert per_epoch > 1 and len(steps) == 2 * per_epoch - 1  # epoch 2 but its first batch, epoch 3
+    assert_same_training(whole, resumed, rtol=1e-4)

@@ -4,7 +4,9 @@ A long fit (the paper's CNN: 1600 epochs, ~7 min each on a CPU; SchNet: ~90 min 
 two CPU cores) outlives sessions and batch jobs. While it runs, the training state (the module's and
 the optimiser's tensors, the learning-rate schedule, the shuffling generator and the learning
 curve so far) is written at the end of an epoch at most every :data:`EVERY_SECONDS`, atomically,
-to ``checkpoint.pt`` in the model directory being written. Training the same model again
+to ``checkpoint.pt`` in the model directory being written. A loop whose epochs are long (SchNet)
+also saves in the middle of one, with the epoch's own state (its batch order, the batches done,
+its running sums), and takes that state back with :meth:`Checkpoint.within_epoch`. Training the same model again
 (same kind, parameters, split, rows and store) continues from it with the same batches, so
 the result is the one an uninterrupted fit gives; a checkpoint of any other training is
 ignored (and replaced). :func:`~phstore.training.train.train` removes it once the model
@@ -48,6 +50,7 @@ class Checkpoint:
         self.every_seconds = every_seconds
         self._saved = time.monotonic()
         self.restored = 0  # epochs the last restore found finished
+        self.within: dict | None = None  # the restored state of an epoch saved half-way
 
     def restore(self, parts: dict[str, Any], rng: np.random.Generator, history: list[dict]) -> int:
         """Load ``parts``, ``rng`` and ``history`` from the checkpoint of this run, if there is
@@ -69,13 +72,29 @@ class Checkpoint:
             part.load_state_dict(state["parts"][name])
         rng.bit_generator.state = json.loads(state["rng"])
         history[:] = json.loads(state["history"])
-        log.warning("resuming %s at epoch %d", self.path.parent, state["epoch"] + 1)
+        self.within = json.loads(state["within"]) if "within" in state else None
+        where = f" (batch {self.within['step']})" if self.within else ""
+        log.warning("resuming %s at epoch %d%s", self.path.parent, state["epoch"] + 1, where)
         self.restored = int(state["epoch"])
         return self.restored
 
-    def save(self, epoch: int, parts: dict[str, Any], rng: np.random.Generator, history: list[dict]) -> None:
+    def within_epoch(self) -> dict | None:
+        """The ``within`` state the restored checkpoint was saved with in the middle of the
+        epoch it resumes (returned once; None when it was saved between epochs)."""
+        within, self.within = self.within, None
+        return within
+
+    def save(
+        self,
+        epoch: int,
+        parts: dict[str, Any],
+        rng: np.random.Generator,
+        history: list[dict],
+        within: dict | None = None,
+    ) -> None:
         """Write the state after ``epoch`` finished epochs if :attr:`every_seconds` have passed
-        since the last write (or the restore)."""
+        since the last write (or the restore); ``within`` (values JSON can hold) is the state
+        of epoch ``epoch`` itself when it is saved before its end."""
         import torch
 
         every = EVERY_SECONDS if self.every_seconds is None else self.every_seconds
@@ -90,6 +109,8 @@ class Checkpoint:
             "rng": json.dumps(rng.bit_generator.state),
             "history": json.dumps(history),
         }
+        if within is not None:
+            state["within"] = json.dumps(within)
         torch.save(state, partial)
         os.replace(partial, self.path)
         self._saved = time.monotonic()
