@@ -266,7 +266,7 @@ def test_analyze_commands_end_to_end(store, tmp_path, capsys):
     assert np.flatnonzero(stored["status"].values).tolist() == [13, 14]
     hist = s.group_attrs("C64", group)["bond_histograms"]
     counts, _ = np.histogram(bonds["length_high"], bins=np.array(hist["length_bins"]))
-    assert hist["length_high"] == counts.tolist()
+    assert hist["length_high"] == counts.tolist() and hist["snapshots"] == [13, 14]
     for name in ("inverse-bonds.png", "inverse-regions.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 

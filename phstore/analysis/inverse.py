@@ -187,9 +187,13 @@ class InverseReport:
         return [p for p in self.pairs if p.atoms is None]
 
     def histograms(self) -> dict[str, Any]:
-        """Bond-length and bond-angle histograms (counts) of each side, their bin edges and
-        peak positions (centre of the fullest bin)."""
-        out: dict[str, Any] = {"length_bins": LENGTH_BINS.tolist(), "angle_bins": ANGLE_BINS.tolist()}
+        """Bond-length and bond-angle histograms (counts) of each side, their bin edges, peak
+        positions (centre of the fullest bin) and the snapshots (rows) they were counted over."""
+        out: dict[str, Any] = {
+            "snapshots": sorted(self.tags),
+            "length_bins": LENGTH_BINS.tolist(),
+            "angle_bins": ANGLE_BINS.tolist(),
+        }
         for kind, data, bins in (("length", self.lengths, LENGTH_BINS), ("angle", self.angles, ANGLE_BINS)):
             for side, values in data.items():
                 counts, _ = np.histogram(values, bins=bins)
