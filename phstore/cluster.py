@@ -30,6 +30,8 @@ from phstore.errors import PhstoreError
 #: dask-jobqueue's cluster class for each ``--cluster`` kind.
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
 KINDS = ("local", *JOBQUEUE)
+#: How long a LocalCluster waits for a lost worker to come back before closing its nanny: never.
+KEEP_LOST_WORKERS_DAYS = 3650
 
 dask.config.update_defaults(
     {
@@ -213,24 +215,31 @@ def local_cluster(options: ClusterOptions) -> Iterator[LocalCluster]:
     into this process's ``os.environ`` before they spawn; the values this process had are put
     back once the workers are up and again on exit, so that work here (a pipeline's training
     stage: torch would otherwise start with one thread) keeps them.
+
+    A worker that dies (a task that kills it, the kernel's OOM killer) is started again by its
+    nanny, always: the cluster never closes the nanny of a lost worker (Dask's
+    ``distributed.deploy.lost-worker-timeout``, which closed it for good when a second death
+    fell in the window before the restarted worker registered, and a featurize run then waited
+    for a worker forever).
     """
     own = dict(os.environ)
     leaked = None  # until the cluster is up: whatever differs from ``own``
     environ = dask.config.get("distributed.nanny.pre-spawn-environ") | worker_env()
     try:
-        with dask.config.set(worker_config() | {"distributed.nanny.pre-spawn-environ": environ}):
-            cluster = LocalCluster(
-                n_workers=options.workers or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-                memory_limit="auto",
-                security=Security.temporary() if options.get("tls") else None,
-            )
-        leaked = _restore_environ(own)
-        with cluster:
-            yield cluster
+        with dask.config.set({"distributed.deploy.lost-worker-timeout": f"{KEEP_LOST_WORKERS_DAYS}d"}):
+            with dask.config.set(worker_config() | {"distributed.nanny.pre-spawn-environ": environ}):
+                cluster = LocalCluster(
+                    n_workers=options.workers or os.cpu_count() or 1,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    memory_limit="auto",
+                    security=Security.temporary() if options.get("tls") else None,
+                )
+            leaked = _restore_environ(own)
+            with cluster:
+                yield cluster
     finally:
         _restore_environ(own, leaked)  # a nanny that restarted a worker set them again
 

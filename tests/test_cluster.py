@@ -119,6 +119,28 @@ def test_local_cluster_leaves_this_process_environment_as_it_was(monkeypatch):
     assert list(workers.values()) == [("1", worker_env()["MALLOC_ARENA_MAX"])]
 
 
+def test_local_cluster_restarts_a_worker_however_soon_it_is_lost():
+    """A worker that dies is restarted by its nanny. Dask's SpecCluster closes the nanny of a
+    worker whose name is not back within ``lost-worker-timeout`` (15 s): when the check fell
+    between a second death and the restart, the cluster lost its worker for good and a featurize
+    run waited forever. A timeout of 0 makes every death hit that window; the local cluster
+    still gets its worker back and computes."""
+    import signal
+    import time
+
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0s"}):
+        with connect(ClusterOptions(workers=1)) as client:
+            ((first, pid),) = client.run(os.getpid).items()
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 120
+            while set(client.scheduler_info()["workers"]) in (set(), {first}):
+                assert time.monotonic() < deadline, "the worker never came back"
+                time.sleep(0.2)
+            time.sleep(1)  # the cluster's check of its lost worker has run
+            assert client.submit(sum, [1, 2], pure=False).result(timeout=120) == 3
+            assert len(client.scheduler_info()["workers"]) == 1
+
+
 def test_default_local_cluster_listens_on_loopback_only(client):
     import psutil
 

@@ -316,16 +316,16 @@ class KillsItsWorker(PH):
 
 @pytest.fixture(scope="module")
 def fragile_client():
-    """A one-worker LocalCluster whose scheduler gives up on a task the first time its worker
+    """A one-worker local cluster (phstore's) whose scheduler gives up on a task the first time its worker
     dies (``allowed-failures`` 0: a task caught on one dying worker stands for a task caught
     on the four of a SLURM job retiring at its lifetime)."""
     import dask
-    from distributed import Client, LocalCluster
+
+    from phstore.cluster import ClusterOptions, connect
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-            with Client(cluster) as c:
-                yield c
+        with connect(ClusterOptions(workers=1)) as c:
+            yield c
 
 
 def test_a_task_lost_with_its_workers_is_submitted_again(reference, source, tmp_path, fragile_client):
