@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from tqdm.auto import tqdm
 
 from phstore.compat import import_schnetpack
 from phstore.descriptors.schnet import architecture, build_schnet, converter
@@ -112,7 +113,16 @@ class SchNetModel(Model):
             else:
                 order, first, elapsed = np.asarray(within["order"]), within["step"], within["seconds"]
                 energy_se, force_se, force_n = within["sums"]
-            for lo in range(first, len(order), p.batch_size):
+            batches = tqdm(
+                range(first, len(order), p.batch_size),
+                desc=f"epoch {epoch + 1}",
+                unit="batch",
+                initial=first // p.batch_size,
+                total=-(-len(order) // p.batch_size),
+                leave=False,
+                disable=not progress,
+            )
+            for lo in batches:
                 batch = order[lo : lo + p.batch_size]
                 optimizer.zero_grad()
                 inputs = convert([frames[i] for i in batch])
