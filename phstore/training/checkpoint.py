@@ -1,16 +1,16 @@
 """Checkpoints of a network's training, so an interrupted fit resumes at the epoch it reached.
 
 A long fit (the paper's CNN: 1600 epochs, ~7 min each on a CPU; SchNet: ~90 min per epoch on
-two CPU cores) outlives sessions and batch jobs. While it runs, the training state (the module's and
-the optimiser's tensors, the learning-rate schedule, the shuffling generator and the learning
+two CPU cores) outlives sessions and batch jobs. While it runs, the training state (the module's
+and the optimiser's tensors, the learning-rate schedule, the shuffling generator and the learning
 curve so far) is written at the end of an epoch at most every :data:`EVERY_SECONDS`, atomically,
-to ``checkpoint.pt`` in the model directory being written. A loop whose epochs are long (SchNet)
-also saves in the middle of one, with the epoch's own state (its batch order, the batches done,
-its running sums), and takes that state back with :meth:`Checkpoint.within_epoch`. Training the same model again
-(same kind, parameters, split, rows and store) continues from it with the same batches, so
-the result is the one an uninterrupted fit gives; a checkpoint of any other training is
-ignored (and replaced). :func:`~phstore.training.train.train` removes it once the model
-directory is complete.
+to ``checkpoint.pt`` in the model directory being written. A loop whose epochs are long
+(SchNet) also saves in the middle of one, when :meth:`Checkpoint.due`, with the epoch's own state
+(its batch order, the batches done, its running sums), and takes that state back with
+:meth:`Checkpoint.within_epoch`. Training the same model again (same kind, parameters, split,
+rows and store) continues from it with the same batches, so the result is the one an
+uninterrupted fit gives; a checkpoint of any other training is ignored (and replaced).
+:func:`~phstore.training.train.train` removes it once the model directory is complete.
 """
 
 from __future__ import annotations
@@ -84,6 +84,12 @@ class Checkpoint:
         within, self.within = self.within, None
         return within
 
+    def due(self) -> bool:
+        """Whether :attr:`every_seconds` have passed since the last write (or the restore), so
+        that :meth:`save` writes."""
+        every = EVERY_SECONDS if self.every_seconds is None else self.every_seconds
+        return time.monotonic() - self._saved >= every
+
     def save(
         self,
         epoch: int,
@@ -97,8 +103,7 @@ class Checkpoint:
         of epoch ``epoch`` itself when it is saved before its end."""
         import torch
 
-        every = EVERY_SECONDS if self.every_seconds is None else self.every_seconds
-        if time.monotonic() - self._saved < every:
+        if not self.due():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")

@@ -141,7 +141,7 @@ class SchNetModel(Model):
                 loss.backward()
                 optimizer.step()
                 energy_se += float(energy_loss.detach()) * len(batch)
-                if checkpoint is not None and lo + p.batch_size < len(order):
+                if checkpoint is not None and lo + p.batch_size < len(order) and checkpoint.due():
                     done = {
                         "order": order.tolist(),
                         "step": lo + p.batch_size,
