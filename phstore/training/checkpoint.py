@@ -73,7 +73,7 @@ class Checkpoint:
         rng.bit_generator.state = json.loads(state["rng"])
         history[:] = json.loads(state["history"])
         self.within = json.loads(state["within"]) if "within" in state else None
-        where = f" (batch {self.within['step']})" if self.within else ""
+        where = " (part-way through it)" if self.within else ""
         log.warning("resuming %s at epoch %d%s", self.path.parent, state["epoch"] + 1, where)
         self.restored = int(state["epoch"])
         return self.restored
