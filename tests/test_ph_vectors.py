@@ -65,6 +65,7 @@ def test_histogram_is_numpys_and_applies_the_threshold():
     pairs = np.array([[0.5, 1.0], [1.2, 3.5], [2.0, 2.0 + 1e-6], [0.3, np.inf]])
     hist, _, _ = np.histogram2d([0.5, 1.2], [1.0, 3.5], bins=16, range=[[0, 8], [0, 8]])
     np.testing.assert_array_equal(histogram(pairs, 16, (0.0, 8.0), 1e-5), hist / 2)
+    np.testing.assert_array_equal(histogram(pairs, 16, (0.0, 8.0), 1e-5, atoms=10), hist / 10)
     with pytest.raises(ValueError, match="no finite pair"):
         histogram(np.array([[9.0, 10.0]]), 16, (0.0, 8.0))
     # on and next to every bin edge, on the range's ends and outside it: numpy's bins exactly
@@ -77,10 +78,13 @@ def test_histogram_is_numpys_and_applies_the_threshold():
     np.testing.assert_array_equal(histogram(np.column_stack([births, deaths]), 128, (0.0, 8.0)) * hist.sum(), hist)
 
 
+PER_ATOM = DiagramHistogram(DiagramHistogramParams(bins=32, normalise="atom"))
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, client):
     """Six 64-atom frames (one with a duplicated atom, whose PH fails) with PH, then persistence
-    images and 32-bin histograms of the stored diagrams."""
+    images and 32-bin histograms of the stored diagrams (normalised, and per atom)."""
     tmp = tmp_path_factory.mktemp("vectors")
     frames = [carbon_frame(4, density=2.0 + 0.2 * i, seed=30 + i) for i in range(6)]
     frames[4].positions[2] = frames[4].positions[1]
@@ -90,7 +94,7 @@ def store(tmp_path_factory, client):
     with pytest.raises(ValueError, match="featurize ph"):  # the diagrams must be there first
         featurize(path, PersistenceImage(), client, progress=False)
     assert featurize(path, PH(), client, progress=False).computed == 5
-    for vector in (PersistenceImage(), DiagramHistogram(DiagramHistogramParams(bins=32))):
+    for vector in (PersistenceImage(), DiagramHistogram(DiagramHistogramParams(bins=32)), PER_ATOM):
         report = featurize(path, vector, client, progress=False)
         assert report.computed == 5 and not report.errors
         assert [(row, "no PH diagram" in e and "duplicated atom" in e) for _, row, e in report.failures] == [(4, True)]
@@ -102,6 +106,8 @@ def test_vectors_of_stored_diagrams_equal_direct_computation(store):
     s = open_store(path)
     image = s.descriptor("C64", PersistenceImage().group).load()
     hist = s.descriptor("C64", DiagramHistogram(DiagramHistogramParams(bins=32)).group).load()
+    per_atom = s.descriptor("C64", PER_ATOM.group).load()
+    assert per_atom.histogram.attrs["units"] == "1/atom" and hist.histogram.attrs["units"] == "1"
     assert image.status.values.tolist() == [DONE] * 4 + [FAILED, DONE]
     p = PersistenceImageParams()
     for i, atoms in enumerate(s.atoms("C64", slice(0, 6))):  # as stored (extxyz rounds positions to 1e-8 Å)
@@ -111,6 +117,9 @@ def test_vectors_of_stored_diagrams_equal_direct_computation(store):
         expected = persistence_image(h1, p.bins, p.birth_range, p.persistence_range, p.sigma, p.min_persistence)
         np.testing.assert_allclose(image.image.values[i], expected, rtol=1e-5, atol=1e-8)
         np.testing.assert_allclose(hist.histogram.values[i], histogram(h1, 32, (0.0, 8.0), 1e-5), atol=1e-7)
+        finite = h1[np.isfinite(h1[:, 1]) & (h1[:, 1] - h1[:, 0] > 1e-5)]
+        counts, _, _ = np.histogram2d(*finite.T, bins=32, range=[[0, 8], [0, 8]])
+        np.testing.assert_allclose(per_atom.histogram.values[i], counts / 64, rtol=1e-6)
         np.testing.assert_array_equal(s.diagram("C64", i, 1), h1)
     assert verify_store(path, progress=False).ok
 
@@ -151,6 +160,9 @@ def test_vector_parameters_and_ph_variant_are_in_the_key():
     PersistenceImage(PersistenceImageParams(birth_range=(0.0, 6.0), ph=PHParams(truncate=False)))
     with pytest.raises(ValueError, match="not 3"):
         DiagramHistogram(DiagramHistogramParams(degree=3))
+    assert PER_ATOM.group != DiagramHistogram(DiagramHistogramParams(bins=32)).group
+    with pytest.raises(ValueError, match="counts the atoms as degree-0 pairs"):
+        DiagramHistogram(DiagramHistogramParams(normalise="atom", ph=PHParams(degrees=(1, 2))))
 
 
 def test_diagram_accessor_errors_say_what_to_do(store):
@@ -173,6 +185,8 @@ def test_models_train_on_persistence_images_and_the_diagram_plot(store, tmp_path
     model = load_model_dir(tmp_path / "r", "ridge")
     assert model.config["features"] == [["pimage", "image"]] and model.config["feature_shapes"] == [[32, 32]]
     assert len(np.unique(model.state()["scale"])) == 1  # one scale for the whole image
+    row = run("compare", "--store", str(path), "--models", str(tmp_path)).splitlines()[2].split()
+    assert row[:3] == ["r", "ridge", "pimage"]  # the features it was trained on
     run(
         "train",
         "cnn",

@@ -136,6 +136,7 @@ def test_compare_shows_the_force_error(potential, capsys):
     test = json.loads((potential / "model.json").read_text())["metrics"]["test"]
     row = next(line for line in out.splitlines() if " schnet " in line)
     assert row.split()[-1] == f"{test['force_rmse_mev_per_a']:.0f}" and "forces' RMSE in meV/Å" in out
+    assert row.split()[2] == "positions"  # what it was trained on: no stored features
 
 
 def test_interrupted_training_resumes_where_it_stopped(tmp_path, monkeypatch):

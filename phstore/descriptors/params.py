@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from phstore.params import MAX_SECONDS, Parameters, param
 
 ENGINES = ("native", "homcloud")
+#: How a histogram of diagrams is scaled: to a probability distribution, or per atom.
+HISTOGRAM_NORMALISATIONS = ("probability", "atom")
 
 
 @dataclass(frozen=True)
@@ -109,13 +111,19 @@ class PersistenceImageParams(Parameters):
 @dataclass(frozen=True)
 class DiagramHistogramParams(Parameters):
     """Parameters of a histogram of stored PH diagrams (as the PH descriptor's own, with other
-    bins, range or threshold)."""
+    bins, range, threshold or normalisation)."""
 
     ph: PHParams = param(PHParams(), "the PH variant whose stored diagrams are read")
     degree: int = param(1, "homology degree", choices=(0, 1, 2))
     bins: int = param(64, "bins per axis", low=1)
     range: tuple[float, float] = param((0.0, 8.0), "birth and death range", "Å²", low=0, increasing=True)
     min_persistence: float = param(1e-5, "pairs with death - birth at or below this are left out", "Å²", low=0)
+    normalise: str = param(
+        "probability",
+        "probability: the histogram sums to 1 (the seed paper's); atom: pairs per atom, which keeps how many "
+        "pairs there are (needs degree 0 in the PH variant: its pairs count the atoms)",
+        choices=HISTOGRAM_NORMALISATIONS,
+    )
 
     @property
     def highest_death(self) -> float:

@@ -45,15 +45,18 @@ def lattice_supercell(cell: np.ndarray, min_side: float) -> tuple[int, int, int]
     return tuple(max(1, math.ceil(min_side / h - 1e-9)) for h in heights)  # type: ignore[return-value]
 
 
-def histogram_variable(bins: int, degree: int) -> VariableSpec:
-    """The stored normalised persistence histogram of one degree: ``bins × bins`` on birth × death."""
+def histogram_variable(bins: int, degree: int, per_atom: bool = False) -> VariableSpec:
+    """The stored persistence histogram of one degree, ``bins × bins`` on birth × death:
+    normalised to sum to 1, or pairs per atom."""
     return VariableSpec(
         ("birth", "death"),
         (bins, bins),
         "float32",
         np.nan,
-        units="1",
-        long_name=f"normalised H{degree} persistence histogram",
+        units="1/atom" if per_atom else "1",
+        long_name=f"H{degree} persistence pairs per atom"
+        if per_atom
+        else f"normalised H{degree} persistence histogram",
     )
 
 

@@ -37,10 +37,16 @@ def histogram_bins(
     return index(births), index(deaths), inside
 
 
-def histogram(pairs: np.ndarray, bins: int, range_: tuple[float, float], min_persistence: float = 0.0) -> np.ndarray:
+def histogram(
+    pairs: np.ndarray,
+    bins: int,
+    range_: tuple[float, float],
+    min_persistence: float = 0.0,
+    atoms: int | None = None,
+) -> np.ndarray:
     """``bins × bins`` histogram (birth × death, :func:`histogram_bins`) over ``range_`` on both
     axes of the finite pairs with persistence above ``min_persistence`` (Å²), normalised to sum
-    to 1.
+    to 1, or, given the number of ``atoms``, divided by it (pairs per atom).
 
     Raises ValueError when no pair falls in the range.
     """
@@ -50,7 +56,7 @@ def histogram(pairs: np.ndarray, bins: int, range_: tuple[float, float], min_per
     total = hist.sum()
     if total == 0:
         raise ValueError(f"no finite pair in {range_}")
-    return hist / total
+    return hist / (total if atoms is None else atoms)
 
 
 def persistence_image(
