@@ -6,7 +6,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from phstore import features, open_store
-from phstore.descriptors import PH, PHParams
+from phstore.descriptors import PH, SOAP, PHParams
 from phstore.features import descriptor_group, read_features
 from phstore.featurize import featurize
 from phstore.ingest import ingest
@@ -15,6 +15,7 @@ from phstore.store import DONE
 from phstore.training.params import RidgeConfig
 from phstore.training.split import Split
 from phstore.training.train import train
+from tests import helpers
 from tests.helpers import carbon_frame
 
 
@@ -63,6 +64,23 @@ def test_ridge_equals_sklearn_on_the_stored_histograms(store, tmp_path):
     assert model.config["descriptor_keys"] == [PH().provenance()["key"]] and model.config["feature_shapes"] == [
         [128, 128]
     ]
+
+
+def test_soap_ridge_equals_sklearn_on_the_stored_soap(store, tmp_path, client):
+    """The linear baseline on atom-mean SOAP (``train soap-ridge``), every column z-scored."""
+    featurize(store, SOAP(), client, progress=False)
+    helpers.run("train", "soap-ridge", "--store", str(store), "--alpha", "1", "--out", str(tmp_path / "m"), "--quiet")
+    model = load_model_dir(tmp_path / "m", "soap-ridge")
+    assert model.config["features"] == [["soap", "mean"]] and model.config["feature_shapes"] == [[360]]
+    fit_rows, test = model.train["C125"], model.test["C125"]
+    ds = open_store(store).dataset("C125").load()
+    X, y = ds["soap_mean"].values.astype(np.float64), ds["energy_per_atom"].values
+    mean, std = X[fit_rows].mean(axis=0), X[fit_rows].std(axis=0)
+    std[std < 1e-12] = 1.0
+    direct = Ridge(alpha=1.0).fit((X[fit_rows] - mean) / std, y[fit_rows])
+    np.testing.assert_allclose(model.state()["coef"], direct.coef_, rtol=1e-6, atol=1e-12)
+    rmse = np.sqrt(np.mean((direct.predict((X[test] - mean) / std) - y[test]) ** 2)) * 1000
+    assert model.metrics["test"]["rmse_mev"] == pytest.approx(rmse, rel=1e-6)
 
 
 def test_training_says_what_it_used(store, tmp_path, capsys):

@@ -211,7 +211,7 @@ class Compare(Command):
         transfer = {m.path: transfer_metrics(store, m) for m in models}
         others = sorted({c for t in transfer.values() for c in t})
         header = (
-            f"{'model':28s} {'kind':9s} {'features':9s} {'dataset':14s} {'collections':14s} {'split':10s} "
+            f"{'model':28s} {'kind':10s} {'features':9s} {'dataset':14s} {'collections':14s} {'split':10s} "
             f"{'n train/test':>12s} {'train RMSE':>10s} {'test RMSE':>9s} {'test MAE':>8s} {'test R²':>7s} "
             f"{'test F RMSE':>11s}" + "".join(f" {c + ' RMSE':>10s}" for c in others)
         )
@@ -222,7 +222,7 @@ class Compare(Command):
             name = str(m.path.relative_to(root)) if m.path.is_relative_to(root) else str(m.path)
             features = "+".join(d for d, _ in m.config.get("features", [])) or "positions"
             print(
-                f"{name[:28]:28s} {m.kind:9s} {features[:9]:9s} {m.provenance['dataset'][:14]:14s} "
+                f"{name[:28]:28s} {m.kind:10s} {features[:9]:9s} {m.provenance['dataset'][:14]:14s} "
                 f"{'+'.join(m.provenance['collections'])[:14]:14s} "
                 f"{m.config['split']['kind']:10s} {tr['n']:>5d}/{te['n']:<6d} {tr['rmse_mev']:10.1f} "
                 f"{te['rmse_mev']:9.1f} {te['mae_mev']:8.1f} {te['r2']:7.3f} "

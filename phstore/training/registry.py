@@ -44,6 +44,12 @@ MODELS: dict[str, ModelKind] = {
             "phstore.training.ridge:RidgeModel",
         ),
         ModelKind(
+            "soap-ridge",
+            "Ridge regression on atom-mean SOAP (a linear baseline; alpha 200)",
+            RidgeConfig(features=(("soap", "mean"),)),
+            "phstore.training.ridge:RidgeModel",
+        ),
+        ModelKind(
             "cnn", "the paper's CNN on the PH histograms (§2.6)", NeuralConfig.cnn(), "phstore.training.neural:Network"
         ),
         ModelKind(
