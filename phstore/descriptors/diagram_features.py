@@ -156,7 +156,7 @@ class DiagramHistogram(DiagramFeature):
 
     ``normalise="atom"`` divides the counts by the number of atoms instead of the number of
     pairs: the seed paper's probability histogram forgets how many pairs a frame has, which
-    follows its energy closely (the 216-atom Tersoff frames: correlation 0.93-0.97 within each
+    follows its energy closely (the 216-atom Tersoff frames: correlation 0.90-0.97 within each
     density; ``results/paper.md``). The atoms are counted as the diagram's degree-0 pairs (one
     per point of the filtration; with HomCloud's supercells both counts grow alike).
     """
