@@ -117,6 +117,7 @@ def test_every_model_kind_is_a_train_command():
         == set(MODELS)
         == {
             "ridge",
+            "soap-ridge",
             "cnn",
             "soap-mlp",
             "ph-soap",
