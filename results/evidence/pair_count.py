@@ -6,7 +6,7 @@ pair count as one more column, and with a 32×32 H2 histogram per atom and the v
 8 Å² added to the per-atom H1 histogram (``featurize phist --normalise atom``).
 
     .venv/bin/python results/evidence/pair_count.py --store STORE --ridge MODELS/ridge \\
-        --phist phist-0ef3476b8bd3
+        --phist phist-0ef3476b8bd3 --plot results/figures/pair-count.png
 """
 
 from __future__ import annotations
@@ -51,11 +51,28 @@ def ridge_rmse(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray
     return f"test {np.sqrt(np.mean(err**2)):.1f}  [{per}]"
 
 
+def plot(pairs: np.ndarray, energy: np.ndarray, density: np.ndarray, path: str) -> None:
+    """Energy per atom against H1 pairs per atom, one colour per density (every fifth frame)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120, layout="constrained")
+    points = ax.scatter(pairs[::5], energy[::5], c=density[::5], s=3, cmap="viridis")
+    fig.colorbar(points, label="density (g/cm³)")
+    ax.set(xlabel="H1 pairs per atom (death ≤ 8 Å²)", ylabel="energy (eV/atom)")
+    ax.set_title("what the normalised histogram forgets: the number of pairs", fontsize=9)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", required=True)
     parser.add_argument("--ridge", required=True, help="the paper's Ridge model directory (its PH group and split)")
     parser.add_argument("--phist", required=True, help="the per-atom phist group")
+    parser.add_argument("--plot", help="PNG of the energy against the pairs per atom, coloured by density")
     args = parser.parse_args()
     store, model = open_store(args.store), load_model_dir(args.ridge)
     group = model.config["descriptor_groups"][0]
@@ -69,6 +86,8 @@ def main() -> None:
         m = labelled[density[labelled] == d]
         r = np.corrcoef(pairs[m], y[m])[0, 1]
         print(f"{d:.1f} g/cm³: {pairs[m].mean():.2f} ± {pairs[m].std():.2f} H1 pairs per atom, correlation {r:+.2f}")
+    if args.plot:
+        plot(pairs[labelled], y[labelled], density[labelled], args.plot)
     normalised = np.asarray(store.descriptor(COLLECTION, group)["histogram"].values, dtype=np.float64).reshape(n, -1)
     print("normalised + pairs per atom:", ridge_rmse(np.c_[normalised, pairs], y, train, test, density))
     del normalised
