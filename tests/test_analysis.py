@@ -9,7 +9,7 @@ from phstore import open_store
 from phstore.analysis.bonds import bond_angles, bond_lengths
 from phstore.analysis.inverse import analysed, selected_pairs, stable_volume_atoms
 from phstore.analysis.maps import MapParams, descriptor_map, embed, roughness
-from phstore.analysis.ridge_map import coefficient_grid
+from phstore.analysis.ridge_map import CoefficientGrid, coefficient_grid
 from phstore.descriptors import PH, SOAP
 from phstore.featurize import featurize
 from phstore.ingest import ingest
@@ -165,10 +165,32 @@ def test_ridge_map_and_pair_selection(store, tmp_path):
     )
 
 
-def extreme_cells(model_path, share: float = 0.0015) -> tuple[float, float]:
-    """Thresholds that select the ``share`` highest and lowest coefficients (a few pairs)."""
-    coef = coefficient_grid(load_model_dir(model_path)).values
-    return tuple(np.quantile(coef, [1 - share, share]))
+def test_extreme_thresholds_select_the_extreme_cells_and_their_ties():
+    rng = np.random.default_rng(2)
+    grid = CoefficientGrid(rng.normal(size=(16, 16)), (0.0, 8.0))
+    ordered = np.sort(grid.values.ravel())
+    for high_cells, low_cells in ((1, 1), (12, 21), (200, 56)):
+        high, low = grid.extreme_thresholds(high_cells, low_cells)
+        assert (grid.values > high).sum() == high_cells and (grid.values < low).sum() == low_cells
+        assert (
+            ordered[-high_cells - 1] < high < ordered[-high_cells] and ordered[low_cells - 1] < low < ordered[low_cells]
+        )
+    twins = rng.permutation(256).astype(float)  # z-scored twin bins get equal coefficients:
+    twins[twins == 243] = 244  # the 12th largest ties with the 13th
+    twins[twins == 21] = 20  # the 21st smallest with the 22nd
+    tied = CoefficientGrid(twins.reshape(16, 16), grid.extent)
+    high, low = tied.extreme_thresholds(12, 21)
+    assert (tied.values > high).sum() == 13 and (tied.values < low).sum() == 22
+    for bad_grid, counts in (
+        (grid, (0, 5)),
+        (grid, (5, 0)),
+        (grid, (200, 57)),
+        (CoefficientGrid(np.ones((4, 4)), grid.extent), (1, 1)),
+    ):
+        with pytest.raises(
+            ValueError, match="cells: give 1 or more on each side, .* at most in all, with the two sides apart"
+        ):
+            bad_grid.extreme_thresholds(*counts)
 
 
 def test_analyze_commands_end_to_end(store, tmp_path, capsys):
@@ -207,8 +229,8 @@ def test_analyze_commands_end_to_end(store, tmp_path, capsys):
     run("train", "ridge", "--store", str(store), "--out", str(tmp_path / "ridge"), "--quiet")
     assert "drawn to" in run("analyze", "ridge-map", "--model", str(tmp_path / "ridge"))
     assert (tmp_path / "ridge" / "ridge-map.png").exists()
-    high, low = extreme_cells(tmp_path / "ridge")
     ridge = tmp_path / "ridge"
+    high, low = coefficient_grid(load_model_dir(ridge)).extreme_thresholds(25, 25)
     assert not analysed(ridge, store, "C64", [13, 14], high, low, 0.3, out)
     inv = run(
         "analyze",
@@ -226,10 +248,10 @@ def test_analyze_commands_end_to_end(store, tmp_path, capsys):
         "13:",
         "--first",
         "2",
-        "--high",
-        str(high),
-        "--low",
-        str(low),
+        "--high-cells",
+        "25",
+        "--low-cells",
+        "25",
         "--out",
         str(out),
         "--workers",
@@ -238,7 +260,8 @@ def test_analyze_commands_end_to_end(store, tmp_path, capsys):
     )
     assert "high:" in inv and "low :" in inv and "(0 failed)" in inv
     grid = coefficient_grid(load_model_dir(ridge)).values
-    assert f"cells: {(grid > high).sum()} above --high" in inv and f", {(grid < low).sum()} below --low" in inv
+    assert (grid > high).sum() >= 25 and (grid < low).sum() >= 25
+    assert f"cells: {(grid > high).sum()} above --high {high:g}, {(grid < low).sum()} below --low {low:g}" in inv
     # the pipeline's skip check: done for these snapshots, thresholds, noise and outputs only
     assert analysed(ridge, store, "C64", [13, 14], high, low, 0.3, out)
     assert not analysed(ridge, store, "C64", [13, 15], high, low, 0.3, out)
@@ -249,6 +272,11 @@ def test_analyze_commands_end_to_end(store, tmp_path, capsys):
     argv = ["analyze", "inverse", "--model", str(tmp_path / "ridge"), "--store", str(store), "--collection", "C64"]
     assert main([*argv, "--density", "9.9"]) == 1
     assert "the selection holds no snapshot of C64" in capsys.readouterr().err
+    for wrong in (["--high-cells", "5"], ["--high-cells", "5", "--low-cells", "5", "--high", "0.01"]):
+        assert main([*argv, *wrong]) == 1
+        assert "give --high-cells and --low-cells together, without --high and --low" in capsys.readouterr().err
+    assert main([*argv, "--high-cells", "16384", "--low-cells", "1"]) == 1
+    assert "the grid has 16384 cells: give 1 or more on each side, 16384 at most" in capsys.readouterr().err
     tagged = ase.io.read(out / "inverse-regions.extxyz", ":")
     assert len(tagged) == 2 and all(len(a) == 64 for a in tagged)
     regions = np.concatenate([a.arrays["region"] for a in tagged])
@@ -275,7 +303,9 @@ def test_a_failing_stable_volume_is_recorded_and_the_rest_goes_on(store, tmp_pat
     from phstore.analysis.inverse import inverse_analysis
 
     model = train("ridge", store, "C64", tmp_path / "ridge")
-    high, low = extreme_cells(model.path, share=0.0004)  # a few pairs: each timeout restarts the child
+    high, low = coefficient_grid(load_model_dir(model.path)).extreme_thresholds(
+        7, 7
+    )  # a few pairs: each timeout restarts the child
     report = inverse_analysis(
         model.path,
         store,

@@ -34,6 +34,8 @@ from phstore.provenance import provenance
 from phstore.store import DONE, FRAMES, TARGET, FeatureStore, VariableSpec
 
 HIGH, LOW = "high", "low"
+#: The paper's thresholds on the Ridge coefficients (eV/atom per s.d. of a bin): high above, low below.
+PAPER_HIGH, PAPER_LOW = 0.003, -0.0045
 #: HomCloud recomputes each diagram on a near-cube with sides at least this long, Å: the cell as
 #: the native engine takes it is often too small or elongated for HomCloud. Pairs in the
 #: histogram's range are local rings, the same in the cover as in the cell.
@@ -217,8 +219,8 @@ def inverse_analysis(
     collection: str,
     client,
     rows: Sequence[int] | slice | None = None,
-    high: float = 0.003,
-    low: float = -0.0045,
+    high: float = PAPER_HIGH,
+    low: float = PAPER_LOW,
     noise: float = 0.3,
     time_limit: float = 60.0,
     out: str | Path = ".",
@@ -308,8 +310,8 @@ def analysed(
     store_path: str | Path,
     collection: str,
     rows: Sequence[int] | slice | None = None,
-    high: float = 0.003,
-    low: float = -0.0045,
+    high: float = PAPER_HIGH,
+    low: float = PAPER_LOW,
     noise: float = 0.3,
     out: str | Path = ".",
     first: int = FIRST,

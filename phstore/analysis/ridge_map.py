@@ -32,6 +32,23 @@ class CoefficientGrid:
         falls on the grid."""
         return histogram_bins(births, deaths, self.values.shape[0], self.extent)
 
+    def extreme_thresholds(self, high_cells: int, low_cells: int) -> tuple[float, float]:
+        """Thresholds ``(high, low)`` (eV/atom per s.d.) that select the ``high_cells`` cells
+        with the largest coefficients (above ``high``) and the ``low_cells`` with the smallest
+        (below ``low``), and the cells tied with the last one taken: each threshold half-way
+        to the next distinct value. Counts hold on any model's scale, where absolute thresholds
+        (the paper's) may select almost every cell or none."""
+        ordered, distinct = np.sort(self.values.ravel()), np.unique(self.values)
+        if min(high_cells, low_cells) >= 1 and high_cells + low_cells <= len(ordered):
+            last_high, last_low = ordered[-high_cells], ordered[low_cells - 1]
+            below, above = distinct[distinct < last_high], distinct[distinct > last_low]
+            if len(below) and len(above) and last_low < last_high:
+                return float((last_high + below[-1]) / 2), float((last_low + above[0]) / 2)
+        raise ValueError(
+            f"the grid has {len(ordered)} cells: give 1 or more on each side, {len(ordered)} at most in all, "
+            f"with the two sides apart (not tied), not {high_cells} high and {low_cells} low"
+        )
+
 
 def coefficient_grid(model: ModelDir) -> CoefficientGrid:
     """The coefficients of a Ridge model trained on the PH histogram alone, on its grid."""

@@ -108,15 +108,22 @@ class Inverse(Command):
             Option(
                 "high",
                 "coefficient (eV/atom per s.d. of the bin, as ridge-map draws it) above which a cell is high-energy "
-                "(default 0.003, the paper's; on another model's scale it may select most cells)",
+                "(default 0.003, the paper's; on another model's scale it may select most cells: see --high-cells)",
                 float,
-                default=0.003,
+            ),
+            Option("low", "coefficient below which a cell is low-energy (default -0.0045, the paper's)", float),
+            Option(
+                "high_cells",
+                "instead of --high/--low: the N cells with the largest coefficients are high-energy (give "
+                "--low-cells too); counts hold on any model's scale",
+                checked(int, low=1),
+                metavar="N",
             ),
             Option(
-                "low",
-                "coefficient below which a cell is low-energy (default -0.0045, the paper's)",
-                float,
-                default=-0.0045,
+                "low_cells",
+                "with --high-cells: the N cells with the smallest coefficients are low-energy",
+                checked(int, low=1),
+                metavar="N",
             ),
             *SELECTION,
             Option(
@@ -149,6 +156,7 @@ class Inverse(Command):
         from phstore.modeldir import load_model_dir
 
         rows = self.rows(args)
+        high, low = self.thresholds(args)
         with connect(cluster_options(args)) as client:
             report = inverse_analysis(
                 args.model,
@@ -156,8 +164,8 @@ class Inverse(Command):
                 args.collection,
                 client,
                 rows,
-                args.high,
-                args.low,
+                high,
+                low,
                 args.noise,
                 args.time_limit,
                 args.out,
@@ -168,8 +176,8 @@ class Inverse(Command):
             print(f"failed: snapshot {p.row} pair ({p.birth:.4f}, {p.death:.4f}) Å²: {p.error}", file=sys.stderr)
         grid = coefficient_grid(load_model_dir(args.model, "ridge")).values
         print(
-            f"cells: {int((grid > args.high).sum())} above --high {args.high:g}, {int((grid < args.low).sum())} below "
-            f"--low {args.low:g}, of {grid.size} (coefficients {grid.min():.4g} … {grid.max():.4g}; "
+            f"cells: {int((grid > high).sum())} above --high {high:g}, {int((grid < low).sum())} below "
+            f"--low {low:g}, of {grid.size} (coefficients {grid.min():.4g} … {grid.max():.4g}; "
             "`phstore analyze ridge-map` draws them)"
         )
         hist = report.histograms()
@@ -188,6 +196,23 @@ class Inverse(Command):
         print(f"stored in {args.collection}/{report.group}; wrote " + ", ".join(str(f) for f in report.files))
         return INCOMPLETE if report.failed else OK
 
+    def thresholds(self, args: argparse.Namespace) -> tuple[float, float]:
+        """``(high, low)``: --high and --low (default: the paper's), or the thresholds of the
+        --high-cells and --low-cells extreme cells of the model."""
+        from phstore.analysis.inverse import PAPER_HIGH, PAPER_LOW
+        from phstore.analysis.ridge_map import coefficient_grid
+        from phstore.modeldir import load_model_dir
+
+        counts = (args.high_cells, args.low_cells)
+        if counts == (None, None):
+            return (PAPER_HIGH if args.high is None else args.high), (PAPER_LOW if args.low is None else args.low)
+        if None in counts or (args.high, args.low) != (None, None):
+            raise CommandError("give --high-cells and --low-cells together, without --high and --low")
+        try:
+            return coefficient_grid(load_model_dir(args.model, "ridge")).extreme_thresholds(*counts)
+        except ValueError as exc:
+            raise CommandError(f"--high-cells/--low-cells: {exc}") from None
+
     def rows(self, args: argparse.Namespace):
         """The selected snapshots (the first ``--first``), or None without a selection."""
         from phstore.store import FeatureStore
@@ -204,7 +229,7 @@ class Inverse(Command):
 
         rows = self.rows(args)
         return analysed(
-            args.model, args.store, args.collection, rows, args.high, args.low, args.noise, args.out, args.first
+            args.model, args.store, args.collection, rows, *self.thresholds(args), args.noise, args.out, args.first
         )
 
 
