@@ -251,6 +251,17 @@ def test_interrupted_training_resumes_where_it_stopped(store, tmp_path, monkeypa
     assert resumed.metrics["resumed_at_epoch"] == 3 and "resumed_at_epoch" not in whole.metrics
     assert_same_training(whole, resumed)
 
+    # interrupted after the last epoch (while predicting every row): no epoch runs again
+    die_after[:] = [5]
+    ran.clear()
+    with pytest.raises(KeyboardInterrupt):
+        train(kind, store, "C125", tmp_path / "last", config, progress=False)
+    assert ran == [0, 1, 2, 3, 4] and not (tmp_path / "last" / "model.json").exists()
+    ran.clear()
+    assert_same_training(whole, train(kind, store, "C125", tmp_path / "last", config, progress=False))
+    assert ran == [] and not (tmp_path / "last" / checkpoint.CHECKPOINT).exists()
+
+    die_after[:] = [2]
     with pytest.raises(KeyboardInterrupt):
         train(kind, store, "C125", tmp_path / "other", config, progress=False)
     ran.clear()

@@ -136,10 +136,12 @@ def epochs(
 ) -> Iterator[int]:
     """The epochs (0-based) of ``total`` still to run, with a progress bar: first ``parts``
     (objects with ``state_dict``/``load_state_dict``: module, optimiser, schedule), ``rng`` and
-    ``history`` are restored from ``checkpoint`` if it holds this run; after each epoch but the
-    last they are saved to it (at most every :attr:`Checkpoint.every_seconds`)."""
+    ``history`` are restored from ``checkpoint`` if it holds this run; after each epoch, the
+    last too, they are saved to it (at most every :attr:`Checkpoint.every_seconds`), so that an
+    interruption after the fit (a SchNet's predictions of every row take most of an hour on a
+    CPU) does not lose its last epoch."""
     start = checkpoint.restore(parts, rng, history) if checkpoint is not None else 0
     for epoch in tqdm(range(start, total), desc=desc, unit="epoch", initial=start, total=total, disable=not progress):
         yield epoch
-        if checkpoint is not None and epoch + 1 < total:
+        if checkpoint is not None:
             checkpoint.save(epoch + 1, parts, rng, history)
