@@ -303,9 +303,8 @@ def test_a_failing_stable_volume_is_recorded_and_the_rest_goes_on(store, tmp_pat
     from phstore.analysis.inverse import inverse_analysis
 
     model = train("ridge", store, "C64", tmp_path / "ridge")
-    high, low = coefficient_grid(load_model_dir(model.path)).extreme_thresholds(
-        7, 7
-    )  # a few pairs: each timeout restarts the child
+    # a few pairs: each timeout restarts the child
+    high, low = coefficient_grid(load_model_dir(model.path)).extreme_thresholds(7, 7)
     report = inverse_analysis(
         model.path,
         store,
