@@ -86,12 +86,13 @@ def test_nve_md_conserves_energy(potential):
 
 def test_force_metrics_equal_an_independent_computation(potential):
     """The model directory's test force RMSE (meV/Å) is the RMSE of the calculator's forces on the
-    test frames against EMT's, computed here."""
+    test frames against EMT's, computed here; so is its energy RMSE (meV/atom: the energies come
+    from the same pass as the forces)."""
     meta = json.loads((potential / "model.json").read_text())
     store = phstore.open_store(potential.parent / "s.zarr")
     test_rows = load_model_dir(potential, "schnet").test["C64"]
     calc = phstore.calculator(potential)
-    errors = []
+    errors, energy_errors = [], []
     frames = store.atoms("C64", slice(0, N_FRAMES))
     for row in test_rows:
         atoms = frames[row]
@@ -99,9 +100,11 @@ def test_force_metrics_equal_an_independent_computation(potential):
         reference.calc = EMT()
         atoms.calc = calc
         errors.append(atoms.get_forces() - reference.get_forces())
+        energy_errors.append((atoms.get_potential_energy() - reference.get_potential_energy()) / len(atoms))
     rmse = float(np.sqrt(np.mean(np.concatenate(errors) ** 2)) * 1000)
     test = meta["metrics"]["test"]
     assert test["force_rmse_mev_per_a"] == pytest.approx(rmse, rel=1e-3)
+    assert test["rmse_mev"] == pytest.approx(float(np.sqrt(np.mean(np.square(energy_errors))) * 1000), rel=1e-3)
     assert test["force_components"] == 3 * 64 * len(test_rows)
     history = meta["metrics"]["history"]
     assert history[-1]["test_force_rmse_mev_per_a"] == pytest.approx(test["force_rmse_mev_per_a"], rel=1e-6)

@@ -159,12 +159,13 @@ class Predict(Command):
             Option("model", "model directory written by `phstore train`", required=True),
             STORE,
             Option("collection", "e.g. C512 for a model trained on C216 (transfer)", required=True),
+            QUIET,
         ]
 
     def run(self, args: argparse.Namespace) -> int:
         from phstore.training.predict import predict
 
-        report = predict(args.model, args.store, args.collection)
+        report = predict(args.model, args.store, args.collection, progress=not args.quiet)
         print(
             f"{report.group}: predicted {report.predicted} snapshots of {args.collection}, "
             f"{report.failed} without features"

@@ -48,13 +48,15 @@ class Model:
         as they go and resume from it. Returns the model."""
         raise NotImplementedError
 
-    def predict(self, X: Rows) -> np.ndarray:
-        """Energies per atom (eV/atom) of rows ``X``."""
+    def predict(self, X: Rows, progress: bool = False) -> np.ndarray:
+        """Energies per atom (eV/atom) of rows ``X``; a progress bar if ``progress`` (networks,
+        whose predictions of a whole collection take minutes on a CPU)."""
         raise NotImplementedError
 
-    def extra_metrics(self, X: Rows) -> dict[str, float]:
-        """Metrics of rows ``X`` beyond those of the energy (a potential's forces); none by default."""
-        return {}
+    def evaluate(self, X: Rows, progress: bool = False) -> tuple[np.ndarray, dict[str, float]]:
+        """:meth:`predict` of rows ``X`` and the metrics beyond those of the energy that the same
+        pass gives (a potential's forces, when the rows have them); none by default."""
+        return self.predict(X, progress), {}
 
     def network(self, inputs: dict[str, Any]) -> Any:
         """A torch model's untrained module (its learned ``net_``) for ``inputs`` (what it reads,

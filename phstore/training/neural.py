@@ -17,6 +17,7 @@ import time
 from typing import Any, Iterator
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from phstore.features import Parts, Rows, feature_scales, read_features
 from phstore.metrics import regression_metrics
@@ -175,14 +176,26 @@ class ChunkStream:
         self._gather_cache()
 
 
-def _forward(net, stream: ChunkStream, subset: np.ndarray) -> np.ndarray:
-    """The network's (standardised) output for positions ``subset`` of the (standardised) stream's rows."""
+def _forward(net, stream: ChunkStream, subset: np.ndarray, progress: bool = False) -> np.ndarray:
+    """The network's (standardised) output for positions ``subset`` of the (standardised)
+    stream's rows (a progress bar of its batches if ``progress``)."""
     import torch
 
     out = np.full(stream.n, np.nan)
     net.eval()
+    size = 256
     with torch.no_grad():
-        batches = [(pos, net(x).squeeze(1)) for pos, x in stream.batches(subset, 256)]
+        batches = [
+            (pos, net(x).squeeze(1))
+            for pos, x in tqdm(
+                stream.batches(subset, size),
+                desc="predict",
+                unit="batch",
+                total=-(-len(subset) // size),
+                leave=False,
+                disable=not progress,
+            )
+        ]
     if batches:  # one copy from the device, not one per batch
         out[torch.cat([p for p, _ in batches]).cpu().numpy()] = torch.cat([y for _, y in batches]).cpu().numpy()
     return out
@@ -286,13 +299,14 @@ class Network(Model):
 
         return torch.from_numpy(np.asarray(self.input_mean_)), torch.from_numpy(np.asarray(self.input_scale_))
 
-    def _predict(self, stream: ChunkStream) -> np.ndarray:
-        return _forward(self.net_, stream, np.arange(stream.n)) * float(self.target_std_) + float(self.target_mean_)
+    def _predict(self, stream: ChunkStream, progress: bool = False) -> np.ndarray:
+        standardised = _forward(self.net_, stream, np.arange(stream.n), progress)
+        return standardised * float(self.target_std_) + float(self.target_mean_)
 
-    def predict(self, X: Rows) -> np.ndarray:
+    def predict(self, X: Rows, progress: bool = False) -> np.ndarray:
         stream = ChunkStream(X.store, X.parts, list(X.sources), next(self.net_.parameters()).device.type)
         stream.standardize(*self._scaler())
-        return self._predict(stream)
+        return self._predict(stream, progress)
 
     def network(self, inputs: dict) -> Any:
         return build_network(self.params, [tuple(s) for s in inputs["feature_shapes"]])

@@ -50,14 +50,17 @@ def prediction_group(model: ModelDir) -> str:
     return f"prediction-{_provenance(model)['key']}"
 
 
-def predict(model_path: str | Path, store_path: str | Path, collection: str) -> PredictionReport:
+def predict(
+    model_path: str | Path, store_path: str | Path, collection: str, progress: bool = False
+) -> PredictionReport:
     """Predict the energy per atom of every snapshot of ``collection`` with the model at
     ``model_path`` and write it to the store.
 
     Metrics are computed on the snapshots of the dataset the model was trained on (energies of
     other datasets are not comparable; ``None`` when the collection holds none of them), and
     drawn as a parity plot ``parity-<collection>.png`` in the model directory (the seed
-    paper's Fig. 2c/d for a 216-atom model predicting 512 atoms).
+    paper's Fig. 2c/d for a 216-atom model predicting 512 atoms). ``progress`` shows a bar of
+    a network's batches.
     """
     model = load_model_dir(model_path)
     store = FeatureStore(store_path, mode="r+")
@@ -69,7 +72,7 @@ def predict(model_path: str | Path, store_path: str | Path, collection: str) -> 
     rows = np.flatnonzero(ok)
     values = np.full(n, np.nan)
     if len(rows):
-        values[rows] = load_model(model).predict(everything.take(rows))
+        values[rows] = load_model(model).predict(everything.take(rows), progress)
     prov = _provenance(model)
     group = prediction_group(model)
     with store.writer(f"predict {group}"):

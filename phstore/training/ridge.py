@@ -39,5 +39,5 @@ class RidgeModel(Model):
         self.intercept_ = float(fitted.intercept_)
         return self
 
-    def predict(self, X: Rows) -> np.ndarray:
+    def predict(self, X: Rows, progress: bool = False) -> np.ndarray:
         return (X.features() - self.mean_) / self.scale_ @ self.coef_ + float(self.intercept_)

@@ -165,26 +165,39 @@ class SchNetModel(Model):
             self.history_.append(record)
         return self
 
-    def predict(self, X: Rows) -> np.ndarray:
-        return self._predict(X.atoms())[0]
+    def predict(self, X: Rows, progress: bool = False) -> np.ndarray:
+        return self._predict(X.atoms(), progress=progress)[0]
 
-    def extra_metrics(self, X: Rows) -> dict[str, float]:
-        """RMSE and MAE of the forces (meV/Å) of the rows that have them, and their count of
-        components; none when no row has forces."""
+    def evaluate(self, X: Rows, progress: bool = False) -> tuple[np.ndarray, dict[str, float]]:
+        """Energies per atom (eV/atom) of rows ``X`` and, when some rows have forces, the RMSE
+        and MAE (meV/Å) of the predicted forces and their count of components, from one pass."""
         frames = X.atoms(forces=True)
-        return _force_metrics(frames, self._predict(frames, forces=True)[1])
+        known = any(np.isfinite(a.arrays["forces"]).any() for a in frames)
+        energies, forces = self._predict(frames, forces=known, progress=progress)
+        return energies, _force_metrics(frames, forces) if known else {}
 
-    def _predict(self, frames: Sequence[Atoms], forces: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _predict(
+        self, frames: Sequence[Atoms], forces: bool = False, progress: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Energies per atom (eV/atom) of ``frames`` and, if ``forces``, the forces on their
-        atoms (eV/Å, one array per frame)."""
+        atoms (eV/Å, one array per frame); a progress bar of the batches if ``progress``."""
         import torch
 
         device = next(self.net_.parameters()).device.type
         convert = converter(self.params.cutoff, device)
         energies, out_forces = [], []
         self.net_.eval()
-        for lo in range(0, len(frames), self.params.batch_size):
-            batch = list(frames[lo : lo + self.params.batch_size])
+        size = self.params.batch_size
+        batches = tqdm(
+            range(0, len(frames), size),
+            desc="predict",
+            unit="batch",
+            total=-(-len(frames) // size),
+            leave=False,
+            disable=not progress,
+        )
+        for lo in batches:
+            batch = list(frames[lo : lo + size])
             inputs = convert(batch)
             if forces:
                 z, _, f = energy_and_forces(self.net_, inputs, self.target_mean_, self.target_std_)

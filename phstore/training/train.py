@@ -79,11 +79,11 @@ def train(
         checkpoint=checkpoint,
     )
     fitted = time.perf_counter()
-    predicted = model.predict(rows)
-    metrics: dict[str, Any] = {
-        part: regression_metrics(y[idx], predicted[idx]) | model.extra_metrics(part_rows)
-        for part, idx, part_rows in (("train", data.train, train_rows), ("test", data.test, test_rows))
-    }
+    predicted = np.full(len(y), np.nan)
+    metrics: dict[str, Any] = {}
+    for part, idx, part_rows in (("train", data.train, train_rows), ("test", data.test, test_rows)):
+        predicted[idx], extra = model.evaluate(part_rows, progress)
+        metrics[part] = regression_metrics(y[idx], predicted[idx]) | extra
     metrics["seconds"] = {"fit": fitted - start, "predict": time.perf_counter() - fitted}
     if checkpoint.restored:  # the fit's seconds are this run's; the history has every epoch's
         metrics["resumed_at_epoch"] = checkpoint.restored + 1
