@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -145,3 +145,17 @@ def epochs(
         yield epoch
         if checkpoint is not None:
             checkpoint.save(epoch + 1, parts, rng, history)
+
+
+def batch_bar(batches: Iterable, n: int, size: int, desc: str, progress: bool, done: int = 0) -> Iterable:
+    """``batches`` (of ``n`` rows in batches of ``size``; ``done`` rows done before) under a
+    progress bar that goes when it ends, shown if ``progress``."""
+    return tqdm(
+        batches,
+        desc=desc,
+        unit="batch",
+        initial=done // size,
+        total=-(-n // size),
+        leave=False,
+        disable=not progress,
+    )

@@ -17,12 +17,11 @@ import time
 from typing import Any, Iterator
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from phstore.features import Parts, Rows, feature_scales, read_features
 from phstore.metrics import regression_metrics
 from phstore.store import FeatureStore
-from phstore.training.checkpoint import Checkpoint, epochs
+from phstore.training.checkpoint import Checkpoint, batch_bar, epochs
 from phstore.training.model import Model
 from phstore.training.params import NETWORKS, NeuralConfig
 
@@ -187,14 +186,7 @@ def _forward(net, stream: ChunkStream, subset: np.ndarray, progress: bool = Fals
     with torch.no_grad():
         batches = [
             (pos, net(x).squeeze(1))
-            for pos, x in tqdm(
-                stream.batches(subset, size),
-                desc="predict",
-                unit="batch",
-                total=-(-len(subset) // size),
-                leave=False,
-                disable=not progress,
-            )
+            for pos, x in batch_bar(stream.batches(subset, size), len(subset), size, "predict", progress)
         ]
     if batches:  # one copy from the device, not one per batch
         out[torch.cat([p for p, _ in batches]).cpu().numpy()] = torch.cat([y for _, y in batches]).cpu().numpy()

@@ -26,13 +26,12 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
-from tqdm.auto import tqdm
 
 from phstore.compat import import_schnetpack
 from phstore.descriptors.schnet import architecture, build_schnet, converter
 from phstore.features import Rows
 from phstore.metrics import regression_metrics
-from phstore.training.checkpoint import Checkpoint, epochs
+from phstore.training.checkpoint import Checkpoint, batch_bar, epochs
 from phstore.training.model import Model
 
 
@@ -113,16 +112,8 @@ class SchNetModel(Model):
             else:
                 order, first, elapsed = np.asarray(within["order"]), within["step"], within["seconds"]
                 energy_se, force_se, force_n = within["sums"]
-            batches = tqdm(
-                range(first, len(order), p.batch_size),
-                desc=f"epoch {epoch + 1}",
-                unit="batch",
-                initial=first // p.batch_size,
-                total=-(-len(order) // p.batch_size),
-                leave=False,
-                disable=not progress,
-            )
-            for lo in batches:
+            steps = range(first, len(order), p.batch_size)
+            for lo in batch_bar(steps, len(order), p.batch_size, f"epoch {epoch + 1}", progress, first):
                 batch = order[lo : lo + p.batch_size]
                 optimizer.zero_grad()
                 inputs = convert([frames[i] for i in batch])
@@ -188,15 +179,7 @@ class SchNetModel(Model):
         energies, out_forces = [], []
         self.net_.eval()
         size = self.params.batch_size
-        batches = tqdm(
-            range(0, len(frames), size),
-            desc="predict",
-            unit="batch",
-            total=-(-len(frames) // size),
-            leave=False,
-            disable=not progress,
-        )
-        for lo in batches:
+        for lo in batch_bar(range(0, len(frames), size), len(frames), size, "predict", progress):
             batch = list(frames[lo : lo + size])
             inputs = convert(batch)
             if forces:
