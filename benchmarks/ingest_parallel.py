@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from harness import add_work_option, work_dir
+from harness import add_work_option, peak_rss, work_dir, worker_peak_rss
 
 from phstore.units import CARBON_MASS_U, CM3_PER_A3, GRAMS_PER_U
 
@@ -44,11 +44,6 @@ def write_trajectory(path: Path, frames: int, natoms: int, seed: int = 0) -> Non
             f.write(f'{header}energy={-7.0 * natoms + rng.normal(0, 5):.6f} pbc="T T T"\n{lines}\n')
 
 
-def peak_mib() -> float:
-    """This process's peak resident memory, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def cpu_seconds() -> float:
     """CPU seconds this process has used (user and system)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -65,7 +60,7 @@ def run(mode: str, source: Path, store: Path, workers: int) -> dict[str, float]:
         report = ingest(store, [source], progress=False)
         seconds = time.perf_counter() - start
         return {"frames/s": report.n_added / seconds, "CPU ms/frame": 1e3 * (cpu_seconds() - cpu) / report.n_added,
-                "peak MiB": peak_mib()}  # fmt: skip
+                "peak MiB": peak_rss()}  # fmt: skip
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
@@ -76,14 +71,14 @@ def run(mode: str, source: Path, store: Path, workers: int) -> dict[str, float]:
             seconds = time.perf_counter() - start
             cpu = cpu_seconds() - cpu  # this process: the writer, and the scheduler beside it
             worker_cpu = sum(client.run(cpu_seconds).values()) - sum(worker_cpu.values())
-            worker_peaks = client.run(peak_mib)
+            worker_peak = worker_peak_rss(client)
     n = report.n_added
     return {
         "frames/s": n / seconds,
         "CPU ms/frame": 1e3 * (cpu + worker_cpu) / n,
         "of which writer+scheduler": 1e3 * cpu / n,
-        "peak MiB": peak_mib(),
-        "worker peak MiB": max(worker_peaks.values()),
+        "peak MiB": peak_rss(),
+        "worker peak MiB": worker_peak,
     }
 
 
