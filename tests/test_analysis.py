@@ -195,37 +195,13 @@ def test_extreme_thresholds_select_the_extreme_cells_and_their_ties():
 
 def test_analyze_commands_end_to_end(store, tmp_path, capsys):
     out = tmp_path / "out"
-    maps = run(
-        "analyze",
-        "maps",
-        "--store",
-        str(store),
-        "--collection",
-        "C64",
-        "--descriptors",
-        "ph,soap",
-        "--perplexity",
-        "5",
-        "--out",
-        str(out),
-    )
+    argv = ("analyze", "maps", "--store", str(store), "--collection", "C64", "--descriptors", "ph,soap")
+    argv += ("--perplexity", "5", "--out", str(out))
+    maps = run(*argv)
     assert "trustworthiness" in maps and maps.count("tsne_p5") == 2 and "computed" in maps
     for name in ("maps-pca.png", "maps-tsne_p5.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
-    assert "reused" in run(
-        "analyze",
-        "maps",
-        "--store",
-        str(store),
-        "--collection",
-        "C64",
-        "--descriptors",
-        "ph,soap",
-        "--perplexity",
-        "5",
-        "--out",
-        str(out),
-    )
+    assert "reused" in run(*argv)
     run("train", "ridge", "--store", str(store), "--out", str(tmp_path / "ridge"), "--quiet")
     assert "drawn to" in run("analyze", "ridge-map", "--model", str(tmp_path / "ridge"))
     assert (tmp_path / "ridge" / "ridge-map.png").exists()
