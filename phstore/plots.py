@@ -168,9 +168,15 @@ def plot_maps(
     return Path(path)
 
 
-def plot_coefficient_map(values: np.ndarray, extent: tuple[float, float], path: str | Path, title: str = "") -> Path:
-    """Coefficients on the birth × death grid (Å²), diverging colours centred at 0 (seed paper
-    Fig. 6a)."""
+def plot_coefficient_map(
+    values: np.ndarray,
+    extent: tuple[float, float],
+    path: str | Path,
+    title: str = "",
+    label: str = "coefficient (eV/atom per s.d. of the bin)",
+) -> Path:
+    """Values ``[birth bin, death bin]`` on the birth × death grid (Å²), diverging colours
+    centred at 0, e.g. a Ridge model's coefficients (seed paper Fig. 6a); ``label`` names them."""
     from matplotlib.colors import TwoSlopeNorm
 
     with _figure(path, (5, 4.2), title) as (fig, ax):
@@ -181,7 +187,7 @@ def plot_coefficient_map(values: np.ndarray, extent: tuple[float, float], path: 
         ax.plot(extent, extent, color="0.5", lw=0.8)
         ax.set_xlabel("birth (Å²)")
         ax.set_ylabel("death (Å²)")
-        fig.colorbar(image, ax=ax, label="coefficient (eV/atom per s.d. of the bin)")
+        fig.colorbar(image, ax=ax, label=label)
     return Path(path)
 
 

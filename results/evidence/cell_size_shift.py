@@ -18,29 +18,27 @@ import numpy as np
 
 from phstore import open_store
 from phstore.modeldir import load_model_dir
+from phstore.plots import plot_coefficient_map
 from phstore.training.train import load_model
 
 SMALL, LARGE = "C216", "C512"
 
 
-def strata_means(store, collection: str, group: str) -> dict[tuple, tuple[int, np.ndarray, float]]:
-    """Per (density, MD stage): frame count, mean flattened histogram, mean energy (eV/atom)."""
-    frames = store.frames(collection)
-    keys = list(zip(frames["density"].values.round(3), frames["process"].values, strict=True))
-    y = frames["energy_per_atom"].values
-    x = np.asarray(store.descriptor(collection, group)["histogram"].values, dtype=np.float32)
-    x = x.reshape(len(y), -1)
+def strata_means(frames, x: np.ndarray) -> dict[tuple, tuple[int, np.ndarray, float]]:
+    """Per (density, MD stage) of ``frames``: frame count, mean histogram of ``x`` (one per frame,
+    flattened), mean energy (eV/atom)."""
+    density, stage, y = frames["density"].values.round(3), frames["process"].values, frames["energy_per_atom"].values
+    x = np.asarray(x).reshape(len(y), -1)
     means = {}
-    for key in sorted(set(keys)):
-        rows = np.array([k == key for k in keys])
+    for key in sorted(set(zip(density, stage, strict=True))):
+        rows = (density == key[0]) & (stage == key[1])
         means[key] = (int(rows.sum()), x[rows].mean(axis=0, dtype=np.float64), float(y[rows].mean()))
     return means
 
 
-def run_spread(store, collection: str) -> dict[str, float]:
+def run_spread(frames) -> dict[str, float]:
     """Per MD stage: the standard deviation (meV/atom) of one run's mean energy about its density's
     mean, pooled over the densities: how far one run's stratum mean may sit from another's."""
-    frames = store.frames(collection)
     density, stage = frames["density"].values.round(3), frames["process"].values
     run, y = frames["trajectory"].values, 1000 * frames["energy_per_atom"].values
     spread = {}
@@ -62,11 +60,11 @@ def main() -> None:
     args = parser.parse_args()
     store, model_dir = open_store(args.store), load_model_dir(args.model)
     model = load_model(model_dir)
-    group = model_dir.config["descriptor_groups"][0]
-    params = store.descriptor_groups(SMALL)[group]["params"]
-    bins, (lo, hi) = params["bins"], params.get("range", params.get("ph", {}).get("range"))
+    group, (bins, _) = model_dir.config["descriptor_groups"][0], model_dir.config["feature_shapes"][0]
+    lo, hi = model_dir.config["descriptor_params"][0]["range"]
     w = model.coef_ / model.scale_ * 1000  # meV/atom per unit of each bin
-    small, large = strata_means(store, SMALL, group), strata_means(store, LARGE, group)
+    frames = {c: store.frames(c) for c in (SMALL, LARGE)}
+    small, large = (strata_means(frames[c], store.descriptor(c, group)["histogram"].values) for c in (SMALL, LARGE))
     shared = sorted(set(small) & set(large))
 
     def differences(keys: list[tuple]) -> tuple[np.ndarray, float, int]:
@@ -76,7 +74,7 @@ def main() -> None:
         dy = 1000 * sum(c * (large[k][2] - small[k][2]) for c, k in zip(n, keys, strict=True)) / n.sum()
         return dx, dy, int(n.sum())
 
-    spread = run_spread(store, SMALL)
+    spread = run_spread(frames[SMALL])
     for stage in sorted({k[1] for k in shared}):
         dx, dy, n = differences([k for k in shared if k[1] == stage])
         print(f"{stage} ({n} frames): w·Δx̄ {w @ dx:+.1f}, Δȳ {dy:+.1f}, shift {w @ dx - dy:+.1f} "
@@ -96,15 +94,8 @@ def main() -> None:
     top = np.argsort(-np.abs(part), axis=None)[:8]
     print("largest bins: " + ", ".join(f"({birth.flat[i]:.2f}, {death.flat[i]:.2f}) {part.flat[i]:+.2f}" for i in top))
     if args.plot:
-        import matplotlib.pyplot as plt
-
-        limit = np.abs(part).max()
-        fig, ax = plt.subplots(figsize=(5, 4.3))
-        image = ax.imshow(part.T, origin="lower", extent=(lo, hi, lo, hi), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        fig.colorbar(image, label="w · (x̄512 − x̄216), meV/atom per bin")
-        ax.set(xlabel="birth (Å²)", ylabel="death (Å²)", title=f"{model_dir.path.name}: 512-atom shift by bin")
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
+        title = f"{model_dir.path.name}: 512-atom shift by bin"
+        plot_coefficient_map(part, (lo, hi), args.plot, title, "w · (x̄512 − x̄216), meV/atom per bin")
 
 
 if __name__ == "__main__":
